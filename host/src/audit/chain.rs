@@ -1,0 +1,297 @@
+//! Line framing and hash computation: the only place that knows how a record's bytes look.
+//!
+//! Writing and verifying share these helpers so that both sides agree byte for byte on what the
+//! hash covers. Verifying never re-serializes JSON: it splits the hash off the end of the line and
+//! hashes the bytes in front of it.
+
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use sha2::{Digest, Sha256};
+
+use super::error::BodyError;
+
+/// The `prev_hash` of the first record of every log: 64 zeros.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The `format` field of the `log_start` record that opens every log.
+pub const FORMAT: &str = "mandate-audit/1";
+
+/// The `kind` of the record that opens every log.
+pub const LOG_START_KIND: &str = "log_start";
+
+/// Keys the log stamps itself; a body may not set them.
+pub const RESERVED_KEYS: [&str; 4] = ["seq", "prev_hash", "timestamp", "hash"];
+
+/// What sits between the hashed prefix and the hash: `,"hash":"`.
+const HASH_INFIX: &[u8] = b",\"hash\":\"";
+
+/// What closes every line (before its newline): `"}`.
+const LINE_END: &[u8] = b"\"}";
+
+/// Length of a SHA-256 digest in lowercase hex.
+pub(crate) const HASH_HEX_LEN: usize = 64;
+
+/// How every record line starts; lets the verifier tell a torn record from a foreign file.
+pub(crate) const RECORD_START: &[u8] = b"{\"seq\":";
+
+/// A body serialized to the inside of a JSON object (no braces), checked for reserved and
+/// duplicate keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BodyFields(Vec<u8>);
+
+impl BodyFields {
+    /// Serializes `body` and checks that it is an object with no reserved or repeated key.
+    pub(crate) fn new<T: Serialize + ?Sized>(body: &T) -> Result<Self, BodyError> {
+        let bytes = serde_json::to_vec(body).map_err(BodyError::Serialize)?;
+        // The compact serializer writes an object as `{...}` with no surrounding whitespace.
+        let inner = bytes
+            .strip_prefix(b"{")
+            .and_then(|rest| rest.strip_suffix(b"}"))
+            .ok_or(BodyError::NotAnObject)?;
+        let ObjectKeys(keys) =
+            serde_json::from_slice(&bytes).map_err(|_| BodyError::NotAnObject)?;
+        let mut seen: Vec<&str> = Vec::with_capacity(keys.len());
+        for key in &keys {
+            if RESERVED_KEYS.contains(&key.as_str()) {
+                return Err(BodyError::ReservedKey { key: key.clone() });
+            }
+            if seen.contains(&key.as_str()) {
+                return Err(BodyError::DuplicateKey { key: key.clone() });
+            }
+            seen.push(key);
+        }
+        Ok(Self(inner.to_vec()))
+    }
+}
+
+/// The keys of a JSON object, in order and with repeats (a `Map` would hide both).
+struct ObjectKeys(Vec<String>);
+
+impl<'de> Deserialize<'de> for ObjectKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeysVisitor;
+
+        impl<'de> Visitor<'de> for KeysVisitor {
+            type Value = ObjectKeys;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ObjectKeys, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<IgnoredAny>()?;
+                    keys.push(key);
+                }
+                Ok(ObjectKeys(keys))
+            }
+        }
+
+        deserializer.deserialize_map(KeysVisitor)
+    }
+}
+
+/// Formats a timestamp as RFC 3339 UTC with exactly three fractional digits.
+pub(crate) fn format_timestamp(timestamp: Timestamp) -> String {
+    format!("{timestamp:.3}")
+}
+
+/// The current time, truncated to whole milliseconds so that the value handed back to the
+/// caller is exactly the one written.
+pub(crate) fn now_millis() -> Timestamp {
+    let now = Timestamp::now();
+    Timestamp::from_millisecond(now.as_millisecond()).unwrap_or(now)
+}
+
+/// Lowercase hex SHA-256 of a line's hashed prefix.
+pub(crate) fn hash_prefix(prefix: &[u8]) -> String {
+    hex::encode(Sha256::digest(prefix))
+}
+
+/// A complete record line, newline included, and its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EncodedLine {
+    /// The bytes to write.
+    pub(crate) bytes: Vec<u8>,
+    /// The record's `hash` field.
+    pub(crate) hash: String,
+}
+
+/// Frames one record: `{"seq":N,"prev_hash":"..","timestamp":"..",<body>,"hash":".."}\n`.
+pub(crate) fn encode_line(
+    seq: u64,
+    prev_hash: &str,
+    timestamp: Timestamp,
+    body: &BodyFields,
+) -> EncodedLine {
+    let mut bytes = Vec::with_capacity(body.0.len() + 200);
+    bytes.extend_from_slice(RECORD_START);
+    bytes.extend_from_slice(seq.to_string().as_bytes());
+    bytes.extend_from_slice(b",\"prev_hash\":\"");
+    bytes.extend_from_slice(prev_hash.as_bytes());
+    bytes.extend_from_slice(b"\",\"timestamp\":\"");
+    bytes.extend_from_slice(format_timestamp(timestamp).as_bytes());
+    bytes.push(b'"');
+    if !body.0.is_empty() {
+        bytes.push(b',');
+        bytes.extend_from_slice(&body.0);
+    }
+    let hash = hash_prefix(&bytes);
+    bytes.extend_from_slice(HASH_INFIX);
+    bytes.extend_from_slice(hash.as_bytes());
+    bytes.extend_from_slice(LINE_END);
+    bytes.push(b'\n');
+    EncodedLine { bytes, hash }
+}
+
+/// A line split into the bytes its hash covers and the hash it records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Framed<'a> {
+    /// Everything before `,"hash":"`.
+    pub(crate) prefix: &'a [u8],
+    /// The recorded hash: 64 lowercase hex digits.
+    pub(crate) hash: &'a str,
+}
+
+impl Framed<'_> {
+    /// Whether the recorded hash is the hash of the prefix.
+    pub(crate) fn hash_matches(&self) -> bool {
+        hash_prefix(self.prefix) == self.hash
+    }
+}
+
+/// Splits a line (without its newline) that ends in `,"hash":"<64 lowercase hex>"}`.
+pub(crate) fn split_framed(line: &[u8]) -> Option<Framed<'_>> {
+    let rest = line.strip_suffix(LINE_END)?;
+    let hash_start = rest.len().checked_sub(HASH_HEX_LEN)?;
+    let (rest, hash) = rest.split_at(hash_start);
+    if !hash.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let prefix = rest.strip_suffix(HASH_INFIX)?;
+    let hash = std::str::from_utf8(hash).ok()?;
+    Some(Framed { prefix, hash })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(millis: i64) -> Timestamp {
+        Timestamp::from_millisecond(millis).unwrap()
+    }
+
+    #[test]
+    fn timestamps_always_have_three_fractional_digits() {
+        assert_eq!(
+            format_timestamp(at(1_795_710_349_123)),
+            "2026-11-26T16:25:49.123Z"
+        );
+        assert_eq!(
+            format_timestamp(at(1_795_710_349_000)),
+            "2026-11-26T16:25:49.000Z"
+        );
+        assert_eq!(
+            format_timestamp(at(1_795_710_349_020)),
+            "2026-11-26T16:25:49.020Z"
+        );
+    }
+
+    #[test]
+    fn encoded_line_has_the_documented_shape_and_splits_back() {
+        let body = BodyFields::new(&json!({"kind": "x", "n": 1})).unwrap();
+        let line = encode_line(7, GENESIS_HASH, at(1_795_710_349_123), &body);
+        let text = String::from_utf8(line.bytes.clone()).unwrap();
+        let expected_prefix = format!(
+            "{{\"seq\":7,\"prev_hash\":\"{GENESIS_HASH}\",\"timestamp\":\"2026-11-26T16:25:49.123Z\",\"kind\":\"x\",\"n\":1"
+        );
+        assert_eq!(
+            text,
+            format!("{expected_prefix},\"hash\":\"{}\"}}\n", line.hash)
+        );
+        assert_eq!(line.hash, hash_prefix(expected_prefix.as_bytes()));
+
+        let framed = split_framed(line.bytes.strip_suffix(b"\n").unwrap()).unwrap();
+        assert_eq!(framed.prefix, expected_prefix.as_bytes());
+        assert_eq!(framed.hash, line.hash);
+        assert!(framed.hash_matches());
+        serde_json::from_slice::<serde_json::Value>(&line.bytes).unwrap();
+    }
+
+    #[test]
+    fn an_empty_body_adds_no_fields() {
+        let line = encode_line(
+            1,
+            GENESIS_HASH,
+            at(0),
+            &BodyFields::new(&json!({})).unwrap(),
+        );
+        let value: serde_json::Value = serde_json::from_slice(&line.bytes).unwrap();
+        let keys: Vec<_> = value.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys.len(), 4);
+    }
+
+    #[test]
+    fn body_field_order_is_kept() {
+        #[derive(Serialize)]
+        struct Body {
+            zeta: u8,
+            alpha: u8,
+        }
+        let body = BodyFields::new(&Body { zeta: 1, alpha: 2 }).unwrap();
+        assert_eq!(body.0, b"\"zeta\":1,\"alpha\":2");
+    }
+
+    #[test]
+    fn bodies_that_are_not_objects_or_set_reserved_keys_are_rejected() {
+        for body in [json!(null), json!(3), json!("x"), json!([1, 2])] {
+            assert!(
+                matches!(BodyFields::new(&body), Err(BodyError::NotAnObject)),
+                "{body}"
+            );
+        }
+        for key in RESERVED_KEYS {
+            let body = json!({ "kind": "x", key: 1 });
+            assert!(
+                matches!(BodyFields::new(&body), Err(BodyError::ReservedKey { key: ref k }) if k == key),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn bodies_with_a_repeated_key_are_rejected() {
+        struct Twice;
+        impl Serialize for Twice {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut map = s.serialize_map(None)?;
+                map.serialize_entry("kind", "a")?;
+                map.serialize_entry("kind", "b")?;
+                map.end()
+            }
+        }
+        assert!(matches!(
+            BodyFields::new(&Twice),
+            Err(BodyError::DuplicateKey { key }) if key == "kind"
+        ));
+    }
+
+    #[test]
+    fn split_framed_rejects_lines_without_a_well_formed_hash() {
+        let hash = "a".repeat(64);
+        assert!(split_framed(format!("{{\"x\":1,\"hash\":\"{hash}\"}}").as_bytes()).is_some());
+        let upper = "A".repeat(64);
+        assert!(split_framed(format!("{{\"x\":1,\"hash\":\"{upper}\"}}").as_bytes()).is_none());
+        let short = "a".repeat(63);
+        assert!(split_framed(format!("{{\"x\":1,\"hash\":\"{short}\"}}").as_bytes()).is_none());
+        assert!(split_framed(format!("{{\"x\":1,\"hash\": \"{hash}\"}}").as_bytes()).is_none());
+        assert!(split_framed(b"").is_none());
+        assert!(split_framed(b"\"}").is_none());
+    }
+}

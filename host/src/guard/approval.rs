@@ -1,0 +1,297 @@
+//! Human approval: the callback a guard calls when policy holds a call for a
+//! reviewer, and the built-in reviewers.
+//!
+//! The guard enforces the deadline around [`Reviewer::review`]; a reviewer
+//! that errors, or one that has not answered by the deadline, means denied.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::session::{AgentRef, Delegate, UserRef};
+use super::tools::BoxFuture;
+use crate::policy::DeterminingPolicy;
+
+/// Everything a reviewer needs to decide one held call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingApproval {
+    /// Unique id of this approval request.
+    pub approval_id: String,
+    /// The session the call belongs to.
+    pub session_id: String,
+    /// The call, as in the audit records.
+    pub call_id: String,
+    /// The tool the agent wants to call.
+    pub tool: String,
+    /// Its arguments, with sensitive ones redacted.
+    pub arguments: Value,
+    /// The Cedar resource, e.g. `Document::"doc_88pk3r"`.
+    pub resource: String,
+    /// The user the agent acts for.
+    pub user: UserRef,
+    /// The agent.
+    pub agent: AgentRef,
+    /// On whose behalf, `user:alice` -> `agent:...`.
+    pub delegation_chain: Vec<Delegate>,
+    /// The policies that hold the call for a human, with their reasons.
+    pub demanded_by: Vec<DeterminingPolicy>,
+    /// No decision is accepted after this instant.
+    pub deadline: Timestamp,
+}
+
+/// Approve or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Let the call proceed (if policy allows this reviewer).
+    Approve,
+    /// Refuse the call.
+    Deny,
+}
+
+/// A reviewer's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewDecision {
+    /// Approve or deny.
+    pub decision: Verdict,
+    /// The reviewer's user id; policies see it as `context.approval.reviewer`.
+    pub reviewer: String,
+    /// Why, shown to the agent on denial and written in the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A reviewer that could not give an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("reviewer `{reviewer}` failed: {message}")]
+pub struct ReviewError {
+    /// Which reviewer.
+    pub reviewer: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The approval callback. Implement it to plug a host's own review flow in.
+///
+/// `review` may take minutes (a human decides); it must not block a thread
+/// while it waits. The guard drops the future at the deadline.
+pub trait Reviewer: Send + Sync + 'static {
+    /// A short name for records, e.g. `deny-all`.
+    fn name(&self) -> &str;
+
+    /// Decides `pending`.
+    fn review<'a>(
+        &'a self,
+        pending: &'a PendingApproval,
+    ) -> BoxFuture<'a, Result<ReviewDecision, ReviewError>>;
+}
+
+/// Denies every held call: the default, so nothing waits on a human who is
+/// not there.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DenyAll;
+
+impl Reviewer for DenyAll {
+    fn name(&self) -> &str {
+        "deny-all"
+    }
+
+    fn review<'a>(
+        &'a self,
+        _pending: &'a PendingApproval,
+    ) -> BoxFuture<'a, Result<ReviewDecision, ReviewError>> {
+        Box::pin(async {
+            Ok(ReviewDecision {
+                decision: Verdict::Deny,
+                reviewer: "deny-all".into(),
+                reason: Some("no reviewer is configured; held calls are denied".into()),
+            })
+        })
+    }
+}
+
+/// Runs a program for each held call, like a git hook: the pending approval
+/// as JSON on its stdin, a [`ReviewDecision`] as JSON on its stdout. A
+/// non-zero exit or unreadable output means the reviewer failed (denied). The
+/// program is killed if the deadline passes.
+#[derive(Debug, Clone)]
+pub struct CommandReviewer {
+    program: PathBuf,
+    name: String,
+}
+
+/// Largest reviewer output read; a decision is a few hundred bytes.
+const MAX_REVIEWER_OUTPUT: u64 = 64 * 1024;
+
+impl CommandReviewer {
+    /// A reviewer that runs `program` (no shell, no arguments).
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        let program = program.into();
+        CommandReviewer {
+            name: format!("cmd:{}", program.display()),
+            program,
+        }
+    }
+
+    async fn run(&self, pending: &PendingApproval) -> Result<ReviewDecision, String> {
+        let input = serde_json::to_vec(pending).map_err(|e| e.to_string())?;
+        let mut child = tokio::process::Command::new(&self.program)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start `{}`: {e}", self.program.display()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A reviewer may exit without reading its input; that is its choice.
+            let _ = stdin.write_all(&input).await;
+        }
+        let mut stdout = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            out.take(MAX_REVIEWER_OUTPUT)
+                .read_to_end(&mut stdout)
+                .await
+                .map_err(|e| format!("cannot read its output: {e}"))?;
+        }
+        let mut stderr = Vec::new();
+        if let Some(err) = child.stderr.take() {
+            let _ = err.take(MAX_REVIEWER_OUTPUT).read_to_end(&mut stderr).await;
+        }
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| format!("cannot wait for it: {e}"))?;
+        if !status.success() {
+            let stderr = String::from_utf8_lossy(&stderr);
+            return Err(format!("exited with {status}: {}", stderr.trim()));
+        }
+        serde_json::from_slice(&stdout).map_err(|e| {
+            format!(
+                "its output is not a decision ({e}); expected {{\"decision\": \"approve\"|\"deny\", \"reviewer\": \"<user id>\", \"reason\": \"...\"}}"
+            )
+        })
+    }
+}
+
+impl Reviewer for CommandReviewer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn review<'a>(
+        &'a self,
+        pending: &'a PendingApproval,
+    ) -> BoxFuture<'a, Result<ReviewDecision, ReviewError>> {
+        Box::pin(async move {
+            self.run(pending).await.map_err(|message| ReviewError {
+                reviewer: self.name.clone(),
+                message,
+            })
+        })
+    }
+}
+
+/// Asks at the terminal: shows the held call on stderr and reads the answer
+/// from stdin. Prompts are taken one at a time.
+#[derive(Debug, Default)]
+pub struct PromptReviewer {
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl PromptReviewer {
+    /// A terminal reviewer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn read_line() -> Result<String, String> {
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(0) => Err("stdin is closed".into()),
+        Ok(_) => Ok(line.trim().to_string()),
+        Err(e) => Err(format!("cannot read stdin: {e}")),
+    }
+}
+
+impl Reviewer for PromptReviewer {
+    fn name(&self) -> &str {
+        "prompt"
+    }
+
+    fn review<'a>(
+        &'a self,
+        pending: &'a PendingApproval,
+    ) -> BoxFuture<'a, Result<ReviewDecision, ReviewError>> {
+        Box::pin(async move {
+            let _turn = self.turn.lock().await;
+            let fail = |message: String| ReviewError {
+                reviewer: "prompt".into(),
+                message,
+            };
+            let left = pending.deadline.duration_since(Timestamp::now());
+            let reasons: Vec<String> = pending
+                .demanded_by
+                .iter()
+                .map(|p| match &p.reason {
+                    Some(r) => format!("{} ({r})", p.id),
+                    None => p.id.clone(),
+                })
+                .collect();
+            let chain: Vec<String> = pending
+                .delegation_chain
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            eprintln!(
+                "\n── approval needed ─────────────────────────────\n  tool:      {}\n  resource:  {}\n  arguments: {}\n  user:      {} <{}>\n  agent:     {} {} ({})\n  on behalf: {}\n  held by:   {}\n  deadline:  {} ({}s left)",
+                pending.tool,
+                pending.resource,
+                pending.arguments,
+                pending.user.id,
+                pending.user.email,
+                pending.agent.name,
+                pending.agent.version,
+                pending.agent.id,
+                chain.join(" -> "),
+                reasons.join("; "),
+                pending.deadline,
+                left.as_secs().max(0),
+            );
+            let answers = tokio::task::spawn_blocking(|| {
+                eprint!("approve? [y/N] ");
+                let verdict = read_line()?;
+                eprint!("your user id: ");
+                let reviewer = read_line()?;
+                eprint!("reason (optional): ");
+                let reason = read_line()?;
+                Ok::<_, String>((verdict, reviewer, reason))
+            })
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(fail)?;
+            let (verdict, reviewer, reason) = answers;
+            if reviewer.is_empty() {
+                return Err(fail("no reviewer id given".into()));
+            }
+            Ok(ReviewDecision {
+                decision: if matches!(verdict.as_str(), "y" | "Y" | "yes") {
+                    Verdict::Approve
+                } else {
+                    Verdict::Deny
+                },
+                reviewer,
+                reason: (!reason.is_empty()).then_some(reason),
+            })
+        })
+    }
+}
+
+/// Default time a reviewer has to decide.
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);

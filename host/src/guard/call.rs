@@ -1,0 +1,654 @@
+//! The call path of DESIGN.md, steps 2 to 9: look the tool up, check the
+//! session, build the Cedar request, decide (with the counterfactual approval
+//! rule), write the decision record durably, run the tool, write the outcome.
+
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use cedar_policy::{Context, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::Value;
+
+use super::approval::{PendingApproval, Verdict};
+use super::record::{
+    ActionRecord, ApprovalOutcome, ApprovalRecord, CallStatus, DecidedBy, DecisionRecord,
+    OutcomeRecord, Record, RecordKind,
+};
+use super::session::Session;
+use super::tools::ToolContext;
+use super::{GuardError, SessionGuard};
+use crate::policy::{Decision, Effect, to_cedar};
+
+/// What the agent gets back instead of a result. Mirrors the WIT
+/// `tool-error` variant; a denial is a value, never a trap.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ToolCallError {
+    /// Policies deny the call.
+    #[error("denied by {}", if .policies.is_empty() { "default (no policy permits it)".to_string() } else { .policies.join(", ") })]
+    Denied {
+        /// Determining policy ids (or those that failed to evaluate).
+        policies: Vec<String>,
+        /// Their reasons.
+        reasons: Vec<String>,
+    },
+    /// A reviewer refused, or a reviewer policy does not accept.
+    #[error("approval denied: {0}")]
+    ApprovalDenied(String),
+    /// Nobody decided in time.
+    #[error("approval timed out")]
+    ApprovalTimedOut,
+    /// The session has expired.
+    #[error("session expired")]
+    SessionExpired,
+    /// No such tool.
+    #[error("unknown tool `{0}`")]
+    UnknownTool(String),
+    /// The arguments do not fit the tool.
+    #[error("invalid arguments: {0}")]
+    InvalidArguments(String),
+    /// The tool failed.
+    #[error("tool failed: {0}")]
+    ToolFailed(String),
+    /// The audit log cannot be written; nothing ran.
+    #[error("audit unavailable: {0}")]
+    AuditUnavailable(String),
+}
+
+/// What happened to one call, for observers such as the CLI.
+#[derive(Debug, Clone)]
+pub struct CallReport {
+    /// The call id.
+    pub call_id: String,
+    /// The tool asked for.
+    pub tool: String,
+    /// The Cedar resource, if one was derived.
+    pub resource: Option<String>,
+    /// The final effect.
+    pub effect: Effect,
+    /// The determining policies of the final decision.
+    pub policies: Vec<String>,
+    /// How approval went.
+    pub approval: ApprovalOutcome,
+    /// The reviewer, if one decided.
+    pub reviewer: Option<String>,
+    /// The error returned to the agent, if any.
+    pub error: Option<ToolCallError>,
+    /// Sequence number of the decision record, if it was written.
+    pub decision_seq: Option<u64>,
+}
+
+/// The parts of a call's Cedar request that are the same for the whole
+/// session, built once at session start.
+pub(crate) struct PreparedSession {
+    pub(crate) principal: EntityUid,
+    pub(crate) parts: Vec<(String, RestrictedExpression)>,
+}
+
+fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
+    let ty = EntityTypeName::from_str(ty).map_err(|e| format!("entity type `{ty}`: {e}"))?;
+    Ok(EntityUid::from_type_name_and_id(ty, EntityId::new(id)))
+}
+
+/// Cedar's datetime wants exactly millisecond precision in UTC.
+fn cedar_datetime(t: Timestamp) -> RestrictedExpression {
+    RestrictedExpression::new_datetime(t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+}
+
+impl PreparedSession {
+    pub(crate) fn new(session: &Session) -> Result<Self, String> {
+        let record = |fields: Vec<(&str, RestrictedExpression)>| {
+            RestrictedExpression::new_record(fields.into_iter().map(|(k, v)| (k.to_string(), v)))
+                .map_err(|e| e.to_string())
+        };
+        let session_expr = record(vec![
+            (
+                "id",
+                RestrictedExpression::new_string(session.session_id.clone()),
+            ),
+            (
+                "scopes",
+                RestrictedExpression::new_set(
+                    session
+                        .scopes
+                        .iter()
+                        .map(|s| RestrictedExpression::new_string(s.clone())),
+                ),
+            ),
+            (
+                "type",
+                RestrictedExpression::new_string(session.session_type.as_str().to_string()),
+            ),
+            ("expires_at", cedar_datetime(session.expires_at)),
+        ])?;
+        let delegation = record(vec![
+            (
+                "chain",
+                RestrictedExpression::new_set(
+                    session
+                        .delegation_chain
+                        .iter()
+                        .map(|d| RestrictedExpression::new_string(d.to_string())),
+                ),
+            ),
+            (
+                "depth",
+                RestrictedExpression::new_long(
+                    i64::try_from(session.delegation_chain.len()).unwrap_or(i64::MAX),
+                ),
+            ),
+        ])?;
+        Ok(PreparedSession {
+            principal: uid("Agent", &session.agent.id)?,
+            parts: vec![
+                ("session".into(), session_expr),
+                (
+                    "user".into(),
+                    RestrictedExpression::new_entity_uid(uid("User", &session.user.id)?),
+                ),
+                ("delegation".into(), delegation),
+            ],
+        })
+    }
+}
+
+/// Replaces the tool's sensitive top-level arguments so they never reach the
+/// log or a reviewer in clear.
+fn redact(arguments: &Value, sensitive: &[String]) -> Value {
+    match arguments {
+        Value::Object(map) if !sensitive.is_empty() => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    if sensitive.iter().any(|s| s == k) {
+                        (k.clone(), Value::String("[redacted]".into()))
+                    } else {
+                        (k.clone(), v.clone())
+                    }
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// How the approval step ended, before it is written down.
+struct ApprovalResult {
+    record: ApprovalRecord,
+    decision: Decision,
+    error: Option<ToolCallError>,
+}
+
+impl SessionGuard {
+    /// Handles one tool call from the agent: `arguments` is the JSON text the
+    /// guest passed. Returns the tool's result as JSON text, or why not.
+    pub async fn call(&self, tool_name: &str, arguments: &str) -> Result<String, ToolCallError> {
+        let n = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let call_id = format!("{}:{n}", self.session.session_id);
+        let parsed: Result<Value, _> = serde_json::from_str(arguments);
+
+        let Some(tool) = self.inner.tools.get(tool_name).cloned() else {
+            let action = ActionRecord {
+                kind: "tool_call",
+                tool: tool_name.to_string(),
+                scope: None,
+                arguments: parsed.unwrap_or_else(|_| Value::String(arguments.to_string())),
+                resource: None,
+            };
+            let err = ToolCallError::UnknownTool(tool_name.to_string());
+            return self
+                .refuse(call_id, action, DecidedBy::UnknownTool, err)
+                .await;
+        };
+        let spec = tool.spec();
+        let mut action = ActionRecord {
+            kind: "tool_call",
+            tool: tool_name.to_string(),
+            scope: Some(spec.scope.clone()),
+            arguments: match &parsed {
+                Ok(v) => redact(v, &spec.sensitive),
+                // Unparseable text may hold a secret too; keep only its size.
+                Err(_) if !spec.sensitive.is_empty() => {
+                    Value::String(format!("[unparsed, {} bytes]", arguments.len()))
+                }
+                Err(_) => Value::String(arguments.to_string()),
+            },
+            resource: None,
+        };
+
+        let now = Timestamp::now();
+        if self.session.is_expired(now) {
+            return self
+                .refuse(
+                    call_id,
+                    action,
+                    DecidedBy::SessionExpired,
+                    ToolCallError::SessionExpired,
+                )
+                .await;
+        }
+
+        let args = match parsed {
+            Ok(v) => v,
+            Err(e) => {
+                let err =
+                    ToolCallError::InvalidArguments(format!("arguments are not valid json: {e}"));
+                return self
+                    .refuse(call_id, action, DecidedBy::InvalidArguments, err)
+                    .await;
+            }
+        };
+        let resource = match tool.resource(&args) {
+            Ok(r) => r,
+            Err(e) => {
+                let err = ToolCallError::InvalidArguments(e);
+                return self
+                    .refuse(call_id, action, DecidedBy::InvalidArguments, err)
+                    .await;
+            }
+        };
+        action.resource = Some(resource.to_string());
+        let typed = match tool.parse(&args) {
+            Ok(t) => t,
+            Err(e) => {
+                let err = ToolCallError::InvalidArguments(e);
+                return self
+                    .refuse(call_id, action, DecidedBy::InvalidArguments, err)
+                    .await;
+            }
+        };
+        let cedar_args = match to_cedar(&args, "arguments") {
+            Ok(a) => a,
+            Err(e) => {
+                let err = ToolCallError::InvalidArguments(e.to_string());
+                return self
+                    .refuse(call_id, action, DecidedBy::InvalidArguments, err)
+                    .await;
+            }
+        };
+        let entities = match self.inner.entities.entities_for(&self.session, &resource) {
+            Ok(e) => e,
+            Err(e) => {
+                let err = ToolCallError::Denied {
+                    policies: Vec::new(),
+                    reasons: vec![e.to_string()],
+                };
+                return self
+                    .refuse(call_id, action, DecidedBy::EntityLookup, err)
+                    .await;
+            }
+        };
+
+        let now_expr = cedar_datetime(now);
+        let request = |approval: RestrictedExpression| -> Result<Request, String> {
+            let mut pairs = self.context_parts().to_vec();
+            pairs.push(("approval".into(), approval));
+            pairs.push(("now".into(), now_expr.clone()));
+            pairs.push(("arguments".into(), cedar_args.clone()));
+            let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
+            Request::new(
+                self.principal().clone(),
+                tool.action().clone(),
+                resource.clone(),
+                context,
+                Some(self.inner.policies.schema()),
+            )
+            .map_err(|e| e.to_string())
+        };
+        let decide = |approval: RestrictedExpression| -> Result<Decision, String> {
+            Ok(self.inner.policies.decide(&request(approval)?, &entities))
+        };
+
+        let first = match decide(approval_expr(false, None)) {
+            Ok(d) => d,
+            Err(e) => {
+                let err = ToolCallError::InvalidArguments(format!(
+                    "arguments do not match the schema of action `{}`: {e}",
+                    tool.action()
+                ));
+                return self
+                    .refuse(call_id, action, DecidedBy::InvalidArguments, err)
+                    .await;
+            }
+        };
+        let approval = if first.effect == Effect::Allow || !first.errors.is_empty() {
+            ApprovalResult {
+                record: ApprovalRecord::not_required(),
+                error: (first.effect == Effect::Deny).then(|| denial(&first)),
+                decision: first,
+            }
+        } else {
+            match decide(approval_expr(true, None)) {
+                Ok(cf) if cf.effect == Effect::Allow => {
+                    let demanded_by = if first.determining_policies.is_empty() {
+                        cf.determining_policies.clone()
+                    } else {
+                        first.determining_policies.clone()
+                    };
+                    let pending = PendingApproval {
+                        approval_id: format!("apr:{call_id}"),
+                        session_id: self.session.session_id.clone(),
+                        call_id: call_id.clone(),
+                        tool: tool_name.to_string(),
+                        arguments: action.arguments.clone(),
+                        resource: resource.to_string(),
+                        user: self.session.user.clone(),
+                        agent: self.session.agent.clone(),
+                        delegation_chain: self.session.delegation_chain.clone(),
+                        demanded_by,
+                        deadline: deadline(now, self.inner.approval_timeout),
+                    };
+                    self.ask_reviewer(pending, &decide).await
+                }
+                _ => ApprovalResult {
+                    record: ApprovalRecord::not_required(),
+                    error: Some(denial(&first)),
+                    decision: first,
+                },
+            }
+        };
+
+        let allowed = approval.error.is_none() && approval.decision.effect == Effect::Allow;
+        let mut record = Record::new(RecordKind::Decision, &self.identity);
+        record.call_id = Some(call_id.clone());
+        record.action = Some(action);
+        record.decision = Some(self.decision_record(&approval.decision, DecidedBy::Policy, None));
+        record.approval = Some(approval.record.clone());
+        let mut report = CallReport {
+            call_id: call_id.clone(),
+            tool: tool_name.to_string(),
+            resource: Some(resource.to_string()),
+            effect: if allowed { Effect::Allow } else { Effect::Deny },
+            policies: approval
+                .decision
+                .determining_policies
+                .iter()
+                .map(|p| p.id.clone())
+                .collect(),
+            approval: approval.record.outcome,
+            reviewer: approval.record.reviewer.clone(),
+            error: None,
+            decision_seq: None,
+        };
+        // Write-ahead: the decision is durable before the tool can run.
+        let appended = match self.write(record).await {
+            Ok(a) => a,
+            Err(e) => return self.finish(report, Err(audit_unavailable(&e))),
+        };
+        report.decision_seq = Some(appended.seq);
+        if let Some(err) = approval.error {
+            return self.finish(report, Err(err));
+        }
+        if !allowed {
+            return self.finish(report, Err(denial(&approval.decision)));
+        }
+
+        let ctx = ToolContext {
+            session_id: self.session.session_id.clone(),
+            call_id: call_id.clone(),
+            user_id: self.session.user.id.clone(),
+            decision_seq: appended.seq,
+            audit_path: self.inner.audit.path().to_path_buf(),
+        };
+        let started = Instant::now();
+        let result = tool.run(ctx, typed).await;
+        let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let mut outcome = Record::new(RecordKind::Outcome, &self.identity);
+        outcome.call_id = Some(call_id);
+        outcome.outcome = Some(OutcomeRecord {
+            decision_seq: appended.seq,
+            status: if result.is_ok() {
+                CallStatus::Ok
+            } else {
+                CallStatus::Failed
+            },
+            latency_us,
+            error: result.as_ref().err().map(|e| e.0.clone()),
+        });
+        // The tool has run; if its outcome cannot be recorded the agent does
+        // not get the result, so nothing continues on an unrecorded action.
+        if let Err(e) = self.write(outcome).await {
+            return self.finish(report, Err(audit_unavailable(&e)));
+        }
+        let result = result
+            .map_err(|e| ToolCallError::ToolFailed(e.0))
+            .and_then(|v| {
+                serde_json::to_string(&v).map_err(|e| ToolCallError::ToolFailed(e.to_string()))
+            });
+        self.finish(report, result)
+    }
+
+    /// Step 6: a human decides, within the deadline; then policy decides
+    /// whether that reviewer's approval counts.
+    async fn ask_reviewer(
+        &self,
+        pending: PendingApproval,
+        decide: &impl Fn(RestrictedExpression) -> Result<Decision, String>,
+    ) -> ApprovalResult {
+        let reviewer = &self.inner.reviewer;
+        let mut record = ApprovalRecord {
+            required: true,
+            outcome: ApprovalOutcome::Denied,
+            demanded_by: pending.demanded_by.clone(),
+            reviewer_callback: Some(reviewer.name().to_string()),
+            reviewer: None,
+            decided_at: None,
+            reason: None,
+            deadline: Some(pending.deadline),
+        };
+        let wait = pending
+            .deadline
+            .duration_since(Timestamp::now())
+            .unsigned_abs();
+        let held = Decision {
+            effect: Effect::Deny,
+            determining_policies: pending.demanded_by.clone(),
+            errors: Vec::new(),
+        };
+        let answer = tokio::time::timeout(wait, reviewer.review(&pending)).await;
+        record.decided_at = Some(Timestamp::now());
+        let decision = match answer {
+            Err(_) => {
+                record.outcome = ApprovalOutcome::TimedOut;
+                record.reason = Some(format!("no decision before {}", pending.deadline));
+                return ApprovalResult {
+                    record,
+                    decision: held,
+                    error: Some(ToolCallError::ApprovalTimedOut),
+                };
+            }
+            Ok(Err(e)) => {
+                record.outcome = ApprovalOutcome::ReviewerFailed;
+                record.reason = Some(e.to_string());
+                return ApprovalResult {
+                    record,
+                    decision: held,
+                    error: Some(ToolCallError::ApprovalDenied(e.to_string())),
+                };
+            }
+            Ok(Ok(d)) => d,
+        };
+        record.reviewer = Some(decision.reviewer.clone());
+        record.reason = decision.reason.clone();
+        if decision.decision == Verdict::Deny {
+            record.outcome = ApprovalOutcome::Denied;
+            let why = decision
+                .reason
+                .unwrap_or_else(|| format!("denied by {}", decision.reviewer));
+            return ApprovalResult {
+                record,
+                decision: held,
+                error: Some(ToolCallError::ApprovalDenied(why)),
+            };
+        }
+        let reviewer_expr = match uid("User", &decision.reviewer) {
+            Ok(u) => approval_expr(true, Some(u)),
+            Err(e) => {
+                record.outcome = ApprovalOutcome::ReviewerFailed;
+                record.reason = Some(e.clone());
+                return ApprovalResult {
+                    record,
+                    decision: held,
+                    error: Some(ToolCallError::ApprovalDenied(e)),
+                };
+            }
+        };
+        match decide(reviewer_expr) {
+            Ok(d) if d.effect == Effect::Allow => {
+                record.outcome = ApprovalOutcome::Approved;
+                ApprovalResult {
+                    record,
+                    decision: d,
+                    error: None,
+                }
+            }
+            Ok(d) => {
+                record.outcome = ApprovalOutcome::ReviewerNotAllowed;
+                let reasons: Vec<String> = d
+                    .determining_policies
+                    .iter()
+                    .map(|p| p.reason.clone().unwrap_or_else(|| p.id.clone()))
+                    .chain(d.errors.iter().map(|e| e.message.clone()))
+                    .collect();
+                let why = format!(
+                    "reviewer `{}` may not approve this call: {}",
+                    decision.reviewer,
+                    if reasons.is_empty() {
+                        "no policy permits it".to_string()
+                    } else {
+                        reasons.join("; ")
+                    }
+                );
+                ApprovalResult {
+                    record,
+                    decision: d,
+                    error: Some(ToolCallError::ApprovalDenied(why)),
+                }
+            }
+            Err(e) => {
+                record.outcome = ApprovalOutcome::ReviewerFailed;
+                record.reason = Some(e.clone());
+                ApprovalResult {
+                    record,
+                    decision: held,
+                    error: Some(ToolCallError::ApprovalDenied(e)),
+                }
+            }
+        }
+    }
+
+    /// Records a call refused before policy evaluation and returns `err`.
+    async fn refuse(
+        &self,
+        call_id: String,
+        action: ActionRecord,
+        decided_by: DecidedBy,
+        err: ToolCallError,
+    ) -> Result<String, ToolCallError> {
+        let denied = Decision {
+            effect: Effect::Deny,
+            determining_policies: Vec::new(),
+            errors: Vec::new(),
+        };
+        let mut report = CallReport {
+            call_id: call_id.clone(),
+            tool: action.tool.clone(),
+            resource: action.resource.clone(),
+            effect: Effect::Deny,
+            policies: Vec::new(),
+            approval: ApprovalOutcome::NotRequired,
+            reviewer: None,
+            error: None,
+            decision_seq: None,
+        };
+        let mut record = Record::new(RecordKind::Decision, &self.identity);
+        record.call_id = Some(call_id);
+        record.action = Some(action);
+        record.decision = Some(self.decision_record(&denied, decided_by, Some(err.to_string())));
+        record.approval = Some(ApprovalRecord::not_required());
+        match self.write(record).await {
+            Ok(a) => {
+                report.decision_seq = Some(a.seq);
+                self.finish(report, Err(err))
+            }
+            Err(e) => self.finish(report, Err(audit_unavailable(&e))),
+        }
+    }
+
+    fn decision_record(
+        &self,
+        decision: &Decision,
+        decided_by: DecidedBy,
+        message: Option<String>,
+    ) -> DecisionRecord {
+        DecisionRecord {
+            effect: decision.effect,
+            decided_by,
+            determining_policies: decision.determining_policies.clone(),
+            errors: decision.errors.clone(),
+            message,
+            policy_digest: self.inner.policies.digest().to_string(),
+        }
+    }
+
+    fn finish(
+        &self,
+        mut report: CallReport,
+        result: Result<String, ToolCallError>,
+    ) -> Result<String, ToolCallError> {
+        if let Err(e) = &result {
+            report.effect = match e {
+                ToolCallError::ToolFailed(_) => report.effect,
+                _ => Effect::Deny,
+            };
+            report.error = Some(e.clone());
+        }
+        if let Some(observer) = &self.inner.observer {
+            observer(&report);
+        }
+        result
+    }
+}
+
+fn approval_expr(granted: bool, reviewer: Option<EntityUid>) -> RestrictedExpression {
+    let mut fields = vec![(
+        "granted".to_string(),
+        RestrictedExpression::new_bool(granted),
+    )];
+    if let Some(r) = reviewer {
+        fields.push((
+            "reviewer".to_string(),
+            RestrictedExpression::new_entity_uid(r),
+        ));
+    }
+    // Two distinct keys cannot collide; were it ever to fail, the bool below
+    // does not fit the schema, so the request is refused: fail closed.
+    RestrictedExpression::new_record(fields)
+        .unwrap_or_else(|_| RestrictedExpression::new_bool(false))
+}
+
+fn denial(decision: &Decision) -> ToolCallError {
+    let mut policies: Vec<String> = decision
+        .determining_policies
+        .iter()
+        .map(|p| p.id.clone())
+        .collect();
+    let mut reasons: Vec<String> = decision
+        .determining_policies
+        .iter()
+        .map(|p| p.reason.clone().unwrap_or_default())
+        .collect();
+    for e in &decision.errors {
+        policies.push(e.policy.clone());
+        reasons.push(format!("evaluation error: {}", e.message));
+    }
+    ToolCallError::Denied { policies, reasons }
+}
+
+fn deadline(now: Timestamp, timeout: std::time::Duration) -> Timestamp {
+    let d = SignedDuration::try_from(timeout).unwrap_or(SignedDuration::MAX);
+    now.checked_add(d).unwrap_or(Timestamp::MAX)
+}
+
+fn audit_unavailable(e: &GuardError) -> ToolCallError {
+    ToolCallError::AuditUnavailable(e.to_string())
+}

@@ -1,0 +1,289 @@
+//! The guard: sessions, tools, approval and the call path that ties Cedar
+//! decisions to the audit log. No wasmtime here; the runtime calls in.
+
+mod approval;
+mod call;
+mod entities;
+mod record;
+mod session;
+mod tools;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use cedar_policy::{EntityUid, RestrictedExpression};
+
+pub use approval::{
+    CommandReviewer, DEFAULT_APPROVAL_TIMEOUT, DenyAll, PendingApproval, PromptReviewer,
+    ReviewDecision, ReviewError, Reviewer, Verdict,
+};
+pub use call::{CallReport, ToolCallError};
+pub use entities::{EntityError, EntityProvider, StaticEntities};
+pub use record::{
+    ActionRecord, AgentIdentity, ApprovalOutcome, ApprovalRecord, Authorization, CallStatus,
+    DecidedBy, DecisionRecord, Identity, OutcomeRecord, Record, RecordKind,
+};
+pub use session::{AgentRef, Delegate, DelegateKind, Session, SessionError, SessionType, UserRef};
+pub use tools::{
+    BoxFuture, ParsedArgs, RegisteredTool, RegistryError, ResourceBinding, Tool, ToolContext,
+    ToolFailure, ToolRegistry, ToolSpec,
+};
+
+use crate::audit::{AuditError, AuditLog};
+use crate::policy::Policies;
+
+/// Called with each finished call, e.g. to print it as it happens.
+pub type CallObserver = Arc<dyn Fn(&CallReport) + Send + Sync>;
+
+/// Why a guard could not be built or a session started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GuardError {
+    /// A tool's action is not declared in the schema, so no policy could
+    /// ever allow it.
+    #[error(
+        "tool `{tool}`: action `{action}` is not declared in the schema; add `action {tool} in [\"{scope}\"] appliesTo {{ ... }};` to schema.cedarschema"
+    )]
+    ToolNotInSchema {
+        /// The tool.
+        tool: String,
+        /// Its action.
+        action: String,
+        /// Its scope.
+        scope: String,
+    },
+    /// The session is malformed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The session's Cedar context could not be built.
+    #[error("session `{session_id}`: {message}")]
+    SessionContext {
+        /// The session.
+        session_id: String,
+        /// What Cedar refused.
+        message: String,
+    },
+    /// The audit log refused the record, so nothing may run.
+    #[error("audit log unavailable: {0}")]
+    Audit(#[from] AuditError),
+    /// The task writing the audit record died; nothing may run.
+    #[error("audit log unavailable: the writer task failed: {0}")]
+    AuditTask(String),
+}
+
+struct Inner {
+    policies: Arc<Policies>,
+    tools: ToolRegistry,
+    entities: Arc<dyn EntityProvider>,
+    reviewer: Arc<dyn Reviewer>,
+    audit: Arc<AuditLog>,
+    approval_timeout: Duration,
+    observer: Option<CallObserver>,
+}
+
+/// The policy and audit guard. Build it once with [`Guard::builder`]; start a
+/// [`SessionGuard`] per agent run. Cheap to clone.
+#[derive(Clone)]
+pub struct Guard {
+    inner: Arc<Inner>,
+}
+
+/// Builds a [`Guard`].
+pub struct GuardBuilder {
+    policies: Arc<Policies>,
+    audit: Arc<AuditLog>,
+    tools: ToolRegistry,
+    entities: Option<Arc<dyn EntityProvider>>,
+    reviewer: Arc<dyn Reviewer>,
+    approval_timeout: Duration,
+    observer: Option<CallObserver>,
+}
+
+impl GuardBuilder {
+    /// The tools agents may call.
+    pub fn tools(mut self, tools: ToolRegistry) -> Self {
+        self.tools = tools;
+        self
+    }
+
+    /// Where entities come from; defaults to the policy directory's
+    /// `entities.json`.
+    pub fn entity_provider(mut self, provider: impl EntityProvider) -> Self {
+        self.entities = Some(Arc::new(provider));
+        self
+    }
+
+    /// Who decides held calls; defaults to [`DenyAll`].
+    pub fn reviewer(mut self, reviewer: impl Reviewer) -> Self {
+        self.reviewer = Arc::new(reviewer);
+        self
+    }
+
+    /// Same as [`GuardBuilder::reviewer`] for an already shared reviewer.
+    pub fn reviewer_arc(mut self, reviewer: Arc<dyn Reviewer>) -> Self {
+        self.reviewer = reviewer;
+        self
+    }
+
+    /// How long a reviewer has; defaults to [`DEFAULT_APPROVAL_TIMEOUT`].
+    pub fn approval_timeout(mut self, timeout: Duration) -> Self {
+        self.approval_timeout = timeout;
+        self
+    }
+
+    /// Called after every call with what happened.
+    pub fn on_call(mut self, observer: impl Fn(&CallReport) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// Checks that every tool's action is in the schema and builds the guard.
+    pub fn build(self) -> Result<Guard, GuardError> {
+        let schema = self.policies.schema();
+        for tool in self.tools.iter() {
+            if !schema.actions().any(|a| a == tool.action()) {
+                return Err(GuardError::ToolNotInSchema {
+                    tool: tool.spec().name.clone(),
+                    action: tool.action().to_string(),
+                    scope: tool.spec().scope.clone(),
+                });
+            }
+        }
+        let entities = match self.entities {
+            Some(e) => e,
+            None => Arc::new(StaticEntities::new(self.policies.entities().clone())),
+        };
+        Ok(Guard {
+            inner: Arc::new(Inner {
+                policies: self.policies,
+                tools: self.tools,
+                entities,
+                reviewer: self.reviewer,
+                audit: self.audit,
+                approval_timeout: self.approval_timeout,
+                observer: self.observer,
+            }),
+        })
+    }
+}
+
+impl Guard {
+    /// Starts building a guard over validated `policies` writing to `audit`.
+    pub fn builder(policies: Policies, audit: AuditLog) -> GuardBuilder {
+        GuardBuilder {
+            policies: Arc::new(policies),
+            audit: Arc::new(audit),
+            tools: ToolRegistry::new(),
+            entities: None,
+            reviewer: Arc::new(DenyAll),
+            approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
+            observer: None,
+        }
+    }
+
+    /// The policies in force.
+    pub fn policies(&self) -> &Policies {
+        &self.inner.policies
+    }
+
+    /// The tools.
+    pub fn tools(&self) -> &ToolRegistry {
+        &self.inner.tools
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.inner.audit
+    }
+
+    /// Starts a session: checks it, prepares its Cedar context once, and
+    /// writes the session-start record. `component_digest` identifies the
+    /// agent's code in every record.
+    pub async fn start_session(
+        &self,
+        session: Session,
+        component_digest: Option<String>,
+    ) -> Result<SessionGuard, GuardError> {
+        session.check(&session.session_id)?;
+        let prepared =
+            call::PreparedSession::new(&session).map_err(|message| GuardError::SessionContext {
+                session_id: session.session_id.clone(),
+                message,
+            })?;
+        let identity = Arc::new(Identity::new(&session, component_digest));
+        let guard = SessionGuard {
+            inner: Arc::clone(&self.inner),
+            session: Arc::new(session),
+            identity,
+            prepared,
+            next_call: AtomicU64::new(1),
+        };
+        guard
+            .write(Record::new(RecordKind::SessionStart, &guard.identity))
+            .await?;
+        Ok(guard)
+    }
+}
+
+/// One session's view of the guard: every tool call of the agent goes
+/// through [`SessionGuard::call`].
+pub struct SessionGuard {
+    inner: Arc<Inner>,
+    session: Arc<Session>,
+    identity: Arc<Identity>,
+    prepared: call::PreparedSession,
+    next_call: AtomicU64,
+}
+
+impl SessionGuard {
+    /// The session.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The tools the agent may ask for.
+    pub fn tools(&self) -> &ToolRegistry {
+        &self.inner.tools
+    }
+
+    /// Writes the record that ends the session: `ok` with the agent's result,
+    /// or the error it gave up with.
+    pub async fn end(&self, result: &Result<String, String>) -> Result<(), GuardError> {
+        let mut record = Record::new(RecordKind::SessionEnd, &self.identity);
+        record.detail = Some(match result {
+            Ok(_) => serde_json::json!({ "status": "completed" }),
+            Err(e) => serde_json::json!({ "status": "agent_error", "message": e }),
+        });
+        self.write(record).await.map(|_| ())
+    }
+
+    /// Records that the guest faulted (trapped, ran out of a limit, ...), then
+    /// ends the session.
+    pub async fn fault(&self, message: &str) -> Result<(), GuardError> {
+        let mut record = Record::new(RecordKind::GuestFault, &self.identity);
+        record.detail = Some(serde_json::json!({ "message": message }));
+        self.write(record).await?;
+        let mut end = Record::new(RecordKind::SessionEnd, &self.identity);
+        end.detail = Some(serde_json::json!({ "status": "guest_fault", "message": message }));
+        self.write(end).await.map(|_| ())
+    }
+
+    /// Appends `record` durably. The write and fsync block, so they run on
+    /// the blocking pool rather than stall the async workers.
+    async fn write(&self, record: Record) -> Result<crate::audit::Appended, GuardError> {
+        let audit = Arc::clone(&self.inner.audit);
+        match tokio::task::spawn_blocking(move || audit.append(&record)).await {
+            Ok(result) => result.map_err(GuardError::Audit),
+            Err(join) => Err(GuardError::AuditTask(join.to_string())),
+        }
+    }
+
+    pub(crate) fn principal(&self) -> &EntityUid {
+        &self.prepared.principal
+    }
+
+    pub(crate) fn context_parts(&self) -> &[(String, RestrictedExpression)] {
+        &self.prepared.parts
+    }
+}

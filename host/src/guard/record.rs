@@ -1,0 +1,282 @@
+//! The bodies of audit records written by the guard. The audit module adds
+//! `seq`, `prev_hash`, `timestamp` and `hash` around them.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::session::{AgentRef, Session, UserRef};
+use crate::policy::{DeterminingPolicy, Effect, EvaluationError};
+
+/// What every record of a session repeats, so each record answers who, for
+/// whom and under what authorization on its own. Built once per session.
+#[derive(Debug, Serialize)]
+pub struct Identity {
+    /// The session.
+    pub session_id: String,
+    /// The host's trace id.
+    pub trace_id: String,
+    /// Question 1: the human.
+    pub user: UserRef,
+    /// Question 2: the agent, with the digest of its component.
+    pub agent: AgentIdentity,
+    /// Question 3: what it was authorized to do.
+    pub authorization: Authorization,
+    /// Question 5: on whose behalf, `user:alice` -> `agent:...`.
+    pub delegation_chain: Vec<String>,
+}
+
+/// The agent and the exact code that ran.
+#[derive(Debug, Serialize)]
+pub struct AgentIdentity {
+    /// Agent id, name and version from the session.
+    #[serde(flatten)]
+    pub agent: AgentRef,
+    /// SHA-256 of the component's bytes, when it runs as a component.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component_digest: Option<String>,
+}
+
+/// The session's grant.
+#[derive(Debug, Serialize)]
+pub struct Authorization {
+    /// Scopes granted.
+    pub scopes: Vec<String>,
+    /// `human_approved` or `autonomous`.
+    pub session_type: &'static str,
+    /// Expiry.
+    pub expires_at: Timestamp,
+    /// Who approved the session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// When.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<Timestamp>,
+}
+
+impl Identity {
+    /// Prepares the identity block of `session`.
+    pub fn new(session: &Session, component_digest: Option<String>) -> Self {
+        Identity {
+            session_id: session.session_id.clone(),
+            trace_id: session.trace_id.clone(),
+            user: session.user.clone(),
+            agent: AgentIdentity {
+                agent: session.agent.clone(),
+                component_digest,
+            },
+            authorization: Authorization {
+                scopes: session.scopes.clone(),
+                session_type: session.session_type.as_str(),
+                expires_at: session.expires_at,
+                approved_by: session.approved_by.clone(),
+                approved_at: session.approved_at,
+            },
+            delegation_chain: session
+                .delegation_chain
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        }
+    }
+}
+
+/// The kind of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// A session began.
+    SessionStart,
+    /// A tool call was decided (written before the tool runs).
+    Decision,
+    /// A tool call that was allowed finished.
+    Outcome,
+    /// The guest trapped or otherwise failed.
+    GuestFault,
+    /// A session ended.
+    SessionEnd,
+}
+
+/// One record body.
+#[derive(Debug, Serialize)]
+pub struct Record {
+    /// What happened.
+    pub kind: RecordKind,
+    /// Who, for whom, under which grant.
+    #[serde(flatten)]
+    pub identity: Arc<Identity>,
+    /// The call, for decision and outcome records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+    /// Question 4: what the agent tried to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<ActionRecord>,
+    /// Which policies decided, under which set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionRecord>,
+    /// Question 6: whether a human approved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRecord>,
+    /// What came of an allowed call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<OutcomeRecord>,
+    /// Why the guest stopped, for guest faults and session ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Value>,
+}
+
+impl Record {
+    /// A record of `kind` with only the identity filled in.
+    pub fn new(kind: RecordKind, identity: &Arc<Identity>) -> Self {
+        Record {
+            kind,
+            identity: Arc::clone(identity),
+            call_id: None,
+            action: None,
+            decision: None,
+            approval: None,
+            outcome: None,
+            detail: None,
+        }
+    }
+}
+
+/// The attempted action.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionRecord {
+    /// Always `tool_call` for now.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The tool name as the agent asked for it.
+    pub tool: String,
+    /// Its scope, when the tool exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Arguments with sensitive fields redacted; the raw text when it was
+    /// not valid JSON.
+    pub arguments: Value,
+    /// The Cedar resource, when one could be derived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+}
+
+/// Why the call was refused before or outside policy evaluation, or `policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecidedBy {
+    /// Cedar policies (and the reviewer, when approval was needed).
+    Policy,
+    /// No such tool.
+    UnknownTool,
+    /// The session had expired.
+    SessionExpired,
+    /// The arguments did not fit the tool.
+    InvalidArguments,
+    /// The entity provider failed.
+    EntityLookup,
+}
+
+/// The policy decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionRecord {
+    /// Allow or deny; the final word on whether the tool runs.
+    pub effect: Effect,
+    /// What decided.
+    pub decided_by: DecidedBy,
+    /// The determining policies of the final evaluation.
+    pub determining_policies: Vec<DeterminingPolicy>,
+    /// Evaluation errors (each one denies).
+    pub errors: Vec<EvaluationError>,
+    /// A message for refusals outside policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// SHA-256 of the policies, schema and entities that decided.
+    pub policy_digest: String,
+}
+
+/// How a human review ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalOutcome {
+    /// Policy did not ask for a human.
+    NotRequired,
+    /// A reviewer approved and policy accepted the reviewer.
+    Approved,
+    /// A reviewer denied.
+    Denied,
+    /// No answer before the deadline.
+    TimedOut,
+    /// The reviewer errored.
+    ReviewerFailed,
+    /// A reviewer approved but policy does not let that reviewer approve.
+    ReviewerNotAllowed,
+}
+
+/// The approval part of a decision record.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalRecord {
+    /// Whether policy held the call for a human.
+    pub required: bool,
+    /// How it ended.
+    pub outcome: ApprovalOutcome,
+    /// The policies that demanded approval.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub demanded_by: Vec<DeterminingPolicy>,
+    /// Which reviewer callback was asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reviewer_callback: Option<String>,
+    /// The reviewer's user id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reviewer: Option<String>,
+    /// When the reviewer decided (or the deadline passed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<Timestamp>,
+    /// The reviewer's reason, or the failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The deadline the reviewer had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Timestamp>,
+}
+
+impl ApprovalRecord {
+    /// No approval was asked for.
+    pub fn not_required() -> Self {
+        ApprovalRecord {
+            required: false,
+            outcome: ApprovalOutcome::NotRequired,
+            demanded_by: Vec::new(),
+            reviewer_callback: None,
+            reviewer: None,
+            decided_at: None,
+            reason: None,
+            deadline: None,
+        }
+    }
+}
+
+/// Whether an allowed call succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallStatus {
+    /// The tool returned a result.
+    Ok,
+    /// The tool failed.
+    Failed,
+}
+
+/// The outcome part of an outcome record.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutcomeRecord {
+    /// Sequence number of the call's decision record.
+    pub decision_seq: u64,
+    /// Ok or failed.
+    pub status: CallStatus,
+    /// How long the tool ran, in microseconds.
+    pub latency_us: u64,
+    /// The tool's error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -1,0 +1,277 @@
+//! The tool registry: native Rust tools, each declaring what Cedar needs to
+//! decide about it. Everything per tool (schema, entity ids) is computed at
+//! registration, not per call.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use cedar_policy::{EntityId, EntityTypeName, EntityUid};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// A boxed future, as returned by object-safe async traits here.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a tool acts on, as a Cedar resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceBinding {
+    /// The tool entity itself, `Tool::"<name>"`: for tools with no natural resource.
+    Tool,
+    /// An entity whose id is a string argument, e.g. `Document` from `document_id`.
+    Argument {
+        /// The Cedar entity type, e.g. `Document`.
+        entity_type: String,
+        /// The top-level argument holding the entity id.
+        argument: String,
+    },
+}
+
+/// How a tool presents itself to policies, agents and records.
+#[derive(Debug, Clone)]
+pub struct ToolSpec {
+    /// Name the agent calls it by, and its Cedar action id.
+    pub name: String,
+    /// What it does, for the agent.
+    pub description: String,
+    /// The scope (Cedar action group) it belongs to, e.g. `documents:read`.
+    pub scope: String,
+    /// What it acts on.
+    pub resource: ResourceBinding,
+    /// Top-level arguments never written in clear to the log or shown to
+    /// reviewers, e.g. an email body.
+    pub sensitive: Vec<String>,
+}
+
+/// What a running tool knows about the call it serves.
+#[derive(Debug, Clone)]
+pub struct ToolContext {
+    /// The session.
+    pub session_id: String,
+    /// The call, as in the audit records.
+    pub call_id: String,
+    /// The user the agent acts for.
+    pub user_id: String,
+    /// Sequence number of the call's decision record, already durable.
+    pub decision_seq: u64,
+    /// The audit log the decision was written to.
+    pub audit_path: PathBuf,
+}
+
+/// A tool that ran and failed; the message goes back to the agent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ToolFailure(pub String);
+
+/// A native tool. Its arguments are a typed struct: the JSON Schema shown to
+/// agents is derived from it, and parsing it is the argument check.
+pub trait Tool: Send + Sync + 'static {
+    /// The arguments; use `#[serde(deny_unknown_fields)]`.
+    type Args: DeserializeOwned + JsonSchema + Send + 'static;
+
+    /// The tool's declaration.
+    fn spec(&self) -> ToolSpec;
+
+    /// Runs the tool. Called only after the decision record is durable.
+    fn run(
+        &self,
+        ctx: ToolContext,
+        args: Self::Args,
+    ) -> impl Future<Output = Result<Value, ToolFailure>> + Send;
+}
+
+/// Object-safe face of a [`Tool`].
+trait ErasedTool: Send + Sync {
+    fn parse(&self, args: &Value) -> Result<Box<dyn Any + Send>, String>;
+    fn run<'a>(
+        &'a self,
+        ctx: ToolContext,
+        args: Box<dyn Any + Send>,
+    ) -> BoxFuture<'a, Result<Value, ToolFailure>>;
+}
+
+struct Erased<T>(T);
+
+impl<T: Tool> ErasedTool for Erased<T> {
+    fn parse(&self, args: &Value) -> Result<Box<dyn Any + Send>, String> {
+        T::Args::deserialize(args)
+            .map(|a| Box::new(a) as Box<dyn Any + Send>)
+            .map_err(|e| e.to_string())
+    }
+
+    fn run<'a>(
+        &'a self,
+        ctx: ToolContext,
+        args: Box<dyn Any + Send>,
+    ) -> BoxFuture<'a, Result<Value, ToolFailure>> {
+        match args.downcast::<T::Args>() {
+            Ok(args) => Box::pin(self.0.run(ctx, *args)),
+            Err(_) => Box::pin(async {
+                Err(ToolFailure(
+                    "internal error: arguments of another tool".into(),
+                ))
+            }),
+        }
+    }
+}
+
+/// Arguments parsed by the tool's own type, ready to run.
+pub struct ParsedArgs(Box<dyn Any + Send>);
+
+/// A tool in the registry with everything prepared for the call path.
+pub struct RegisteredTool {
+    spec: ToolSpec,
+    argument_schema: String,
+    action: EntityUid,
+    tool_entity: EntityUid,
+    resource_type: Option<(EntityTypeName, String)>,
+    inner: Box<dyn ErasedTool>,
+}
+
+impl RegisteredTool {
+    /// The tool's declaration.
+    pub fn spec(&self) -> &ToolSpec {
+        &self.spec
+    }
+
+    /// JSON Schema of the arguments, as text.
+    pub fn argument_schema(&self) -> &str {
+        &self.argument_schema
+    }
+
+    /// `Action::"<name>"`.
+    pub fn action(&self) -> &EntityUid {
+        &self.action
+    }
+
+    /// Checks `args` against the tool's argument type.
+    pub fn parse(&self, args: &Value) -> Result<ParsedArgs, String> {
+        self.inner.parse(args).map(ParsedArgs)
+    }
+
+    /// The Cedar resource this call acts on.
+    pub fn resource(&self, args: &Value) -> Result<EntityUid, String> {
+        let Some((ty, arg)) = &self.resource_type else {
+            return Ok(self.tool_entity.clone());
+        };
+        match args.get(arg) {
+            Some(Value::String(id)) if !id.is_empty() => Ok(EntityUid::from_type_name_and_id(
+                ty.clone(),
+                EntityId::new(id),
+            )),
+            Some(_) => Err(format!("`{arg}` must be a non-empty string")),
+            None => Err(format!("missing field `{arg}`")),
+        }
+    }
+
+    /// Runs the tool.
+    pub async fn run(&self, ctx: ToolContext, args: ParsedArgs) -> Result<Value, ToolFailure> {
+        self.inner.run(ctx, args.0).await
+    }
+}
+
+/// Why a tool could not be registered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// Two tools with one name.
+    #[error("tool `{0}` is registered twice")]
+    Duplicate(String),
+    /// A name Cedar cannot use.
+    #[error("tool `{name}`: `{value}` is not a valid cedar {what}")]
+    BadName {
+        /// The tool.
+        name: String,
+        /// What it declared.
+        value: String,
+        /// Entity type or action id.
+        what: &'static str,
+    },
+    /// The argument schema could not be written out.
+    #[error("tool `{name}`: cannot render its argument schema: {message}")]
+    Schema {
+        /// The tool.
+        name: String,
+        /// serde's message.
+        message: String,
+    },
+}
+
+/// The tools of a guard, by name.
+#[derive(Default, Clone)]
+pub struct ToolRegistry {
+    tools: BTreeMap<String, Arc<RegisteredTool>>,
+}
+
+impl ToolRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `tool`, preparing its schema and Cedar ids.
+    pub fn register<T: Tool>(&mut self, tool: T) -> Result<&mut Self, RegistryError> {
+        let spec = tool.spec();
+        if self.tools.contains_key(&spec.name) {
+            return Err(RegistryError::Duplicate(spec.name));
+        }
+        let bad = |value: &str, what| RegistryError::BadName {
+            name: spec.name.clone(),
+            value: value.to_string(),
+            what,
+        };
+        let action = EntityUid::from_type_name_and_id(
+            EntityTypeName::from_str("Action").map_err(|_| bad("Action", "entity type"))?,
+            EntityId::new(&spec.name),
+        );
+        let tool_entity = EntityUid::from_type_name_and_id(
+            EntityTypeName::from_str("Tool").map_err(|_| bad("Tool", "entity type"))?,
+            EntityId::new(&spec.name),
+        );
+        let resource_type = match &spec.resource {
+            ResourceBinding::Tool => None,
+            ResourceBinding::Argument {
+                entity_type,
+                argument,
+            } => Some((
+                EntityTypeName::from_str(entity_type)
+                    .map_err(|_| bad(entity_type, "entity type"))?,
+                argument.clone(),
+            )),
+        };
+        let schema = schemars::schema_for!(T::Args);
+        let argument_schema =
+            serde_json::to_string(&schema).map_err(|e| RegistryError::Schema {
+                name: spec.name.clone(),
+                message: e.to_string(),
+            })?;
+        self.tools.insert(
+            spec.name.clone(),
+            Arc::new(RegisteredTool {
+                spec,
+                argument_schema,
+                action,
+                tool_entity,
+                resource_type,
+                inner: Box::new(Erased(tool)),
+            }),
+        );
+        Ok(self)
+    }
+
+    /// The tool called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<RegisteredTool>> {
+        self.tools.get(name)
+    }
+
+    /// All tools, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<RegisteredTool>> {
+        self.tools.values()
+    }
+}

@@ -1,0 +1,12 @@
+//! Mandate: a WebAssembly policy and audit guard for agent runtimes.
+//!
+//! Dependency direction, one way: [`audit`] (no Cedar, no wasmtime) <-
+//! [`policy`] (Cedar, no wasmtime) <- [`guard`] (sessions, tools, approval,
+//! the call path) <- [`runtime`] (wasmtime) <- the `mandate` CLI.
+#![deny(missing_docs)]
+
+pub mod audit;
+pub mod guard;
+pub mod policy;
+pub mod runtime;
+pub mod tools;

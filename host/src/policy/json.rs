@@ -1,0 +1,92 @@
+//! Tool arguments arrive as JSON; Cedar holds a narrower set of values. Every
+//! value either converts exactly or is refused with the path to it, never
+//! dropped or approximated.
+
+use cedar_policy::RestrictedExpression;
+use serde_json::Value;
+
+/// A JSON value that Cedar cannot hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{path}`: {what}")]
+pub struct ArgumentError {
+    /// Where in the arguments, e.g. `arguments.recipients[2]`.
+    pub path: String,
+    /// What is wrong with the value.
+    pub what: String,
+}
+
+/// Converts `value` (found at `path`) to a Cedar value.
+///
+/// Strings, booleans and integers map to themselves, objects to records and
+/// arrays to sets (Cedar sets are unordered and hold each value once).
+/// `null` and fractional or out-of-range numbers have no Cedar equivalent and
+/// are errors.
+pub fn to_cedar(value: &Value, path: &str) -> Result<RestrictedExpression, ArgumentError> {
+    let err = |what: &str| ArgumentError {
+        path: path.to_string(),
+        what: what.to_string(),
+    };
+    Ok(match value {
+        Value::Null => return Err(err("null has no cedar equivalent; leave the field out")),
+        Value::Bool(b) => RestrictedExpression::new_bool(*b),
+        Value::String(s) => RestrictedExpression::new_string(s.clone()),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => RestrictedExpression::new_long(i),
+            None if n.is_u64() => return Err(err("integer is larger than cedar's 64-bit long")),
+            None => {
+                return Err(err(
+                    "fractional numbers have no cedar equivalent; send an integer or a string",
+                ));
+            }
+        },
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                out.push(to_cedar(item, &format!("{path}[{i}]"))?);
+            }
+            RestrictedExpression::new_set(out)
+        }
+        Value::Object(fields) => {
+            let mut out = Vec::with_capacity(fields.len());
+            for (k, v) in fields {
+                out.push((k.clone(), to_cedar(v, &format!("{path}.{k}"))?));
+            }
+            RestrictedExpression::new_record(out).map_err(|e| err(&e.to_string()))?
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nested_values_convert() {
+        let v = json!({"to": ["a@x", "b@x"], "n": 3, "flag": true, "meta": {"k": "v"}});
+        assert!(to_cedar(&v, "arguments").is_ok());
+    }
+
+    #[test]
+    fn null_is_refused_with_its_path() {
+        let e = to_cedar(&json!({"a": [1, null]}), "arguments").unwrap_err();
+        assert_eq!(e.path, "arguments.a[1]");
+        assert!(e.what.contains("null"));
+    }
+
+    #[test]
+    fn fractions_and_huge_integers_are_refused() {
+        assert!(
+            to_cedar(&json!(1.5), "x")
+                .unwrap_err()
+                .what
+                .contains("fractional")
+        );
+        assert!(
+            to_cedar(&json!(u64::MAX), "x")
+                .unwrap_err()
+                .what
+                .contains("larger")
+        );
+    }
+}

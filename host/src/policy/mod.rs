@@ -1,0 +1,16 @@
+//! Cedar: loading and validating policies, converting arguments, deciding.
+//!
+//! Nothing here knows about wasmtime; the guard builds requests and calls
+//! [`Policies::decide`].
+
+mod decide;
+mod error;
+mod json;
+mod load;
+mod source;
+
+pub use decide::{Decision, DeterminingPolicy, Effect, EvaluationError};
+pub use error::{PolicyLoadError, Problem};
+pub use json::{ArgumentError, to_cedar};
+pub use load::{ENTITIES_FILE, Policies, PolicyInfo, SCHEMA_FILE};
+pub use source::{SourceFile, SourcePos};

@@ -1,0 +1,11 @@
+//! The one `bindgen!` for the `agent` world. Every import is async: a tool
+//! call may wait minutes for a human reviewer without blocking a thread.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "agent",
+    imports: { default: async },
+    exports: { default: async },
+});
+
+pub use mandate::guard::tools::{Denial, ToolError, ToolInfo};

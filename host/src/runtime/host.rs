@@ -1,0 +1,89 @@
+//! The host side of the WIT imports: `tools` goes through the guard's call
+//! path, `session` answers from the session the store was started with.
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::mandate::guard::{session, tools};
+use super::bindings::{Denial, ToolError, ToolInfo};
+use crate::guard::{SessionGuard, ToolCallError};
+
+/// Per-session store data.
+pub struct SessionState {
+    pub(crate) guard: SessionGuard,
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limits: wasmtime::StoreLimits,
+    pub(crate) stderr: MemoryOutputPipe,
+}
+
+impl WasiView for SessionState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl From<ToolCallError> for ToolError {
+    fn from(e: ToolCallError) -> Self {
+        match e {
+            ToolCallError::Denied { policies, reasons } => {
+                ToolError::Denied(Denial { policies, reasons })
+            }
+            ToolCallError::ApprovalDenied(r) => ToolError::ApprovalDenied(r),
+            ToolCallError::ApprovalTimedOut => ToolError::ApprovalTimedOut,
+            ToolCallError::SessionExpired => ToolError::SessionExpired,
+            ToolCallError::UnknownTool(t) => ToolError::UnknownTool(t),
+            ToolCallError::InvalidArguments(m) => ToolError::InvalidArguments(m),
+            ToolCallError::ToolFailed(m) => ToolError::ToolFailed(m),
+            ToolCallError::AuditUnavailable(m) => ToolError::AuditUnavailable(m),
+        }
+    }
+}
+
+impl tools::Host for SessionState {
+    async fn call(&mut self, name: String, arguments: String) -> Result<String, ToolError> {
+        self.guard
+            .call(&name, &arguments)
+            .await
+            .map_err(ToolError::from)
+    }
+
+    async fn list_tools(&mut self) -> Vec<ToolInfo> {
+        self.guard
+            .tools()
+            .iter()
+            .map(|t| ToolInfo {
+                name: t.spec().name.clone(),
+                description: t.spec().description.clone(),
+                argument_schema: t.argument_schema().to_string(),
+                scope: t.spec().scope.clone(),
+            })
+            .collect()
+    }
+}
+
+impl session::Host for SessionState {
+    async fn session_id(&mut self) -> String {
+        self.guard.session().session_id.clone()
+    }
+
+    async fn user_id(&mut self) -> String {
+        self.guard.session().user.id.clone()
+    }
+
+    async fn agent_id(&mut self) -> String {
+        self.guard.session().agent.id.clone()
+    }
+
+    async fn scopes(&mut self) -> Vec<String> {
+        self.guard.session().scopes.clone()
+    }
+
+    async fn expires_at(&mut self) -> String {
+        self.guard.session().expires_at.to_string()
+    }
+}

@@ -1,0 +1,233 @@
+//! `read_document`, `write_summary` and `send_email` over a workspace folder:
+//! `documents/<id>.md` to read, `summaries/<id>.md` to write, and
+//! `outbox.jsonl` where sent email is appended.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+
+use crate::guard::{
+    RegistryError, ResourceBinding, Tool, ToolContext, ToolFailure, ToolRegistry, ToolSpec,
+};
+
+/// A document id: letters, digits, `_` and `-` only, so it can never name a
+/// path outside the workspace.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[schemars(transparent)]
+pub struct DocumentId(#[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,128}$"))] String);
+
+impl<'de> Deserialize<'de> for DocumentId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok {
+            Ok(DocumentId(s))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "`document_id` {s:?} may contain only letters, digits, `_` and `-` (1 to 128)"
+            )))
+        }
+    }
+}
+
+impl DocumentId {
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The folder the example tools work in.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    root: Arc<PathBuf>,
+}
+
+impl Workspace {
+    /// A workspace rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Workspace {
+            root: Arc::new(root.into()),
+        }
+    }
+
+    /// The root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The outbox file where `send_email` appends messages.
+    pub fn outbox(&self) -> PathBuf {
+        self.root.join("outbox.jsonl")
+    }
+}
+
+fn io_failure(what: &str, path: &Path, e: std::io::Error) -> ToolFailure {
+    ToolFailure(format!("cannot {what} `{}`: {e}", path.display()))
+}
+
+/// Reads a document.
+#[derive(Debug, Clone)]
+pub struct ReadDocument(pub Workspace);
+
+/// Arguments of `read_document`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadDocumentArgs {
+    /// The document to read, e.g. `doc_88pk3r`.
+    pub document_id: DocumentId,
+}
+
+impl Tool for ReadDocument {
+    type Args = ReadDocumentArgs;
+
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "read_document".into(),
+            description: "Read a document: returns its title and content.".into(),
+            scope: "documents:read".into(),
+            resource: ResourceBinding::Argument {
+                entity_type: "Document".into(),
+                argument: "document_id".into(),
+            },
+            sensitive: Vec::new(),
+        }
+    }
+
+    async fn run(&self, _ctx: ToolContext, args: ReadDocumentArgs) -> Result<Value, ToolFailure> {
+        let path = self
+            .0
+            .root()
+            .join("documents")
+            .join(format!("{}.md", args.document_id.as_str()));
+        let content = tokio::fs::read_to_string(&path)
+            .await
+            .map_err(|e| io_failure("read", &path, e))?;
+        let title = content
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches('#')
+            .trim()
+            .to_string();
+        Ok(json!({ "document_id": args.document_id.as_str(), "title": title, "content": content }))
+    }
+}
+
+/// Writes the summary of a document.
+#[derive(Debug, Clone)]
+pub struct WriteSummary(pub Workspace);
+
+/// Arguments of `write_summary`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteSummaryArgs {
+    /// The document summarized.
+    pub document_id: DocumentId,
+    /// The summary text.
+    pub summary: String,
+}
+
+impl Tool for WriteSummary {
+    type Args = WriteSummaryArgs;
+
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "write_summary".into(),
+            description: "Store the summary of a document next to it.".into(),
+            scope: "documents:write".into(),
+            resource: ResourceBinding::Argument {
+                entity_type: "Document".into(),
+                argument: "document_id".into(),
+            },
+            sensitive: Vec::new(),
+        }
+    }
+
+    async fn run(&self, _ctx: ToolContext, args: WriteSummaryArgs) -> Result<Value, ToolFailure> {
+        let dir = self.0.root().join("summaries");
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| io_failure("create", &dir, e))?;
+        let path = dir.join(format!("{}.md", args.document_id.as_str()));
+        tokio::fs::write(&path, args.summary.as_bytes())
+            .await
+            .map_err(|e| io_failure("write", &path, e))?;
+        Ok(json!({ "path": path.display().to_string(), "bytes": args.summary.len() }))
+    }
+}
+
+/// Sends an email by appending it to the outbox file.
+#[derive(Debug, Clone)]
+pub struct SendEmail(pub Workspace);
+
+/// Arguments of `send_email`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendEmailArgs {
+    /// Recipient address.
+    pub to: String,
+    /// Subject line.
+    pub subject: String,
+    /// Message body; sensitive, never written to the audit log in clear.
+    pub body: String,
+}
+
+impl Tool for SendEmail {
+    type Args = SendEmailArgs;
+
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "send_email".into(),
+            description: "Send an email (written to the local outbox).".into(),
+            scope: "email:send".into(),
+            resource: ResourceBinding::Tool,
+            sensitive: vec!["body".into()],
+        }
+    }
+
+    async fn run(&self, ctx: ToolContext, args: SendEmailArgs) -> Result<Value, ToolFailure> {
+        if !args.to.contains('@') {
+            return Err(ToolFailure(format!("`{}` is not an email address", args.to)));
+        }
+        let path = self.0.outbox();
+        let message_id = format!("msg:{}", ctx.call_id);
+        let line = json!({
+            "message_id": message_id,
+            "to": args.to,
+            "subject": args.subject,
+            "body": args.body,
+            "session_id": ctx.session_id,
+        });
+        let write = move || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            writeln!(f, "{line}")?;
+            f.sync_data()
+        };
+        let outbox = self.0.outbox();
+        tokio::task::spawn_blocking(write)
+            .await
+            .map_err(|e| ToolFailure(e.to_string()))?
+            .map_err(|e| io_failure("append to", &outbox, e))?;
+        Ok(json!({ "queued": true, "message_id": message_id }))
+    }
+}
+
+/// The three example tools over `workspace`.
+pub fn example_registry(workspace: &Workspace) -> Result<ToolRegistry, RegistryError> {
+    let mut tools = ToolRegistry::new();
+    tools
+        .register(ReadDocument(workspace.clone()))?
+        .register(WriteSummary(workspace.clone()))?
+        .register(SendEmail(workspace.clone()))?;
+    Ok(tools)
+}
