@@ -450,8 +450,8 @@ fn files_that_are_not_audit_logs_are_named_as_such() {
 }
 
 #[test]
-fn a_record_with_the_right_links_but_a_first_line_of_another_log_is_still_checked() {
-    // Line 1 with a correct hash but a non-zero prev_hash: a log_start cannot follow anything.
+fn a_log_start_with_a_nonzero_prev_hash_breaks_the_chain_at_seq_1() {
+    // Line 1 with a correct hash but a nonzero prev_hash: a log_start cannot follow anything.
     let prefix = format!(
         "{{\"seq\":1,\"prev_hash\":\"{}\",\"kind\":\"log_start\",\"format\":\"mandate-audit/1\"",
         "1".repeat(64)

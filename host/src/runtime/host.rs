@@ -1,6 +1,8 @@
 //! The host side of the WIT imports: `tools` goes through the guard's call
 //! path, `session` answers from the session the store was started with.
 
+use std::sync::Arc;
+
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -11,7 +13,7 @@ use crate::guard::{SessionGuard, ToolCallError};
 
 /// Per-session store data.
 pub struct SessionState {
-    pub(crate) guard: SessionGuard,
+    pub(crate) guard: Arc<SessionGuard>,
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limits: wasmtime::StoreLimits,
@@ -45,11 +47,26 @@ impl From<ToolCallError> for ToolError {
 }
 
 impl tools::Host for SessionState {
+    /// The call path runs as its own task on a regular tokio worker, not on
+    /// the guest's fiber stack: Cedar measures the remaining stack of the
+    /// thread it runs on and misreads it on a wasmtime fiber ("recursion
+    /// limit reached").
     async fn call(&mut self, name: String, arguments: String) -> Result<String, ToolError> {
-        self.guard
-            .call(&name, &arguments)
+        let guard = Arc::clone(&self.guard);
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return Err(ToolError::ToolFailed(
+                "the host runs agents outside a tokio runtime".into(),
+            ));
+        };
+        match handle
+            .spawn(async move { guard.call(&name, &arguments).await })
             .await
-            .map_err(ToolError::from)
+        {
+            Ok(result) => result.map_err(ToolError::from),
+            // The task only ends without a value if it panicked or the
+            // runtime shut down; nothing ran past its decision record then.
+            Err(e) => Err(ToolError::ToolFailed(format!("the call path failed: {e}"))),
+        }
     }
 
     async fn list_tools(&mut self) -> Vec<ToolInfo> {

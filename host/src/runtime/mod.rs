@@ -10,6 +10,7 @@ mod bindings;
 mod host;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -178,7 +179,7 @@ impl AgentComponent {
             .stderr(output.clone())
             .build();
         let state = SessionState {
-            guard: session_guard,
+            guard: Arc::new(session_guard),
             wasi,
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()

@@ -1,0 +1,46 @@
+//! Argument handling and commands. `anyhow` lives here and nowhere in the
+//! library.
+
+mod audit;
+mod policy;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Mandate: a policy and audit guard for WebAssembly agents.
+#[derive(Parser)]
+#[command(name = "mandate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an agent component under the guard.
+    Run(run::RunArgs),
+    /// Work with audit logs.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Work with policies.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Audit(cmd) => audit::run(cmd),
+        Command::Policy(cmd) => policy::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! `mandate run`: one agent session under the guard.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use mandate::audit::AuditLog;
+use mandate::guard::{
+    CallReport, CommandReviewer, DenyAll, Guard, PromptReviewer, Reviewer, Session,
+};
+use mandate::policy::{Effect, Policies};
+use mandate::runtime::{RunOutcome, Runtime};
+use mandate::tools::{Workspace, example_registry};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The agent component (.wasm, built for wasm32-wasip2).
+    #[arg(long)]
+    agent: PathBuf,
+    /// Directory with schema.cedarschema, *.cedar and entities.json.
+    #[arg(long)]
+    policies: PathBuf,
+    /// Session file (JSON): user, agent, scopes, expiry, delegation chain.
+    #[arg(long)]
+    session: PathBuf,
+    /// Audit log to append to (created if missing).
+    #[arg(long)]
+    audit: PathBuf,
+    /// Who decides calls that policy holds for a human: `deny` (default),
+    /// `prompt` (ask at this terminal) or `cmd:<program>` (JSON on stdin and stdout).
+    #[arg(long, default_value = "deny")]
+    approver: String,
+    /// Seconds a reviewer has to decide.
+    #[arg(long, default_value_t = 300)]
+    approval_timeout: u64,
+    /// Folder the example tools work in: documents/, summaries/, outbox.jsonl.
+    #[arg(long, default_value = ".")]
+    workspace: PathBuf,
+    /// The task given to the agent.
+    task: String,
+}
+
+fn reviewer(spec: &str) -> anyhow::Result<Arc<dyn Reviewer>> {
+    Ok(match spec {
+        "deny" => Arc::new(DenyAll),
+        "prompt" => Arc::new(PromptReviewer::new()),
+        _ => match spec.strip_prefix("cmd:") {
+            Some(program) if !program.is_empty() => Arc::new(CommandReviewer::new(program)),
+            _ => bail!(
+                "unknown approver `{spec}`: use `deny`, `prompt` or `cmd:<program>`"
+            ),
+        },
+    })
+}
+
+fn print_call(report: &CallReport) {
+    let resource = report.resource.as_deref().unwrap_or("-");
+    let (tag, detail) = match (&report.error, report.effect) {
+        (None, _) => ("allow", report.policies.join(", ")),
+        (Some(e), Effect::Allow) => ("fail ", e.to_string()),
+        (Some(e), Effect::Deny) => ("deny ", e.to_string()),
+    };
+    let approval = match &report.reviewer {
+        Some(r) => format!(" [approval {:?} by {r}]", report.approval),
+        None if report.approval != mandate::guard::ApprovalOutcome::NotRequired => {
+            format!(" [approval {:?}]", report.approval)
+        }
+        None => String::new(),
+    };
+    let seq = report
+        .decision_seq
+        .map_or_else(|| "-".to_string(), |s| s.to_string());
+    println!(
+        "  {tag} {} {resource}: {detail}{approval} (seq {seq})",
+        report.tool
+    );
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let policies = Policies::load_dir(&args.policies)
+        .with_context(|| format!("cannot load policies from `{}`", args.policies.display()))?;
+    let session = Session::from_file(&args.session)?;
+    let reviewer = reviewer(&args.approver)?;
+    let audit = AuditLog::open(&args.audit)?;
+    let tools = example_registry(&Workspace::new(&args.workspace))?;
+    let guard = Guard::builder(policies, audit)
+        .tools(tools)
+        .reviewer_arc(reviewer)
+        .approval_timeout(Duration::from_secs(args.approval_timeout))
+        .on_call(print_call)
+        .build()?;
+    let runtime = Runtime::new()?;
+    let agent = runtime.load_agent(&args.agent)?;
+
+    let tokio = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    println!(
+        "session {} · user {} · agent {} · policies {}",
+        session.session_id,
+        session.user.id,
+        session.agent.id,
+        &guard.policies().digest()[..12]
+    );
+    let report = tokio.block_on(agent.run(&guard, session, &args.task))?;
+    if !report.output.trim().is_empty() {
+        println!("agent output:\n{}", report.output.trim_end());
+    }
+    let (head_seq, _) = guard.audit().head();
+    let code = match &report.outcome {
+        RunOutcome::Finished(Ok(text)) => {
+            println!("agent result:\n{text}");
+            ExitCode::SUCCESS
+        }
+        RunOutcome::Finished(Err(text)) => {
+            println!("agent gave up: {text}");
+            ExitCode::from(1)
+        }
+        RunOutcome::Faulted(message) => {
+            println!("agent stopped by the host: {message}");
+            ExitCode::from(1)
+        }
+    };
+    println!(
+        "audit: {} records in {}",
+        head_seq,
+        args.audit.display()
+    );
+    Ok(code)
+}
