@@ -146,7 +146,7 @@ impl Policies {
             Some(file) => match load_entities(file, &schema) {
                 Ok(e) => e,
                 Err(p) => {
-                    problems.push(p);
+                    problems.push(*p);
                     Entities::empty()
                 }
             },
@@ -297,7 +297,7 @@ fn parse_file(file: &SourceFile) -> Result<Vec<(Policy, SourcePos)>, Vec<Problem
     }
 }
 
-fn load_entities(file: &SourceFile, schema: &Schema) -> Result<Entities, Problem> {
+fn load_entities(file: &SourceFile, schema: &Schema) -> Result<Entities, Box<Problem>> {
     let json: serde_json::Value = serde_json::from_str(file.text()).map_err(|e| {
         let offset = file
             .text()
@@ -306,17 +306,20 @@ fn load_entities(file: &SourceFile, schema: &Schema) -> Result<Entities, Problem
             .map(|l| l.len() + 1)
             .sum::<usize>()
             + e.column().saturating_sub(1);
-        Problem::at(file, offset, format!("entities are not valid json: {e}"))
+        Box::new(Problem::at(
+            file,
+            offset,
+            format!("entities are not valid json: {e}"),
+        ))
     })?;
     Entities::from_json_value(json, Some(schema)).map_err(|e| {
-        Problem::in_file(
-            file.path(),
-            format!("entities do not match the schema: {e}"),
+        Box::new(
+            Problem::in_file(file.path(), format!("entities do not match the schema: {e}"))
+                .with_hint(Some(
+                    "each entity needs `uid`, `attrs` and `parents` as declared in schema.cedarschema"
+                        .into(),
+                )),
         )
-        .with_hint(Some(
-            "each entity needs `uid`, `attrs` and `parents` as declared in schema.cedarschema"
-                .into(),
-        ))
     })
 }
 
