@@ -64,9 +64,9 @@ fn print_call(report: &CallReport) {
         (Some(e), Effect::Deny) => ("deny ", e.to_string()),
     };
     let approval = match &report.reviewer {
-        Some(r) => format!(" [approval {:?} by {r}]", report.approval),
+        Some(r) => format!(" [approval {} by {r}]", report.approval),
         None if report.approval != mandate::guard::ApprovalOutcome::NotRequired => {
-            format!(" [approval {:?}]", report.approval)
+            format!(" [approval {}]", report.approval)
         }
         None => String::new(),
     };

@@ -11,6 +11,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::io::Write as _;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::session::{AgentRef, Delegate, UserRef};
@@ -197,27 +199,100 @@ impl Reviewer for CommandReviewer {
     }
 }
 
-/// Asks at the terminal: shows the held call on stderr and reads the answer
-/// from stdin. Prompts are taken one at a time.
-#[derive(Debug, Default)]
+/// The terminal a [`PromptReviewer`] talks to.
+struct Terminal {
+    input: Box<dyn std::io::BufRead + Send>,
+    output: Box<dyn std::io::Write + Send>,
+}
+
+impl Terminal {
+    fn ask(&mut self, question: &str) -> Result<String, String> {
+        write!(self.output, "{question}")
+            .and_then(|_| self.output.flush())
+            .map_err(|e| format!("cannot write the prompt: {e}"))?;
+        let mut line = String::new();
+        match self.input.read_line(&mut line) {
+            Ok(0) => Err("the terminal closed before an answer".into()),
+            Ok(_) => Ok(line.trim().to_string()),
+            Err(e) => Err(format!("cannot read the answer: {e}")),
+        }
+    }
+}
+
+/// Asks at the terminal: shows the held call and reads approve or deny, the
+/// reviewer's id and a reason. One prompt at a time; the reads run on the
+/// blocking pool so no async worker waits on a human.
 pub struct PromptReviewer {
+    terminal: std::sync::Arc<std::sync::Mutex<Terminal>>,
     turn: tokio::sync::Mutex<()>,
 }
 
-impl PromptReviewer {
-    /// A terminal reviewer.
-    pub fn new() -> Self {
-        Self::default()
+impl Default for PromptReviewer {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
-fn read_line() -> Result<String, String> {
-    let mut line = String::new();
-    match std::io::stdin().read_line(&mut line) {
-        Ok(0) => Err("stdin is closed".into()),
-        Ok(_) => Ok(line.trim().to_string()),
-        Err(e) => Err(format!("cannot read stdin: {e}")),
+impl std::fmt::Debug for PromptReviewer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PromptReviewer")
     }
+}
+
+impl PromptReviewer {
+    /// A reviewer on this process's stdin and stderr.
+    pub fn new() -> Self {
+        Self::with_terminal(
+            std::io::BufReader::new(std::io::stdin()),
+            std::io::stderr(),
+        )
+    }
+
+    /// A reviewer reading answers from `input` and writing prompts to `output`.
+    pub fn with_terminal(
+        input: impl std::io::BufRead + Send + 'static,
+        output: impl std::io::Write + Send + 'static,
+    ) -> Self {
+        PromptReviewer {
+            terminal: std::sync::Arc::new(std::sync::Mutex::new(Terminal {
+                input: Box::new(input),
+                output: Box::new(output),
+            })),
+            turn: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+fn describe(pending: &PendingApproval) -> String {
+    let left = pending.deadline.duration_since(Timestamp::now());
+    let held_by: Vec<String> = pending
+        .demanded_by
+        .iter()
+        .map(|p| match &p.reason {
+            Some(r) => format!("{} ({r})", p.id),
+            None => p.id.clone(),
+        })
+        .collect();
+    let chain: Vec<String> = pending
+        .delegation_chain
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    format!(
+        "\n-- approval needed ------------------------------\n  tool:      {}\n  resource:  {}\n  arguments: {}\n  user:      {} <{}>\n  agent:     {} {} ({})\n  on behalf: {}\n  held by:   {}\n  deadline:  {} ({}s left)\n",
+        pending.tool,
+        pending.resource,
+        pending.arguments,
+        pending.user.id,
+        pending.user.email,
+        pending.agent.name,
+        pending.agent.version,
+        pending.agent.id,
+        chain.join(" -> "),
+        held_by.join("; "),
+        pending.deadline,
+        left.as_secs().max(0),
+    )
 }
 
 impl Reviewer for PromptReviewer {
@@ -235,42 +310,16 @@ impl Reviewer for PromptReviewer {
                 reviewer: "prompt".into(),
                 message,
             };
-            let left = pending.deadline.duration_since(Timestamp::now());
-            let reasons: Vec<String> = pending
-                .demanded_by
-                .iter()
-                .map(|p| match &p.reason {
-                    Some(r) => format!("{} ({r})", p.id),
-                    None => p.id.clone(),
-                })
-                .collect();
-            let chain: Vec<String> = pending
-                .delegation_chain
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            eprintln!(
-                "\n── approval needed ─────────────────────────────\n  tool:      {}\n  resource:  {}\n  arguments: {}\n  user:      {} <{}>\n  agent:     {} {} ({})\n  on behalf: {}\n  held by:   {}\n  deadline:  {} ({}s left)",
-                pending.tool,
-                pending.resource,
-                pending.arguments,
-                pending.user.id,
-                pending.user.email,
-                pending.agent.name,
-                pending.agent.version,
-                pending.agent.id,
-                chain.join(" -> "),
-                reasons.join("; "),
-                pending.deadline,
-                left.as_secs().max(0),
-            );
-            let answers = tokio::task::spawn_blocking(|| {
-                eprint!("approve? [y/N] ");
-                let verdict = read_line()?;
-                eprint!("your user id: ");
-                let reviewer = read_line()?;
-                eprint!("reason (optional): ");
-                let reason = read_line()?;
+            let terminal = std::sync::Arc::clone(&self.terminal);
+            let text = describe(pending);
+            let answers = tokio::task::spawn_blocking(move || {
+                let mut t = terminal
+                    .lock()
+                    .map_err(|_| "the terminal is unusable after an earlier failure".to_string())?;
+                let _ = write!(t.output, "{text}");
+                let verdict = t.ask("approve? [y/N] ")?;
+                let reviewer = t.ask("your user id: ")?;
+                let reason = t.ask("reason (optional): ")?;
                 Ok::<_, String>((verdict, reviewer, reason))
             })
             .await
@@ -295,3 +344,85 @@ impl Reviewer for PromptReviewer {
 
 /// Default time a reviewer has to decide.
 pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guard::session::DelegateKind;
+
+    fn pending() -> PendingApproval {
+        PendingApproval {
+            approval_id: "apr:s:1".into(),
+            session_id: "s".into(),
+            call_id: "s:1".into(),
+            tool: "send_email".into(),
+            arguments: serde_json::json!({"to": "bob@example.com", "body": "[redacted]"}),
+            resource: "Tool::\"send_email\"".into(),
+            user: UserRef {
+                id: "alice".into(),
+                email: "alice@example.com".into(),
+            },
+            agent: AgentRef {
+                id: "a".into(),
+                name: "A".into(),
+                version: "1".into(),
+            },
+            delegation_chain: vec![Delegate {
+                kind: DelegateKind::User,
+                id: "alice".into(),
+            }],
+            demanded_by: vec![DeterminingPolicy {
+                id: "email-requires-approval".into(),
+                reason: Some("humans review email".into()),
+            }],
+            deadline: Timestamp::now(),
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_prompt_shows_the_call_and_reads_an_approval() {
+        let out = Shared::default();
+        let r = PromptReviewer::with_terminal(
+            std::io::Cursor::new("y\ncarol\nlooks fine\n"),
+            out.clone(),
+        );
+        let d = r.review(&pending()).await.unwrap();
+        assert_eq!(d.decision, Verdict::Approve);
+        assert_eq!(d.reviewer, "carol");
+        assert_eq!(d.reason.as_deref(), Some("looks fine"));
+        let shown = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(shown.contains("send_email"), "{shown}");
+        assert!(shown.contains("email-requires-approval (humans review email)"));
+        assert!(shown.contains("approve? [y/N]"));
+    }
+
+    #[tokio::test]
+    async fn anything_but_yes_denies_and_a_closed_terminal_fails() {
+        let r = PromptReviewer::with_terminal(std::io::Cursor::new("n\ncarol\n\n"), Vec::new());
+        let d = r.review(&pending()).await.unwrap();
+        assert_eq!(d.decision, Verdict::Deny);
+        assert_eq!(d.reason, None);
+        let r = PromptReviewer::with_terminal(std::io::Cursor::new("y\n"), Vec::new());
+        let e = r.review(&pending()).await.unwrap_err();
+        assert!(e.message.contains("closed"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn deny_all_denies() {
+        let d = DenyAll.review(&pending()).await.unwrap();
+        assert_eq!(d.decision, Verdict::Deny);
+    }
+}

@@ -214,6 +214,19 @@ pub enum ApprovalOutcome {
     ReviewerNotAllowed,
 }
 
+impl std::fmt::Display for ApprovalOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ApprovalOutcome::NotRequired => "not required",
+            ApprovalOutcome::Approved => "approved",
+            ApprovalOutcome::Denied => "denied",
+            ApprovalOutcome::TimedOut => "timed out",
+            ApprovalOutcome::ReviewerFailed => "reviewer failed",
+            ApprovalOutcome::ReviewerNotAllowed => "reviewer not allowed",
+        })
+    }
+}
+
 /// The approval part of a decision record.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApprovalRecord {

@@ -129,7 +129,9 @@ impl Policies {
             return Err(PolicyLoadError::Problems(problems));
         };
         let mut warnings = Vec::new();
-        if problems.is_empty() {
+        // Validate what parsed even when another file did not, so one run
+        // reports every problem.
+        {
             let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
             for e in result.validation_errors() {
                 if let Some(file) = sources.get(e.policy_id()) {
@@ -153,6 +155,10 @@ impl Policies {
             None => Entities::empty(),
         };
         if !problems.is_empty() {
+            problems.sort_by_key(|p| {
+                let pos = p.pos.as_ref().map(|pos| (pos.line, pos.column));
+                (p.file.clone(), pos)
+            });
             return Err(PolicyLoadError::Problems(problems));
         }
         Ok(Policies {
