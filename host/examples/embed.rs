@@ -36,7 +36,11 @@ impl Reviewer for DomainReviewer {
             let to = pending.arguments["to"].as_str().unwrap_or_default();
             let internal = to.ends_with("@example.com");
             Ok(ReviewDecision {
-                decision: if internal { Verdict::Approve } else { Verdict::Deny },
+                decision: if internal {
+                    Verdict::Approve
+                } else {
+                    Verdict::Deny
+                },
                 reviewer: "carol".into(),
                 reason: Some(format!("recipient {to} checked by domain-reviewer")),
             })
@@ -69,14 +73,18 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
     // Once, at start: the engine, and the agent compiled and pre-instantiated.
     let runtime = Runtime::new()?;
-    let agent = runtime
-        .load_agent(&agent_path)
-        .with_context(|| "build it with `cargo build --release --target wasm32-wasip2 -p document-summarizer`")?;
+    let agent = runtime.load_agent(&agent_path).with_context(
+        || "build it with `cargo build --release --target wasm32-wasip2 -p document-summarizer`",
+    )?;
 
     // Per session: a fresh sandbox under the session's scope.
     let session = Session::from_file(&root.join("policies/session.json"))?;
     let report = agent
-        .run(&guard, session, "summarize doc_88pk3r and share it with bob@example.com")
+        .run(
+            &guard,
+            session,
+            "summarize doc_88pk3r and share it with bob@example.com",
+        )
         .await?;
     println!("{:?}", report.outcome);
 

@@ -49,9 +49,7 @@ fn reviewer(spec: &str) -> anyhow::Result<Arc<dyn Reviewer>> {
         "prompt" => Arc::new(PromptReviewer::new()),
         _ => match spec.strip_prefix("cmd:") {
             Some(program) if !program.is_empty() => Arc::new(CommandReviewer::new(program)),
-            _ => bail!(
-                "unknown approver `{spec}`: use `deny`, `prompt` or `cmd:<program>`"
-            ),
+            _ => bail!("unknown approver `{spec}`: use `deny`, `prompt` or `cmd:<program>`"),
         },
     })
 }
@@ -122,10 +120,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ExitCode::from(1)
         }
     };
-    println!(
-        "audit: {} records in {}",
-        head_seq,
-        args.audit.display()
-    );
+    println!("audit: {} records in {}", head_seq, args.audit.display());
     Ok(code)
 }

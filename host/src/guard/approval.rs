@@ -242,10 +242,7 @@ impl std::fmt::Debug for PromptReviewer {
 impl PromptReviewer {
     /// A reviewer on this process's stdin and stderr.
     pub fn new() -> Self {
-        Self::with_terminal(
-            std::io::BufReader::new(std::io::stdin()),
-            std::io::stderr(),
-        )
+        Self::with_terminal(std::io::BufReader::new(std::io::stdin()), std::io::stderr())
     }
 
     /// A reviewer reading answers from `input` and writing prompts to `output`.

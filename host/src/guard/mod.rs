@@ -5,6 +5,7 @@ mod approval;
 mod call;
 mod entities;
 mod record;
+mod review;
 mod session;
 mod tools;
 

@@ -155,16 +155,24 @@ impl Session {
 
     /// Parses and checks a session from JSON text; `origin` names it in errors.
     pub fn from_json(text: &str, origin: &str) -> Result<Session, SessionError> {
-        let session: Session = serde_json::from_str(text).map_err(|e| SessionError::Malformed {
-            path: origin.to_string(),
-            line: e.line(),
-            column: e.column(),
-            message: e
-                .to_string()
-                .split(" at line ")
-                .next()
-                .unwrap_or("")
-                .to_string(),
+        // The path names the field even when the error is inside a value,
+        // e.g. a timestamp that does not parse.
+        let mut de = serde_json::Deserializer::from_str(text);
+        let session: Session = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            let what = inner.to_string();
+            let what = what.split(" at line ").next().unwrap_or("").to_string();
+            SessionError::Malformed {
+                path: origin.to_string(),
+                line: inner.line(),
+                column: inner.column(),
+                message: if field == "." || what.contains(&format!("`{field}`")) {
+                    what
+                } else {
+                    format!("field `{field}`: {what}")
+                },
+            }
         })?;
         session.check(origin)?;
         Ok(session)
@@ -261,6 +269,7 @@ mod tests {
     fn a_bad_timestamp_is_named() {
         let text = example().replace("2099-01-01T00:00:00Z", "next tuesday");
         let err = Session::from_json(&text, "s.json").unwrap_err().to_string();
-        assert!(err.contains("line 11"), "{err}");
+        assert!(err.contains("line 10"), "{err}");
+        assert!(err.contains("field `expires_at`"), "{err}");
     }
 }

@@ -320,11 +320,14 @@ fn load_entities(file: &SourceFile, schema: &Schema) -> Result<Entities, Box<Pro
     })?;
     Entities::from_json_value(json, Some(schema)).map_err(|e| {
         Box::new(
-            Problem::in_file(file.path(), format!("entities do not match the schema: {e}"))
-                .with_hint(Some(
-                    "each entity needs `uid`, `attrs` and `parents` as declared in schema.cedarschema"
-                        .into(),
-                )),
+            Problem::in_file(
+                file.path(),
+                format!("entities do not match the schema: {e}"),
+            )
+            .with_hint(Some(
+                "each entity needs `uid`, `attrs` and `parents` as declared in schema.cedarschema"
+                    .into(),
+            )),
         )
     })
 }

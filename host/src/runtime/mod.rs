@@ -87,7 +87,11 @@ impl Runtime {
 
     /// Same as [`Runtime::load_agent`] for bytes already in memory; `path`
     /// names them in errors.
-    pub fn load_agent_bytes(&self, path: &Path, bytes: &[u8]) -> Result<AgentComponent, RuntimeError> {
+    pub fn load_agent_bytes(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<AgentComponent, RuntimeError> {
         let not_agent = |reason: String| RuntimeError::NotAnAgent {
             path: path.to_path_buf(),
             reason,

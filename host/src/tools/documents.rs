@@ -25,7 +25,8 @@ impl<'de> Deserialize<'de> for DocumentId {
         let s = String::deserialize(d)?;
         let ok = !s.is_empty()
             && s.len() <= 128
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if ok {
             Ok(DocumentId(s))
         } else {
@@ -194,7 +195,10 @@ impl Tool for SendEmail {
 
     async fn run(&self, ctx: ToolContext, args: SendEmailArgs) -> Result<Value, ToolFailure> {
         if !args.to.contains('@') {
-            return Err(ToolFailure(format!("`{}` is not an email address", args.to)));
+            return Err(ToolFailure(format!(
+                "`{}` is not an email address",
+                args.to
+            )));
         }
         let path = self.0.outbox();
         let message_id = format!("msg:{}", ctx.call_id);

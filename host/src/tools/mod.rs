@@ -3,4 +3,6 @@
 
 mod documents;
 
-pub use documents::{DocumentId, ReadDocument, SendEmail, WriteSummary, Workspace, example_registry};
+pub use documents::{
+    DocumentId, ReadDocument, SendEmail, Workspace, WriteSummary, example_registry,
+};
