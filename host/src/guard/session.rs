@@ -111,12 +111,12 @@ pub struct Session {
 #[non_exhaustive]
 pub enum SessionError {
     /// The file could not be read.
-    #[error("cannot read session file `{path}`: {source}")]
+    #[error("cannot read session file `{path}`: {error}")]
     Io {
         /// The session file.
         path: String,
         /// The operating system's reason.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The JSON is malformed or a field has the wrong shape.
     #[error("session file `{path}` line {line} column {column}: {message}")]
@@ -146,9 +146,9 @@ impl Session {
     /// Reads and checks a session file.
     pub fn from_file(path: &Path) -> Result<Session, SessionError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| SessionError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| SessionError::Io {
             path: shown.clone(),
-            source,
+            error,
         })?;
         Session::from_json(&text, &shown)
     }

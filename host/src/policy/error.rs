@@ -90,12 +90,12 @@ impl std::fmt::Display for Problem {
 #[non_exhaustive]
 pub enum PolicyLoadError {
     /// A file or directory could not be read.
-    #[error("cannot read `{path}`: {source}")]
+    #[error("cannot read `{path}`: {error}")]
     Io {
         /// What could not be read.
         path: PathBuf,
         /// The operating system's reason.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The directory has no schema file.
     #[error("no schema in `{dir}`: expected `{dir}/schema.cedarschema`")]

@@ -52,7 +52,7 @@ impl Policies {
             if !dir.is_dir() {
                 return Err(PolicyLoadError::Io {
                     path: dir.to_path_buf(),
-                    source: std::io::Error::new(
+                    error: std::io::Error::new(
                         std::io::ErrorKind::NotFound,
                         "not a directory or does not exist",
                     ),
@@ -217,16 +217,16 @@ impl Problem {
 }
 
 fn read(path: &Path) -> Result<String, PolicyLoadError> {
-    std::fs::read_to_string(path).map_err(|source| PolicyLoadError::Io {
+    std::fs::read_to_string(path).map_err(|error| PolicyLoadError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
 fn policy_files(dir: &Path) -> Result<Vec<PathBuf>, PolicyLoadError> {
-    let io = |source| PolicyLoadError::Io {
+    let io = |error| PolicyLoadError::Io {
         path: dir.to_path_buf(),
-        source,
+        error,
     };
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {

@@ -35,12 +35,12 @@ pub enum RuntimeError {
     #[error("cannot set up the wasm engine: {0}")]
     Engine(String),
     /// The file could not be read.
-    #[error("cannot read agent `{path}`: {source}")]
+    #[error("cannot read agent `{path}`: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The operating system's reason.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not a component for the `agent` world.
     #[error("`{path}` is not an agent component: {reason}")]
@@ -78,9 +78,9 @@ impl Runtime {
     /// Compiles the component at `path` and checks it is an agent: it must
     /// export `run` and import nothing the host does not provide.
     pub fn load_agent(&self, path: &Path) -> Result<AgentComponent, RuntimeError> {
-        let bytes = std::fs::read(path).map_err(|source| RuntimeError::Read {
+        let bytes = std::fs::read(path).map_err(|error| RuntimeError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         self.load_agent_bytes(path, &bytes)
     }
