@@ -25,7 +25,13 @@ async fn an_allowed_call_returns_the_document_and_is_recorded_before_its_outcome
     let records = env.records();
     assert_eq!(
         common::kinds(&records),
-        ["log_start", "session_start", "decision", "outcome", "session_end"]
+        [
+            "log_start",
+            "session_start",
+            "decision",
+            "outcome",
+            "session_end"
+        ]
     );
     let decision = &records[2];
     assert_eq!(decision["seq"], 3);
@@ -45,7 +51,10 @@ async fn an_allowed_call_returns_the_document_and_is_recorded_before_its_outcome
     let d = &decision["decision"];
     assert_eq!(d["effect"], "allow");
     assert_eq!(d["decided_by"], "policy");
-    assert_eq!(policy_ids(&d["determining_policies"]), ["scope-documents-read"]);
+    assert_eq!(
+        policy_ids(&d["determining_policies"]),
+        ["scope-documents-read"]
+    );
     assert_eq!(
         d["determining_policies"][0]["reason"],
         "the session holds the documents:read scope"
@@ -150,7 +159,10 @@ async fn a_document_of_another_user_is_denied_by_the_ownership_forbid() {
 
     let decisions = env.records_of("decision");
     assert_eq!(decisions.len(), 1);
-    assert_eq!(decisions[0]["action"]["resource"], "Document::\"doc_4hq2zt\"");
+    assert_eq!(
+        decisions[0]["action"]["resource"],
+        "Document::\"doc_4hq2zt\""
+    );
     let d = &decisions[0]["decision"];
     assert_eq!(d["effect"], "deny");
     assert_eq!(d["decided_by"], "policy");
@@ -208,7 +220,10 @@ async fn an_unknown_tool_is_refused_with_its_arguments_recorded() {
     assert_eq!(decisions.len(), 1);
     let r = &decisions[0];
     assert_eq!(r["action"]["tool"], "delete_everything");
-    assert_eq!(r["action"]["arguments"], json!({"path": "/", "force": true}));
+    assert_eq!(
+        r["action"]["arguments"],
+        json!({"path": "/", "force": true})
+    );
     assert!(r["action"].get("scope").is_none());
     assert!(r["action"].get("resource").is_none());
     assert_eq!(r["decision"]["effect"], "deny");
@@ -263,7 +278,10 @@ async fn invalid_arguments_are_refused_naming_the_field() {
         assert_eq!(d["message"], format!("invalid arguments: {message}"));
     }
     // What the agent sent is kept, even when it is not JSON.
-    assert_eq!(decisions[2]["action"]["arguments"]["document_id"], "../../etc/passwd");
+    assert_eq!(
+        decisions[2]["action"]["arguments"]["document_id"],
+        "../../etc/passwd"
+    );
     assert_eq!(decisions[3]["action"]["arguments"], "{not json");
     // Nothing ran, and nothing escaped the workspace.
     assert!(env.records_of("outcome").is_empty());
@@ -271,7 +289,6 @@ async fn invalid_arguments_are_refused_naming_the_field() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "library bug: serde's invalid-type errors do not name the field (see the report)"]
 async fn a_wrongly_typed_argument_is_refused_naming_the_field() {
     let env = Env::example();
     let results = env
@@ -283,7 +300,10 @@ async fn a_wrongly_typed_argument_is_refused_naming_the_field() {
     for r in &results {
         assert_eq!(r["error"]["kind"], "invalid-arguments", "{r}");
         let message = r["error"]["message"].as_str().unwrap();
-        assert!(message.contains("subject"), "`{message}` should name `subject`");
+        assert!(
+            message.contains("subject"),
+            "`{message}` should name `subject`"
+        );
     }
     for record in env.records_of("decision") {
         assert_eq!(record["decision"]["decided_by"], "invalid_arguments");
@@ -355,7 +375,10 @@ async fn a_tool_finds_its_decision_record_durable_while_it_runs() {
         .build();
     let results = env.script(json!([{"tool": "check_log"}])).await;
 
-    assert_eq!(results[0], json!({"tool": "check_log", "ok": {"durable": true}}));
+    assert_eq!(
+        results[0],
+        json!({"tool": "check_log", "ok": {"durable": true}})
+    );
     let records = env.records();
     assert_eq!(records[2]["kind"], "decision");
     assert_eq!(records[2]["action"]["resource"], "Tool::\"check_log\"");

@@ -82,6 +82,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot load policies from `{}`", args.policies.display()))?;
     let session = Session::from_file(&args.session)?;
     let reviewer = reviewer(&args.approver)?;
+    // Everything that can be checked is checked before the log is touched.
+    let runtime = Runtime::new()?;
+    let agent = runtime.load_agent(&args.agent)?;
     let audit = AuditLog::open(&args.audit)?;
     let tools = example_registry(&Workspace::new(&args.workspace))?;
     let guard = Guard::builder(policies, audit)
@@ -90,8 +93,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .approval_timeout(Duration::from_secs(args.approval_timeout))
         .on_call(print_call)
         .build()?;
-    let runtime = Runtime::new()?;
-    let agent = runtime.load_agent(&args.agent)?;
 
     let tokio = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     println!(

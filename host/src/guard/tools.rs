@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use cedar_policy::{EntityId, EntityTypeName, EntityUid};
 use schemars::JsonSchema;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -99,10 +98,19 @@ trait ErasedTool: Send + Sync {
 struct Erased<T>(T);
 
 impl<T: Tool> ErasedTool for Erased<T> {
+    /// The path names the field even when the error is inside its value.
     fn parse(&self, args: &Value) -> Result<Box<dyn Any + Send>, String> {
-        T::Args::deserialize(args)
+        serde_path_to_error::deserialize::<_, T::Args>(args)
             .map(|a| Box::new(a) as Box<dyn Any + Send>)
-            .map_err(|e| e.to_string())
+            .map_err(|e| {
+                let field = e.path().to_string();
+                let what = e.into_inner().to_string();
+                if field == "." || what.contains(&format!("`{field}`")) {
+                    what
+                } else {
+                    format!("field `{field}`: {what}")
+                }
+            })
     }
 
     fn run<'a>(

@@ -159,6 +159,8 @@ impl Policies {
                 let pos = p.pos.as_ref().map(|pos| (pos.line, pos.column));
                 (p.file.clone(), pos)
             });
+            // Cedar reports a mistake once per action a policy applies to.
+            problems.dedup();
             return Err(PolicyLoadError::Problems(problems));
         }
         Ok(Policies {

@@ -8,4 +8,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use mandate::guard::tools::{Denial, ToolError, ToolInfo};
+pub use self::mandate::guard::tools::{Denial, ToolError, ToolInfo};

@@ -234,26 +234,16 @@ impl Env {
             .collect()
     }
 
-    /// The record with `seq`.
-    pub fn record(&self, seq: u64) -> Value {
-        self.records()
-            .into_iter()
-            .find(|r| r["seq"] == seq)
-            .unwrap_or_else(|| panic!("no record with seq {seq}"))
-    }
-
-    /// The `kind` of every record, in order.
-    pub fn kinds(&self) -> Vec<String> {
-        kinds(&self.records())
-    }
-
     /// Checks the log's chain and that it holds `expected` records.
     pub fn assert_verifies(&self, expected: u64) {
         let report = mandate::audit::verify_file(&self.audit_path)
             .unwrap_or_else(|e| panic!("the log does not verify: {e}"));
         assert_eq!(report.records, expected, "records in the log");
         assert_eq!(report.head_seq, expected);
-        assert_eq!(self.guard.audit().head(), (report.head_seq, report.head_hash));
+        assert_eq!(
+            self.guard.audit().head(),
+            (report.head_seq, report.head_hash)
+        );
     }
 
     /// The messages in the outbox, parsed.
@@ -306,11 +296,6 @@ pub fn policy_ids(policies: &Value) -> Vec<String> {
         .iter()
         .map(|p| p["id"].as_str().unwrap().to_string())
         .collect()
-}
-
-/// The decision records of the call `call_id`.
-pub fn by_call<'a>(records: &'a [Value], call_id: &str) -> Vec<&'a Value> {
-    records.iter().filter(|r| r["call_id"] == call_id).collect()
 }
 
 /// A reviewer that gives a fixed answer and keeps every pending approval

@@ -1,0 +1,155 @@
+//! `verify_file` on a log written by a real run, intact and tampered with.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{Env, email_call, read_call};
+use mandate::audit::{ChainProblem, VerifyError, verify_file};
+use serde_json::json;
+use tokio::sync::OnceCell;
+
+/// The records of the run: log_start, session_start, then the allowed read
+/// (decision 3, outcome 4), the denied read (5), the held email (6), the
+/// unknown tool (7), and session_end (8).
+const RECORDS: u64 = 8;
+
+static LOG: OnceCell<Vec<u8>> = OnceCell::const_new();
+
+/// The bytes of the log of one real run, made once per test binary.
+async fn real_log() -> &'static [u8] {
+    LOG.get_or_init(|| async {
+        let env = Env::example();
+        let results = env
+            .script(json!([
+                read_call("doc_88pk3r"),
+                read_call("doc_4hq2zt"),
+                email_call("hi"),
+                {"tool": "format_disk"},
+            ]))
+            .await;
+        assert!(results[0].get("ok").is_some(), "{results:?}");
+        assert_eq!(
+            common::kinds(&env.records()),
+            [
+                "log_start",
+                "session_start",
+                "decision",
+                "outcome",
+                "decision",
+                "decision",
+                "decision",
+                "session_end"
+            ]
+        );
+        std::fs::read(&env.audit_path).unwrap()
+    })
+    .await
+}
+
+/// The log's lines, each with its newline.
+fn lines(log: &[u8]) -> Vec<Vec<u8>> {
+    log.split_inclusive(|&b| b == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// Writes `bytes` to a fresh file and verifies it.
+fn verify_bytes(
+    bytes: &[u8],
+) -> (
+    tempfile::TempDir,
+    PathBuf,
+    Result<mandate::audit::VerifyReport, VerifyError>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    std::fs::write(&path, bytes).unwrap();
+    let result = verify_file(&path);
+    (dir, path, result)
+}
+
+/// Verifies tampered `bytes` and returns the error, checking that it names
+/// the file and the seq it reports.
+fn broken(bytes: &[u8]) -> VerifyError {
+    let (_dir, path, result) = verify_bytes(bytes);
+    let error = result.expect_err("a tampered log must not verify");
+    let message = error.to_string();
+    let seq = error.first_bad_seq().unwrap();
+    assert!(message.contains(&format!("(seq {seq})")), "{message}");
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    error
+}
+
+fn problem(error: &VerifyError) -> &ChainProblem {
+    match error {
+        VerifyError::Broken(b) => &b.problem,
+        other => panic!("expected a broken chain, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_of_a_real_run_verifies_with_its_record_count() {
+    let log = real_log().await;
+    let (_dir, _path, result) = verify_bytes(log);
+    let report = result.unwrap();
+    assert_eq!(report.records, RECORDS);
+    assert_eq!(report.head_seq, RECORDS);
+    assert_eq!(lines(log).len() as u64, RECORDS);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_changed_byte_names_the_record_it_is_in() {
+    let mut lines = lines(real_log().await);
+    let line = &mut lines[4]; // seq 5
+    let middle = line.len() / 2;
+    assert!(
+        middle < line.len() - 80,
+        "the middle is in the body, not the hash"
+    );
+    line[middle] = if line[middle] == b'x' { b'y' } else { b'x' };
+    let error = broken(&lines.concat());
+    assert_eq!(error.first_bad_seq(), Some(5));
+    assert_eq!(error.line(), Some(5));
+    assert_eq!(problem(&error), &ChainProblem::HashMismatch);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_line_names_the_seq_of_the_deleted_record() {
+    let mut lines = lines(real_log().await);
+    lines.remove(4); // seq 5
+    let error = broken(&lines.concat());
+    assert_eq!(error.first_bad_seq(), Some(5));
+    assert_eq!(
+        problem(&error),
+        &ChainProblem::SeqOutOfOrder {
+            expected: 5,
+            found: 6
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_swapped_lines_name_the_first_swapped_seq() {
+    let mut lines = lines(real_log().await);
+    lines.swap(3, 4); // seq 4 and 5
+    let error = broken(&lines.concat());
+    assert_eq!(error.first_bad_seq(), Some(4));
+    assert_eq!(
+        problem(&error),
+        &ChainProblem::SeqOutOfOrder {
+            expected: 4,
+            found: 5
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tail_truncated_mid_record_names_the_last_seq() {
+    let log = real_log().await;
+    let last = lines(log).last().unwrap().len();
+    let cut = &log[..log.len() - last / 2];
+    let error = broken(cut);
+    assert_eq!(error.first_bad_seq(), Some(RECORDS));
+    assert_eq!(problem(&error), &ChainProblem::TornTail);
+}
