@@ -69,7 +69,10 @@
 //! ```
 
 mod chain;
+mod checkpoint;
+mod config;
 mod error;
+mod segments;
 mod verify;
 mod writer;
 
@@ -80,6 +83,15 @@ pub use chain::{FORMAT, GENESIS_HASH, LOG_START_KIND, RESERVED_KEYS};
 pub use error::{
     AuditError, BodyError, ChainBroken, ChainProblem, Malformed, NotALog, NotALogReason,
     ReadFailed, VerifyError,
+};
+pub use checkpoint::{
+    CHECKPOINT_FILE, CHECKPOINT_KIND, Checkpoint, CheckpointError, CheckpointSigner,
+    CheckpointVerifier, KeyError, SignedCheckpoint,
+};
+pub use config::{AuditConfig, Durability, Retention};
+pub use segments::{
+    RawRecord, RecordReader, SEGMENT_PREFIX, SEGMENT_START_KIND, SEGMENT_SUFFIX, Segment,
+    TORN_DIR, line_seq, list_segments, segment_name,
 };
 pub use verify::{VerifyReport, verify_file, verify_reader};
 pub use writer::{Appended, AuditLog};

@@ -2,6 +2,10 @@
 //! library.
 
 mod audit;
+mod audit_keygen;
+mod audit_prove;
+mod audit_query;
+mod audit_verify;
 mod policy;
 mod run;
 

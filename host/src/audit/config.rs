@@ -1,0 +1,67 @@
+//! How an audit log is written: durability, segments, retention, checkpoints.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::checkpoint::CheckpointSigner;
+
+/// When an append returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Records of concurrent callers share one `fsync`; each caller still
+    /// returns only once its own record is durable.
+    #[default]
+    GroupCommit,
+    /// One `fsync` per record (the baseline group commit is measured against).
+    PerRecord,
+}
+
+/// Which old segments may be deleted. Whole segments only, never the active
+/// one, and only after a `retention` record naming the last removed seq and
+/// hash has been written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Keep at most this many segments (the active one included).
+    pub keep_segments: Option<usize>,
+    /// Delete segments whose newest record is older than this.
+    pub max_age: Option<Duration>,
+}
+
+/// Settings of an [`AuditLog`](super::AuditLog).
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// Group commit (default) or one fsync per record.
+    pub durability: Durability,
+    /// Most records written by one fsync.
+    pub max_batch: usize,
+    /// Most appends waiting for the writer; further appends wait for room.
+    pub queue_capacity: usize,
+    /// Start a new segment once the active one reaches this size.
+    pub segment_max_bytes: u64,
+    /// Start a new segment once the active one is this old.
+    pub segment_max_age: Option<Duration>,
+    /// What to delete, if anything. Default: keep everything.
+    pub retention: Retention,
+    /// Signs checkpoints; without one no checkpoints are written.
+    pub checkpoint_signer: Option<Arc<CheckpointSigner>>,
+    /// Write a checkpoint after this many records.
+    pub checkpoint_every_records: u64,
+    /// Write a checkpoint at least this often while records arrive.
+    pub checkpoint_every: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            durability: Durability::GroupCommit,
+            max_batch: 512,
+            queue_capacity: 4096,
+            segment_max_bytes: 64 * 1024 * 1024,
+            segment_max_age: Some(Duration::from_secs(24 * 60 * 60)),
+            retention: Retention::default(),
+            checkpoint_signer: None,
+            checkpoint_every_records: 10_000,
+            checkpoint_every: Duration::from_secs(60),
+        }
+    }
+}
