@@ -135,7 +135,11 @@ impl CheckpointSigner {
 
     /// Reads a signing key written by [`CheckpointSigner::save`].
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        Ok(Self::from_seed(read_key_file(path, SIGNING_PREFIX, "signing")?))
+        Ok(Self::from_seed(read_key_file(
+            path,
+            SIGNING_PREFIX,
+            "signing",
+        )?))
     }
 
     /// Writes the signing key to `path` (readable by the owner only) and

@@ -73,6 +73,8 @@ mod checkpoint;
 mod config;
 mod error;
 mod segments;
+#[doc(hidden)]
+pub mod synthetic;
 mod verify;
 mod writer;
 

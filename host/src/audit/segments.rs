@@ -53,7 +53,9 @@ pub fn list_segments(dir: &Path) -> std::io::Result<Vec<Segment>> {
         if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
-        let Ok(first_seq) = digits.parse() else { continue };
+        let Ok(first_seq) = digits.parse() else {
+            continue;
+        };
         if entry.file_type()?.is_file() {
             segments.push(Segment {
                 path: entry.path(),
