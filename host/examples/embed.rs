@@ -64,7 +64,8 @@ async fn main() -> anyhow::Result<()> {
 
     // Once, at start: policies, schema and entities parsed and validated.
     let policies = Policies::load_dir(&root.join("policies"))?;
-    let audit = AuditLog::open(work.path().join("audit.jsonl"))?;
+    // A directory of segment files; appends from concurrent sessions share fsyncs.
+    let audit = AuditLog::open(work.path().join("audit"))?;
     let guard = Guard::builder(policies, audit)
         .tools(example_registry(&Workspace::new(work.path()))?)
         .reviewer(DomainReviewer)
@@ -88,7 +89,9 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     println!("{:?}", report.outcome);
 
-    let verified = verify_file(&work.path().join("audit.jsonl"))?;
+    // Closing writes the final checkpoint (when a signer is configured) and stops the writer.
+    guard.audit().shutdown()?;
+    let verified = verify_file(&work.path().join("audit"))?;
     println!("audit log verified: {} records", verified.records);
     Ok(())
 }

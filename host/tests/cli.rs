@@ -56,10 +56,10 @@ fn failure(output: &Output, code: i32) -> String {
     err
 }
 
-/// `mandate run` with the given agent, policies and session, appending to an
-/// audit log in `dir`.
+/// `mandate run` with the given agent, policies and session, appending to the
+/// audit log directory `dir/audit`.
 fn run(dir: &Path, agent: &Path, policies: &Path, session: &Path) -> Output {
-    let audit = dir.join("audit.jsonl");
+    let audit = dir.join("audit");
     mandate(&[
         "run",
         "--agent",
@@ -210,15 +210,21 @@ fn run_with_a_core_module_as_agent_says_it_is_not_a_component() {
     assert!(err.contains("wasm32-wasip2"), "{err}");
 }
 
-/// An audit log with `log_start` and three records; returns its path.
+/// An audit log with `log_start` and three records; returns its directory.
 fn write_log(dir: &Path) -> PathBuf {
-    let path = dir.join("audit.jsonl");
+    let path = dir.join("audit");
     let log = AuditLog::open(&path).unwrap();
     for n in 1..=3 {
         log.append(&serde_json::json!({"kind": "note", "n": n, "text": "some audited event"}))
             .unwrap();
     }
+    log.close().unwrap();
     path
+}
+
+/// The log's only segment.
+fn segment(log: &Path) -> PathBuf {
+    log.join(mandate::audit::segment_name(1))
 }
 
 #[test]
@@ -247,7 +253,7 @@ fn audit_verify_on_an_intact_log_prints_the_record_count() {
 fn audit_verify_on_a_tampered_log_names_the_first_bad_seq() {
     let dir = tempfile::tempdir().unwrap();
     let log = write_log(dir.path());
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = std::fs::read_to_string(segment(&log)).unwrap();
     let tampered: Vec<String> = text
         .lines()
         .map(|l| {
@@ -258,14 +264,14 @@ fn audit_verify_on_a_tampered_log_names_the_first_bad_seq() {
             }
         })
         .collect();
-    std::fs::write(&log, tampered.join("\n") + "\n").unwrap();
-    assert_ne!(std::fs::read_to_string(&log).unwrap(), text);
+    std::fs::write(segment(&log), tampered.join("\n") + "\n").unwrap();
+    assert_ne!(std::fs::read_to_string(segment(&log)).unwrap(), text);
 
     let out = mandate(&["audit", "verify", s(&log)]);
     assert_ne!(out.status.code(), Some(0));
     let err = stderr(&out);
     assert!(err.starts_with("tampered: first bad seq 3: "), "{err}");
-    assert!(err.contains(&format!("`{}`", s(&log))), "{err}");
+    assert!(err.contains(&format!("`{}`", s(&segment(&log)))), "{err}");
     assert!(err.contains("line 3"), "{err}");
 }
 

@@ -44,9 +44,15 @@ async fn an_email_approved_by_a_reviewer_is_sent_and_the_approval_recorded() {
 
     let decision = only_decision(&env);
     assert_eq!(decision["action"]["resource"], "Tool::\"send_email\"");
-    assert_eq!(
-        decision["action"]["arguments"],
-        json!({"to": "bob@example.com", "subject": "Q3 notes", "body": "[redacted]"})
+    let arguments = &decision["action"]["arguments"];
+    assert_eq!(arguments["to"], "bob@example.com");
+    assert_eq!(arguments["subject"], "Q3 notes");
+    // The body is a salted commitment (tests/tests/redaction.rs proves it).
+    assert!(
+        arguments["body"]["redacted"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("sha256:")),
+        "{arguments}"
     );
     let d = &decision["decision"];
     assert_eq!(d["effect"], "allow");
@@ -67,7 +73,7 @@ async fn an_email_approved_by_a_reviewer_is_sent_and_the_approval_recorded() {
     assert_eq!(outcome["outcome"]["decision_seq"], decision["seq"]);
 
     // The body reached the outbox but never the log.
-    let log = std::fs::read_to_string(&env.audit_path).unwrap();
+    let log = common::log_text(&env.audit_path);
     assert!(!log.contains(SECRET));
     assert!(!log.contains("launch slips"));
 
@@ -79,7 +85,10 @@ async fn an_email_approved_by_a_reviewer_is_sent_and_the_approval_recorded() {
     assert_eq!(pending.call_id, "sess_example_01:1");
     assert_eq!(pending.session_id, "sess_example_01");
     assert_eq!(pending.resource, "Tool::\"send_email\"");
-    assert_eq!(pending.arguments["body"], "[redacted]");
+    assert_eq!(
+        pending.arguments["body"],
+        decision["action"]["arguments"]["body"]
+    );
     assert_eq!(pending.arguments["to"], "bob@example.com");
     assert_eq!(pending.user.id, "alice");
     assert_eq!(pending.agent.id, "document-summarizer");
@@ -219,7 +228,11 @@ echo '{{"decision":"approve","reviewer":"carol","reason":"fine by me"}}'"#,
     assert!(!request.contains(SECRET));
     let pending: PendingApproval = serde_json::from_str(&request).unwrap();
     assert_eq!(pending.tool, "send_email");
-    assert_eq!(pending.arguments["body"], "[redacted]");
+    assert_eq!(
+        pending.arguments["body"],
+        only_decision(&env)["action"]["arguments"]["body"]
+    );
+    assert!(pending.arguments["body"]["redacted"].is_string());
     assert_eq!(pending.demanded_by[0].id, "email-requires-approval");
     env.assert_verifies(5);
 }

@@ -42,7 +42,7 @@ async fn real_log() -> &'static [u8] {
                 "session_end"
             ]
         );
-        std::fs::read(&env.audit_path).unwrap()
+        common::log_bytes(&env.audit_path)
     })
     .await
 }

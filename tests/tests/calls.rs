@@ -331,11 +331,8 @@ impl Tool for CheckLog {
 
     async fn run(&self, ctx: ToolContext, _args: Self::Args) -> Result<Value, ToolFailure> {
         let fail = |m: String| ToolFailure(m);
-        let text = std::fs::read_to_string(&ctx.audit_path)
-            .map_err(|e| fail(format!("cannot read the log: {e}")))?;
-        let record = text
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        let record = common::read_records(&ctx.audit_path)
+            .into_iter()
             .find(|r| r["seq"] == ctx.decision_seq)
             .ok_or_else(|| fail(format!("no record with seq {}", ctx.decision_seq)))?;
         if record["kind"] != "decision"

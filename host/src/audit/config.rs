@@ -32,21 +32,24 @@ pub struct Retention {
 pub struct AuditConfig {
     /// Group commit (default) or one fsync per record.
     pub durability: Durability,
-    /// Most records written by one fsync.
+    /// Most records written by one fsync (at least 1).
     pub max_batch: usize,
-    /// Most appends waiting for the writer; further appends wait for room.
+    /// Most appends waiting for the writer (at least 1); further appends wait for room.
     pub queue_capacity: usize,
-    /// Start a new segment once the active one reaches this size.
+    /// Start a new segment when the next commit would take the active one past this size. A
+    /// segment holding only its first record takes the commit whatever its size.
     pub segment_max_bytes: u64,
-    /// Start a new segment once the active one is this old.
+    /// Start a new segment once the active one's first record is this old (checked when
+    /// records are appended).
     pub segment_max_age: Option<Duration>,
     /// What to delete, if anything. Default: keep everything.
     pub retention: Retention,
     /// Signs checkpoints; without one no checkpoints are written.
     pub checkpoint_signer: Option<Arc<CheckpointSigner>>,
-    /// Write a checkpoint after this many records.
+    /// Write a checkpoint after this many records since the last one (0: never by count).
     pub checkpoint_every_records: u64,
-    /// Write a checkpoint at least this often while records arrive.
+    /// Write a checkpoint this long after the last one if records came since, even if no
+    /// more arrive.
     pub checkpoint_every: Duration,
 }
 

@@ -8,85 +8,161 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::verify::{
+    CheckpointFileError, CheckpointProblem, CutShort, RetentionProblem, Rewritten, SegmentProblem,
+    UnexplainedStart,
+};
+
 /// Why an audit record could not be appended, or a log could not be opened for appending.
+///
+/// Errors about one segment name that segment's file; the others name the log directory.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    /// The file could not be created, opened or locked.
+    /// The log directory could not be created, opened or locked, or a segment file in it could
+    /// not be created or opened.
     #[error("cannot open audit log `{}`: {error}", path.display())]
     Open {
-        /// The log file.
+        /// The log directory or segment file.
         path: PathBuf,
         /// What the operating system said.
         error: io::Error,
     },
-    /// Another [`AuditLog`](super::AuditLog), in this process or another, is appending to the file.
+    /// Another [`AuditLog`](super::AuditLog), in this process or another, is appending to the log.
     #[error("audit log `{}` is already open for appending elsewhere", path.display())]
     Locked {
-        /// The log file.
+        /// The log directory.
         path: PathBuf,
     },
-    /// The path names something other than a regular file (a device, a pipe), which could not
-    /// hold a durable log.
-    #[error("cannot open audit log `{}`: not a regular file", path.display())]
-    NotAFile {
+    /// The path names a file, but a log is a directory of segment files.
+    #[error(
+        "cannot open audit log `{}`: it is a file, but an audit log is a directory of segment files; \
+         to keep appending to a log written as a single file, move it to `<dir>/segment-00000000000000000001.jsonl` \
+         and open `<dir>`",
+        path.display()
+    )]
+    NotADirectory {
         /// The path.
         path: PathBuf,
     },
-    /// The existing log could not be read to find its head.
+    /// The existing log could not be read to find where it ends.
     #[error("cannot read audit log `{}`: {error}", path.display())]
     Read {
-        /// The log file.
+        /// The log directory or segment file.
         path: PathBuf,
         /// What the operating system said.
         error: io::Error,
     },
-    /// The existing file is not a Mandate audit log, or its chain is broken (for instance a torn
-    /// last line); appending to it would hide the damage, so the log refuses.
-    #[error("refusing to append: {error}")]
-    Invalid {
-        /// The log file.
-        path: PathBuf,
-        /// What is wrong with it; its message names the file and line.
-        error: VerifyError,
-    },
-    /// Writing or syncing a record failed; the partial record was truncated away, so the log is
-    /// intact and its head did not advance.
-    #[error("cannot write audit log `{}`: {error}", path.display())]
-    Write {
-        /// The log file.
-        path: PathBuf,
-        /// What the operating system said.
-        error: io::Error,
-    },
-    /// Writing or syncing a record failed and truncating the partial record failed too; the log
-    /// is poisoned and refuses appends until it is reopened.
+    /// The last whole record of the active segment does not match its hash. A crash tears a
+    /// record short (that is repaired on open); it does not change a complete one, so the log
+    /// was altered and the writer refuses to extend it.
     #[error(
-        "cannot write audit log `{}`: {error}; removing the partial record also failed ({rollback}), \
-         so the log refuses appends until it is reopened",
+        "refusing to append to audit log segment `{}`: its last record (line {line}, seq {seq}) does not \
+         match its hash, so it was altered after it was written, which a crash cannot do; \
+         check the log with `mandate audit verify` and restore it from a copy",
+        path.display()
+    )]
+    Tampered {
+        /// The segment file.
+        path: PathBuf,
+        /// The 1-based line in the segment.
+        line: u64,
+        /// The seq expected on that line.
+        seq: u64,
+    },
+    /// The log is damaged before its last record, or its segments do not join up; appending
+    /// would hide the damage, so the writer refuses.
+    #[error(
+        "refusing to append to audit log segment `{}`: line {line} (seq {seq}) {problem}; \
+         check the log with `mandate audit verify`",
+        path.display()
+    )]
+    Damaged {
+        /// The segment file.
+        path: PathBuf,
+        /// The 1-based line in the segment.
+        line: u64,
+        /// The seq expected on that line.
+        seq: u64,
+        /// What is wrong.
+        problem: Damage,
+    },
+    /// The directory holds what a log leaves next to its segments (checkpoints, torn tails, an
+    /// index) but no segment file: the records were removed, and starting afresh would hide it.
+    #[error(
+        "refusing to start a new audit log in `{}`: it holds `checkpoints.jsonl`, `torn/` or \
+         `index.sqlite` but no segment files, so the records of the log that was there were removed",
+        path.display()
+    )]
+    SegmentsMissing {
+        /// The log directory.
+        path: PathBuf,
+    },
+    /// Writing or syncing failed. What was written of the batch was truncated away, so the log is
+    /// intact and its head did not advance. Appends are refused until a write succeeds again.
+    #[error(
+        "cannot write audit log segment `{}`: {error}; nothing was recorded, and appends are refused \
+         until the log can be written again",
+        path.display()
+    )]
+    Write {
+        /// The segment file.
+        path: PathBuf,
+        /// What the operating system said.
+        error: io::Error,
+    },
+    /// Writing or syncing failed and truncating the partial records away failed too. Appends are
+    /// refused; each later append tries the truncation again first.
+    #[error(
+        "cannot write audit log segment `{}`: {error}; removing the partial record also failed \
+         ({rollback}), so appends are refused until it can be removed",
         path.display()
     )]
     WriteUnrecovered {
-        /// The log file.
+        /// The segment file.
         path: PathBuf,
         /// Why the write or sync failed.
         error: io::Error,
-        /// Why truncating back to the previous length failed.
+        /// Why truncating back to the last whole record failed.
         rollback: io::Error,
     },
-    /// An earlier write failed and could not be rolled back (see
-    /// [`AuditError::WriteUnrecovered`]); reopening the log checks its tail again.
+    /// The active segment's name no longer exists: the file was deleted or moved away.
     #[error(
-        "audit log `{}` refuses appends after a write that could not be rolled back; reopen it",
+        "audit log segment `{}` was removed or moved away underneath the writer; refusing to append \
+         until it is restored (move the same file back)",
         path.display()
     )]
-    Poisoned {
-        /// The log file.
+    SegmentRemoved {
+        /// The segment file.
         path: PathBuf,
+    },
+    /// The active segment's name now leads to another file.
+    #[error(
+        "audit log segment `{}` was replaced underneath the writer by another file; refusing to append \
+         until the original is restored (move the same file back)",
+        path.display()
+    )]
+    SegmentReplaced {
+        /// The segment file.
+        path: PathBuf,
+    },
+    /// Something other than the writer wrote to or truncated the active segment.
+    #[error(
+        "audit log segment `{}` was changed underneath the writer: it holds {found} bytes but the \
+         writer wrote {expected}; refusing to append until it is restored",
+        path.display()
+    )]
+    SegmentChanged {
+        /// The segment file.
+        path: PathBuf,
+        /// The length the writer wrote.
+        expected: u64,
+        /// The length found.
+        found: u64,
     },
     /// The record body cannot be written as record fields. Nothing was written.
     #[error("cannot append to audit log `{}`: {error}", path.display())]
     Body {
-        /// The log file.
+        /// The log directory.
         path: PathBuf,
         /// What is wrong with the body.
         error: BodyError,
@@ -94,27 +170,104 @@ pub enum AuditError {
     /// The log already holds a record with the largest possible seq.
     #[error("audit log `{}` has no seq left after {}", path.display(), u64::MAX)]
     SeqExhausted {
-        /// The log file.
+        /// The log directory.
+        path: PathBuf,
+    },
+    /// The log was closed; nothing more can be appended through this handle.
+    #[error("audit log `{}` is closed", path.display())]
+    Closed {
+        /// The log directory.
+        path: PathBuf,
+    },
+    /// The writer thread is gone without answering; whether the record was written is unknown
+    /// until the log is reopened.
+    #[error("the writer of audit log `{}` stopped unexpectedly; reopen the log", path.display())]
+    WriterStopped {
+        /// The log directory.
         path: PathBuf,
     },
 }
 
 impl AuditError {
-    /// The log file the error is about.
+    /// The log directory or segment file the error is about.
     pub fn path(&self) -> &Path {
         match self {
             Self::Open { path, .. }
             | Self::Locked { path }
-            | Self::NotAFile { path }
+            | Self::NotADirectory { path }
             | Self::Read { path, .. }
-            | Self::Invalid { path, .. }
+            | Self::Tampered { path, .. }
+            | Self::Damaged { path, .. }
+            | Self::SegmentsMissing { path }
             | Self::Write { path, .. }
             | Self::WriteUnrecovered { path, .. }
-            | Self::Poisoned { path }
+            | Self::SegmentRemoved { path }
+            | Self::SegmentReplaced { path }
+            | Self::SegmentChanged { path, .. }
             | Self::Body { path, .. }
-            | Self::SeqExhausted { path } => path,
+            | Self::SeqExhausted { path }
+            | Self::Closed { path }
+            | Self::WriterStopped { path } => path,
         }
     }
+}
+
+/// What is wrong where the writer refuses to extend a log (see [`AuditError::Damaged`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Damage {
+    /// The line does not end with `,"hash":"<64 lowercase hex>"}`.
+    #[error("is not a record: it does not end with a `hash` field")]
+    NotFramed,
+    /// The recorded hash is not the hash of the line's bytes.
+    #[error("does not match its hash: the record was altered")]
+    HashMismatch,
+    /// The line is not a JSON object with `seq` and `prev_hash`.
+    #[error("is not a record: {message}")]
+    InvalidJson {
+        /// What the parser said.
+        message: String,
+    },
+    /// The line holds another seq than the one after the record before it.
+    #[error("holds seq {found}: a record was deleted, inserted or reordered")]
+    SeqOutOfOrder {
+        /// The seq the line holds.
+        found: u64,
+    },
+    /// The line's `prev_hash` is not the hash of the record before it.
+    #[error("has `prev_hash` `{found}` but the record before it has hash `{expected}`")]
+    PrevHashMismatch {
+        /// The hash of the record before it.
+        expected: String,
+        /// The `prev_hash` the line holds.
+        found: String,
+    },
+    /// A segment does not start with the record it must start with.
+    #[error("is {}, but a segment starts with a `{expected}` record", match found {
+        Some(kind) => format!("a `{kind}` record"),
+        None => "a record without a `kind`".to_owned(),
+    })]
+    WrongStart {
+        /// `log_start` or `segment_start`.
+        expected: &'static str,
+        /// The kind found.
+        found: Option<String>,
+    },
+    /// The first record declares another format than `mandate-audit/1`.
+    #[error("declares format {}, expected `mandate-audit/1`", match found {
+        Some(format) => format!("`{format}`"),
+        None => "nothing".to_owned(),
+    })]
+    UnknownFormat {
+        /// The format found.
+        found: Option<String>,
+    },
+    /// A segment other than the active one ends without a newline; only the active segment can
+    /// be torn by a crash.
+    #[error("is cut short (no newline), but only the last segment can be torn by a crash")]
+    Torn,
+    /// The active segment is empty and no segment before it says where the chain stands.
+    #[error("does not exist: the segment is empty and no segment precedes it")]
+    Missing,
 }
 
 /// Why a record body cannot be spliced into a record line.
@@ -157,15 +310,44 @@ pub enum VerifyError {
     /// The input is a Mandate audit log whose chain is broken.
     #[error(transparent)]
     Broken(ChainBroken),
+    /// The log starts after seq 1 and no `retention` record accounts for the missing records.
+    #[error(transparent)]
+    UnexplainedStart(UnexplainedStart),
+    /// A signed checkpoint from the checkpoint file contradicts the log.
+    #[error(transparent)]
+    Rewritten(Box<Rewritten>),
+    /// A signed checkpoint from the checkpoint file vouches for a seq past the log's end.
+    #[error(transparent)]
+    CutShort(CutShort),
+    /// The checkpoint file cannot be read or does not verify with the key.
+    #[error(transparent)]
+    CheckpointFile(CheckpointFileError),
+    /// A checkpoint file was given without the public key to check its signatures.
+    #[error(
+        "checkpoint file `{}` can only be checked with the public key that signed it: give the key too",
+        .0.display()
+    )]
+    CheckpointsNeedKey(PathBuf),
 }
 
 impl VerifyError {
     /// The seq of the first bad record: the seq the chain expected at the line where it broke.
     /// `None` when the input is not an audit log at all or could not be read.
+    ///
+    /// For a log rewritten after a checkpoint this is the seq the checkpoint contradicts (the
+    /// rewrite began there or earlier); for a log cut short, the first seq that is gone; for
+    /// records missing from the start, the first missing seq. `None` when the input is not an
+    /// audit log at all, could not be read, or the checkpoint file itself is at fault.
     pub fn first_bad_seq(&self) -> Option<u64> {
         match self {
             Self::Broken(broken) => Some(broken.seq),
-            Self::NotALog(_) | Self::Io(_) => None,
+            Self::UnexplainedStart(start) => Some(start.first_missing),
+            Self::Rewritten(rewritten) => Some(rewritten.seq),
+            Self::CutShort(short) => Some(short.head_seq.saturating_add(1)),
+            Self::NotALog(_)
+            | Self::Io(_)
+            | Self::CheckpointFile(_)
+            | Self::CheckpointsNeedKey(_) => None,
         }
     }
 
@@ -173,18 +355,32 @@ impl VerifyError {
     pub fn line(&self) -> Option<u64> {
         match self {
             Self::Broken(broken) => Some(broken.line),
-            Self::NotALog(not) => (!matches!(not.reason, NotALogReason::Empty)).then_some(1),
-            Self::Io(_) => None,
+            Self::Rewritten(rewritten) => Some(rewritten.line),
+            Self::NotALog(not) => {
+                (!matches!(not.reason, NotALogReason::Empty | NotALogReason::NoSegments))
+                    .then_some(1)
+            }
+            Self::Io(_)
+            | Self::UnexplainedStart(_)
+            | Self::CutShort(_)
+            | Self::CheckpointFile(_)
+            | Self::CheckpointsNeedKey(_) => None,
         }
     }
 
-    /// Attaches the file name so that the message says which log is at fault.
+    /// Attaches the file name so that the message says which log is at fault. Errors that
+    /// already name their files are returned as they are.
     pub(crate) fn with_path(self, path: &Path) -> Self {
         let path = Some(path.to_path_buf());
         match self {
             Self::NotALog(e) => Self::NotALog(NotALog { path, ..e }),
             Self::Io(e) => Self::Io(ReadFailed { path, ..e }),
             Self::Broken(e) => Self::Broken(ChainBroken { path, ..e }),
+            other @ (Self::UnexplainedStart(_)
+            | Self::Rewritten(_)
+            | Self::CutShort(_)
+            | Self::CheckpointFile(_)
+            | Self::CheckpointsNeedKey(_)) => other,
         }
     }
 }
@@ -220,6 +416,9 @@ pub enum NotALogReason {
     /// The input is empty.
     #[error("it is empty")]
     Empty,
+    /// The directory holds no segment files.
+    #[error("the directory holds no segment files (`segment-<seq>.jsonl`)")]
+    NoSegments,
     /// Line 1 does not end with a `hash` field.
     #[error("line 1 is not a hash-chained record")]
     NotFramed,
@@ -306,6 +505,16 @@ pub enum ChainProblem {
     /// A line follows the record with the largest possible seq.
     #[error("a record follows seq {}, the largest possible seq", u64::MAX)]
     SeqExhausted,
+    /// The segment does not start the way the layout requires.
+    #[error(transparent)]
+    Segment(SegmentProblem),
+    /// A `checkpoint` record does not vouch for the record before it, or its signature does
+    /// not verify.
+    #[error(transparent)]
+    Checkpoint(CheckpointProblem),
+    /// A `retention` record contradicts the chain.
+    #[error(transparent)]
+    Retention(RetentionProblem),
 }
 
 /// How a line fails to be a record.
@@ -327,6 +536,12 @@ pub enum Malformed {
         message: String,
         /// The 1-based column (byte) in the line.
         column: usize,
+    },
+    /// The line is longer than any record the verifier accepts.
+    #[error("the line is longer than {limit} bytes")]
+    TooLong {
+        /// The longest line accepted, in bytes.
+        limit: usize,
     },
 }
 

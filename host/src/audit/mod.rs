@@ -1,7 +1,8 @@
 //! Append-only, hash-chained audit log.
 //!
-//! An audit log is a [JSON Lines](https://jsonlines.org) file: one record per line, appended
-//! and never rewritten. [`AuditLog`] writes it; [`verify_file`] and [`verify_reader`] check it
+//! An audit log is a directory of [JSON Lines](https://jsonlines.org) segment files: one record
+//! per line, appended and never rewritten, the chain running on from one segment into the next.
+//! [`AuditLog`] writes it; [`verify_file`] and [`verify_reader`] check it
 //! and need nothing else of Mandate (no policy engine, no WebAssembly runtime).
 //!
 //! # Line format (`mandate-audit/1`)
@@ -33,33 +34,46 @@
 //!
 //! # Verifying
 //!
-//! For each line the verifier checks that it ends with a newline, ends with
-//! `,"hash":"<64 lowercase hex>"}`, that the hash is the SHA-256 of the bytes before it, and only
-//! then parses the line as JSON to read `seq` and `prev_hash` (and, on line 1, `kind` and
-//! `format`), which must be the previous seq plus one and the previous record's hash. The first
-//! line that fails is reported with its line number and the seq expected there
-//! ([`VerifyError::first_bad_seq`]). This detects any changed, deleted, inserted, reordered or
-//! forged record and a truncated last record.
+//! [`verify_log`] (and [`verify_file`], without a key) reads the segments in seq order. For
+//! each line it checks that it ends with a newline, ends with `,"hash":"<64 lowercase hex>"}`,
+//! that the hash is the SHA-256 of the bytes before it, and that the seq and `prev_hash` read
+//! from the line's fixed prefix are the previous seq plus one and the previous record's hash;
+//! JSON is parsed only for line 1 and the few records the audit layer writes about itself. The
+//! first problem is reported with its file, line and seq ([`VerifyError::first_bad_seq`]). This
+//! detects any changed, deleted, inserted, reordered or forged record, a truncated last record,
+//! a missing segment, and records missing from the start that no `retention` record accounts
+//! for.
 //!
 //! A chain alone cannot reveal records cut off at a line boundary from the end (the shorter log
-//! is itself a valid chain), nor a log rewritten from the first record on with all hashes
-//! recomputed. Both are caught by comparing the head ([`VerifyReport::head_seq`] and
-//! [`VerifyReport::head_hash`]) with one kept elsewhere, such as [`AuditLog::head`] recorded by
-//! the embedding host.
+//! is itself a valid chain), nor a log rewritten from some record on with all hashes
+//! recomputed. Signed checkpoints do: given the public key ([`VerifyOptions::key`]), every
+//! `checkpoint` record's signature is checked, and the checkpoint file, kept elsewhere, is held
+//! against the log ([`VerifyError::Rewritten`], [`VerifyError::CutShort`]).
 //!
 //! # Durability and failure
 //!
-//! [`AuditLog::append`] writes the whole line with one `write_all` on a file opened in append
-//! mode, then `fsync`s the data before returning. A failed write or sync is truncated away, so
-//! the chain stays intact and the head does not advance; if that fails too, the log refuses
-//! further appends until reopened. Opening an existing log checks its first and last lines and
-//! refuses to append after a torn or damaged tail.
+//! A log is a directory of segment files (see [`list_segments`] for the layout). One writer
+//! thread per [`AuditLog`] owns the active segment; [`AuditLog::append`] (or
+//! [`AuditLog::append_async`]) returns only once its record is written and `fdatasync`ed.
+//! Concurrent appends share syncs (group commit), each still waiting for its own record. The
+//! segment rotates by size and age, each new segment starting with a `segment_start` record that
+//! continues the chain; [`Retention`] deletes whole old segments only after a durable `retention`
+//! record names the last removed seq and hash. With a [`CheckpointSigner`] configured, signed
+//! `checkpoint` records go into the log periodically and at close, and into `checkpoints.jsonl`.
+//!
+//! A failed write or sync is truncated away, so the chain stays intact, the head does not advance
+//! and the caller gets an error saying what is wrong; so does an append while the active segment
+//! was removed or replaced underneath. Later appends try again, and once the log is writable
+//! the first commit starts with an `audit_outage` record saying since when appends were refused,
+//! why and how many. Opening a log moves a torn last line (a crash mid-write) into `torn/` and
+//! records a `repair`; it refuses a log whose last whole record was altered or whose active
+//! segment is damaged.
 //!
 //! ```
 //! use mandate::audit::{AuditLog, verify_file};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let log = AuditLog::open(dir.path().join("audit.jsonl"))?;
+//! let log = AuditLog::open(dir.path().join("audit"))?;
 //! log.append(&serde_json::json!({"kind": "session_start", "session_id": "s-1"}))?;
 //!
 //! let report = verify_file(log.path())?;
@@ -72,6 +86,7 @@ mod chain;
 mod checkpoint;
 mod config;
 mod error;
+mod index;
 mod segments;
 #[doc(hidden)]
 pub mod synthetic;
@@ -82,18 +97,28 @@ mod writer;
 mod tests;
 
 pub use chain::{FORMAT, GENESIS_HASH, LOG_START_KIND, RESERVED_KEYS};
-pub use error::{
-    AuditError, BodyError, ChainBroken, ChainProblem, Malformed, NotALog, NotALogReason,
-    ReadFailed, VerifyError,
-};
 pub use checkpoint::{
     CHECKPOINT_FILE, CHECKPOINT_KIND, Checkpoint, CheckpointError, CheckpointSigner,
     CheckpointVerifier, KeyError, SignedCheckpoint,
 };
 pub use config::{AuditConfig, Durability, Retention};
-pub use segments::{
-    RawRecord, RecordReader, SEGMENT_PREFIX, SEGMENT_START_KIND, SEGMENT_SUFFIX, Segment,
-    TORN_DIR, line_seq, list_segments, segment_name,
+pub use error::{
+    AuditError, BodyError, ChainBroken, ChainProblem, Damage, Malformed, NotALog, NotALogReason,
+    ReadFailed, VerifyError,
 };
-pub use verify::{VerifyReport, verify_file, verify_reader};
+pub use index::{
+    AuditIndex, CallEffect, CallQuery, CallRow, CatchUp, INDEX_FILE, IndexError, RebuildReason,
+    RecordProblem,
+};
+pub use segments::{
+    RawRecord, RecordReader, SEGMENT_PREFIX, SEGMENT_START_KIND, SEGMENT_SUFFIX, Segment, TORN_DIR,
+    line_seq, list_segments, segment_name,
+};
+pub use verify::{
+    CheckpointFileError, CheckpointProblem, CheckpointReport, CutShort, Evidence, Origin,
+    RetentionProblem, Rewritten, SegmentProblem, UnexplainedStart, VerifyOptions, VerifyReport,
+    verify_file, verify_log, verify_reader,
+};
 pub use writer::{Appended, AuditLog};
+#[doc(hidden)]
+pub use writer::{Fault, FaultInjector, FaultPlan, Stats};

@@ -1,4 +1,6 @@
 //! End-to-end tests of the audit log: write with [`AuditLog`], tamper with the bytes, verify.
+//! The writer's own behaviours (group commit, segments, repair, faults, checkpoints) are tested
+//! in `writer/tests/`.
 
 use std::fs;
 use std::ops::Range;
@@ -9,13 +11,18 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use super::chain::{BodyFields, encode_line, hash_prefix, now_millis};
-use super::writer::Faults;
 use super::*;
 
-/// A log of six records: `log_start` and five bodies of different shapes.
+/// The first (here: only) segment of the log in `dir`.
+fn first_segment(dir: &Path) -> PathBuf {
+    dir.join(segment_name(1))
+}
+
+/// A log of six records: `log_start` and five bodies of different shapes, in one segment.
+/// Returns the segment's path and bytes.
 fn sample_log(dir: &TempDir) -> (PathBuf, Vec<u8>) {
-    let path = dir.path().join("audit.jsonl");
-    let log = AuditLog::open(&path).unwrap();
+    let log_dir = dir.path().join("audit");
+    let log = AuditLog::open(&log_dir).unwrap();
     log.append(&json!({"kind": "session_start", "session_id": "s-1"}))
         .unwrap();
     log.append(&json!({})).unwrap();
@@ -24,7 +31,8 @@ fn sample_log(dir: &TempDir) -> (PathBuf, Vec<u8>) {
     log.append(&json!({"kind": "outcome", "text": "line\nbreak \"quoted\" ünïcode"}))
         .unwrap();
     log.append(&json!({"kind": "session_end"})).unwrap();
-    drop(log);
+    log.close().unwrap();
+    let path = first_segment(&log_dir);
     let bytes = fs::read(&path).unwrap();
     (path, bytes)
 }
@@ -75,10 +83,11 @@ fn permissions_apply(dir: &Path) -> bool {
 #[test]
 fn appended_records_verify_and_chain_together() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
-    let log = AuditLog::open(&path).unwrap();
-    assert_eq!(log.path(), path);
+    let log_dir = dir.path().join("audit");
+    let log = AuditLog::open(&log_dir).unwrap();
+    assert_eq!(log.path(), log_dir);
     assert_eq!(log.head().0, 1);
+    let path = first_segment(&log_dir);
 
     #[derive(Serialize)]
     struct Decision<'a> {
@@ -100,14 +109,10 @@ fn appended_records_verify_and_chain_together() {
     assert_eq!((first.seq, second.seq, third.seq), (2, 3, 4));
     assert_eq!(log.head(), (4, third.hash.clone()));
 
-    let report = verify_file(&path).unwrap();
+    let report = verify_file(&log_dir).unwrap();
     assert_eq!(
-        report,
-        VerifyReport {
-            records: 4,
-            head_seq: 4,
-            head_hash: third.hash.clone()
-        }
+        (report.records, report.head_seq, &report.head_hash),
+        (4, 4, &third.hash)
     );
 
     let text = fs::read_to_string(&path).unwrap();
@@ -146,9 +151,9 @@ fn appended_records_verify_and_chain_together() {
 #[test]
 fn the_returned_timestamp_is_the_one_written() {
     let dir = tempfile::tempdir().unwrap();
-    let log = AuditLog::open(dir.path().join("audit.jsonl")).unwrap();
+    let log = AuditLog::open(dir.path().join("audit")).unwrap();
     let appended = log.append(&json!({"kind": "x"})).unwrap();
-    let text = fs::read_to_string(log.path()).unwrap();
+    let text = fs::read_to_string(first_segment(log.path())).unwrap();
     let record: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     let written = record["timestamp"].as_str().unwrap();
     assert_eq!(written.len(), "2026-11-26T16:25:49.123Z".len());
@@ -162,7 +167,7 @@ fn the_returned_timestamp_is_the_one_written() {
 #[test]
 fn reopening_a_log_continues_its_chain() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
+    let path = dir.path().join("audit");
     let head = {
         let log = AuditLog::open(&path).unwrap();
         log.append(&json!({"kind": "a"})).unwrap();
@@ -173,25 +178,35 @@ fn reopening_a_log_continues_its_chain() {
     assert_eq!(log.head(), head);
     let next = log.append(&json!({"kind": "c"})).unwrap();
     assert_eq!(next.seq, 4);
-    let text = fs::read_to_string(&path).unwrap();
+    let text = fs::read_to_string(first_segment(&path)).unwrap();
     let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(last["prev_hash"], head.1);
     assert_eq!(verify_file(&path).unwrap().head_seq, 4);
 
     // A log holding only its log_start record reopens too.
-    let fresh = dir.path().join("fresh.jsonl");
+    let fresh = dir.path().join("fresh");
     let head = AuditLog::open(&fresh).unwrap().head();
     assert_eq!(AuditLog::open(&fresh).unwrap().head(), head);
 }
 
 #[test]
-fn opening_an_empty_file_starts_a_log() {
+fn opening_an_empty_directory_or_segment_starts_a_log() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
-    fs::write(&path, b"").unwrap();
-    let log = AuditLog::open(&path).unwrap();
+    let empty_dir = dir.path().join("empty");
+    fs::create_dir(&empty_dir).unwrap();
+    let log = AuditLog::open(&empty_dir).unwrap();
     assert_eq!(log.head().0, 1);
-    assert_eq!(verify_file(&path).unwrap().records, 1);
+    drop(log);
+    assert_eq!(verify_file(&empty_dir).unwrap().records, 1);
+
+    // A first segment created but never written (a crash right after creating it).
+    let empty_segment = dir.path().join("empty-segment");
+    fs::create_dir(&empty_segment).unwrap();
+    fs::write(first_segment(&empty_segment), b"").unwrap();
+    let log = AuditLog::open(&empty_segment).unwrap();
+    assert_eq!(log.head().0, 1);
+    drop(log);
+    assert_eq!(verify_file(&empty_segment).unwrap().records, 1);
 }
 
 #[test]
@@ -431,20 +446,31 @@ fn files_that_are_not_audit_logs_are_named_as_such() {
         );
         assert_eq!(not_a_log(Err(error)).reason, reason, "{name}");
 
-        // Opening it for appending refuses and leaves it untouched.
+        // As the first segment of a log, opening it for appending refuses and leaves it
+        // untouched.
         if !content.is_empty() {
-            let error = AuditLog::open(&path).unwrap_err();
+            let log_dir = dir.path().join(format!("{name}.log"));
+            fs::create_dir(&log_dir).unwrap();
+            let segment = first_segment(&log_dir);
+            fs::write(&segment, &content).unwrap();
+            let error = AuditLog::open(&log_dir).unwrap_err();
             assert!(
                 matches!(
                     error,
-                    AuditError::Invalid {
-                        error: VerifyError::NotALog(_),
+                    AuditError::Damaged {
+                        line: 1,
+                        seq: 1,
+                        ..
+                    } | AuditError::Tampered {
+                        line: 1,
+                        seq: 1,
                         ..
                     }
                 ),
                 "{name}: {error:?}"
             );
-            assert_eq!(fs::read_to_string(&path).unwrap(), content, "{name}");
+            assert_eq!(fs::read_to_string(&segment).unwrap(), content, "{name}");
+            assert!(!log_dir.join(TORN_DIR).exists(), "{name}");
         }
     }
 }
@@ -482,91 +508,93 @@ fn verifying_a_missing_file_names_it() {
 }
 
 #[test]
-fn open_refuses_a_log_with_a_damaged_tail() {
+fn open_repairs_a_torn_tail_but_refuses_an_altered_one() {
     let dir = tempfile::tempdir().unwrap();
     let (path, bytes) = sample_log(&dir);
+    let log_dir = path.parent().unwrap().to_path_buf();
     let spans = line_spans(&bytes);
     let last = spans[spans.len() - 1].clone();
 
-    // Torn: the last record lost its end.
-    fs::write(&path, &bytes[..last.end - 5]).unwrap();
-    let error = AuditLog::open(&path).unwrap_err();
-    let AuditError::Invalid {
-        error: VerifyError::Broken(ref broken),
-        ..
-    } = error
-    else {
-        panic!("expected a broken chain, got {error:?}");
-    };
-    assert_eq!(
-        (broken.line, broken.seq, &broken.problem),
-        (6, 6, &ChainProblem::TornTail)
-    );
-    let message = error.to_string();
-    assert!(
-        message.starts_with("refusing to append: audit log `"),
-        "{message}"
-    );
-    assert!(message.contains(&path.display().to_string()), "{message}");
-    assert!(message.contains("line 6 (seq 6)"), "{message}");
-    assert_eq!(fs::read(&path).unwrap(), &bytes[..last.end - 5]);
-
-    // Altered: the last record's bytes no longer match its hash.
+    // Altered: the last record's bytes no longer match its hash. A crash cannot do that.
     let mut altered = bytes.clone();
     altered[last.start + 10] ^= 0x01;
     fs::write(&path, &altered).unwrap();
-    let error = AuditLog::open(&path).unwrap_err();
-    assert!(matches!(
-        error,
-        AuditError::Invalid {
-            error: VerifyError::Broken(ChainBroken {
+    let error = AuditLog::open(&log_dir).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            AuditError::Tampered {
                 line: 6,
                 seq: 6,
                 ..
-            }),
-            ..
-        }
-    ));
+            }
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("line 6, seq 6"), "{message}");
+    assert!(message.contains("does not match its hash"), "{message}");
+    assert_eq!(fs::read(&path).unwrap(), altered);
 
-    // Torn in the middle of a one-record log.
-    fs::write(&path, &bytes[..spans[0].end - 1]).unwrap();
-    let error = AuditLog::open(&path).unwrap_err();
-    assert!(matches!(
-        error,
-        AuditError::Invalid {
-            error: VerifyError::Broken(ChainBroken {
-                line: 1,
-                seq: 1,
-                problem: ChainProblem::TornTail,
+    // Altered before the last record: damaged, also refused.
+    let mut altered = bytes.clone();
+    altered[spans[2].start + 10] ^= 0x01;
+    fs::write(&path, &altered).unwrap();
+    let error = AuditLog::open(&log_dir).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            AuditError::Damaged {
+                line: 3,
+                seq: 3,
+                problem: Damage::HashMismatch,
                 ..
-            }),
-            ..
-        }
-    ));
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(fs::read(&path).unwrap(), altered);
+
+    // Torn: the last record lost its end. It is set aside and the repair recorded.
+    fs::write(&path, &bytes[..last.end - 5]).unwrap();
+    let log = AuditLog::open(&log_dir).unwrap();
+    assert_eq!(log.head().0, 6);
+    drop(log);
+    let text = fs::read_to_string(&path).unwrap();
+    let repair: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(repair["kind"], "repair");
+    assert_eq!(repair["truncated_at"], last.start);
+    let torn = log_dir.join(repair["set_aside"].as_str().unwrap());
+    assert_eq!(fs::read(torn).unwrap(), &bytes[last.start..last.end - 5]);
+    assert_eq!(verify_file(&log_dir).unwrap().head_seq, 6);
 }
 
 #[test]
 fn open_refuses_paths_that_cannot_hold_a_log() {
     let dir = tempfile::tempdir().unwrap();
-    let error = AuditLog::open(dir.path()).unwrap_err();
-    assert!(matches!(error, AuditError::Open { .. }), "{error:?}");
+    let file = dir.path().join("audit.jsonl");
+    fs::write(&file, b"").unwrap();
+    let error = AuditLog::open(&file).unwrap_err();
+    assert!(
+        matches!(error, AuditError::NotADirectory { .. }),
+        "{error:?}"
+    );
     assert!(error.to_string().starts_with(&format!(
-        "cannot open audit log `{}`: ",
-        dir.path().display()
+        "cannot open audit log `{}`: it is a file, but an audit log is a directory",
+        file.display()
     )));
 
-    let missing_dir = dir.path().join("no/such/dir/audit.jsonl");
-    assert!(matches!(
-        AuditLog::open(&missing_dir),
-        Err(AuditError::Open { .. })
-    ));
+    let missing_parent = dir.path().join("no/such/dir/audit");
+    let error = AuditLog::open(&missing_parent).unwrap_err();
+    assert!(matches!(error, AuditError::Open { .. }), "{error:?}");
+    assert!(!dir.path().join("no").exists());
 
     if Path::new("/dev/null").exists() {
         let error = AuditLog::open("/dev/null").unwrap_err();
-        assert!(matches!(error, AuditError::NotAFile { .. }), "{error:?}");
-        assert_eq!(
-            error.to_string(),
-            "cannot open audit log `/dev/null`: not a regular file"
+        assert!(
+            matches!(error, AuditError::NotADirectory { .. }),
+            "{error:?}"
         );
     }
 }
@@ -574,11 +602,20 @@ fn open_refuses_paths_that_cannot_hold_a_log() {
 #[test]
 fn a_second_writer_is_refused_while_the_first_is_open() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
+    let path = dir.path().join("audit");
     let first = AuditLog::open(&path).unwrap();
     let error = AuditLog::open(&path).unwrap_err();
     assert!(matches!(error, AuditError::Locked { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "audit log `{}` is already open for appending elsewhere",
+            path.display()
+        )
+    );
     drop(first);
+    AuditLog::open(&path).unwrap().close().unwrap();
+    // Closing releases the lock as dropping does.
     AuditLog::open(&path).unwrap();
 }
 
@@ -593,7 +630,7 @@ fn read_only_files_and_directories_are_refused() {
     let (path, bytes) = sample_log(&dir);
     fs::set_permissions(&path, fs::Permissions::from_mode(0o444)).unwrap();
     assert!(matches!(
-        AuditLog::open(&path),
+        AuditLog::open(path.parent().unwrap()),
         Err(AuditError::Open { .. })
     ));
     assert_eq!(fs::read(&path).unwrap(), bytes);
@@ -602,7 +639,7 @@ fn read_only_files_and_directories_are_refused() {
     fs::create_dir(&locked_dir).unwrap();
     fs::set_permissions(&locked_dir, fs::Permissions::from_mode(0o555)).unwrap();
     assert!(matches!(
-        AuditLog::open(locked_dir.join("audit.jsonl")),
+        AuditLog::open(locked_dir.join("audit")),
         Err(AuditError::Open { .. })
     ));
     fs::set_permissions(&locked_dir, fs::Permissions::from_mode(0o755)).unwrap();
@@ -611,85 +648,90 @@ fn read_only_files_and_directories_are_refused() {
 #[test]
 fn a_failed_write_or_sync_is_removed_and_the_head_does_not_advance() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
-    let log = AuditLog::open(&path).unwrap();
+    let log_dir = dir.path().join("audit");
+    let log = AuditLog::open(&log_dir).unwrap();
     log.append(&json!({"kind": "a"})).unwrap();
     let head = log.head();
+    let path = first_segment(&log_dir);
     let before = fs::read(&path).unwrap();
 
-    for faults in [
-        Faults {
-            write: true,
-            ..Faults::default()
-        },
-        Faults {
-            sync: true,
-            ..Faults::default()
-        },
+    for fault in [
+        Fault::Io,
+        Fault::SyncFails,
+        Fault::PermissionDenied,
+        Fault::DiskFull,
     ] {
-        log.inject(faults);
+        log.faults().set(Some(FaultPlan::always(fault)));
         let error = log.append(&json!({"kind": "lost"})).unwrap_err();
         assert!(matches!(error, AuditError::Write { .. }), "{error:?}");
-        assert!(error.to_string().starts_with(&format!(
-            "cannot write audit log `{}`: injected",
-            path.display()
-        )));
+        assert!(
+            error.to_string().starts_with(&format!(
+                "cannot write audit log segment `{}`: ",
+                path.display()
+            )),
+            "{error}"
+        );
+        assert!(error.to_string().contains("(injected)"), "{error}");
         assert_eq!(log.head(), head);
-        assert_eq!(fs::read(&path).unwrap(), before);
+        assert_eq!(fs::read(&path).unwrap(), before, "{fault:?}");
     }
 
-    log.inject(Faults::default());
+    log.faults().set(None);
     let next = log.append(&json!({"kind": "b"})).unwrap();
-    assert_eq!(next.seq, head.0 + 1);
-    assert_eq!(verify_file(&path).unwrap().head_hash, next.hash);
+    // The outage record comes first.
+    assert_eq!(next.seq, head.0 + 2);
+    assert_eq!(verify_file(&log_dir).unwrap().head_hash, next.hash);
 }
 
 #[test]
-fn a_write_that_cannot_be_rolled_back_poisons_the_log_until_reopened() {
+fn a_write_that_cannot_be_rolled_back_is_retried_before_the_next_append() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
-    let log = AuditLog::open(&path).unwrap();
+    let log_dir = dir.path().join("audit");
+    let log = AuditLog::open(&log_dir).unwrap();
     let head = log.head();
+    let path = first_segment(&log_dir);
+    let before = fs::read(&path).unwrap();
 
-    log.inject(Faults {
-        write: true,
-        rollback: true,
-        ..Faults::default()
-    });
+    log.faults().set(Some(FaultPlan {
+        fault: Fault::RollbackFails,
+        skip: 0,
+        count: Some(2),
+    }));
     let error = log.append(&json!({"kind": "half"})).unwrap_err();
+    assert!(
+        matches!(error, AuditError::WriteUnrecovered { .. }),
+        "{error:?}"
+    );
+    assert!(
+        fs::read(&path).unwrap().len() > before.len(),
+        "half a record is left"
+    );
+    assert_eq!(log.head(), head);
+
+    // The next append tries the truncation again first; it fails again.
+    let error = log.append(&json!({"kind": "after"})).unwrap_err();
     assert!(
         matches!(error, AuditError::WriteUnrecovered { .. }),
         "{error:?}"
     );
     assert_eq!(log.head(), head);
 
-    log.inject(Faults::default());
-    let error = log.append(&json!({"kind": "after"})).unwrap_err();
-    assert!(matches!(error, AuditError::Poisoned { .. }), "{error:?}");
-    assert_eq!(log.head(), head);
+    // Then it succeeds: the partial record is gone and the chain goes on.
+    let next = log.append(&json!({"kind": "later"})).unwrap();
+    assert_eq!(next.seq, head.0 + 2);
     drop(log);
-
-    // The half-written record is still there, and reopening finds it.
-    let error = AuditLog::open(&path).unwrap_err();
-    assert!(matches!(
-        error,
-        AuditError::Invalid {
-            error: VerifyError::Broken(ChainBroken {
-                line: 2,
-                seq: 2,
-                problem: ChainProblem::TornTail,
-                ..
-            }),
-            ..
-        }
-    ));
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with(std::str::from_utf8(&before).unwrap()));
+    assert!(!text.contains("half"));
+    assert_eq!(verify_file(&log_dir).unwrap().head_seq, next.seq);
 }
 
 #[test]
 fn bodies_that_would_clash_with_the_frame_are_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
-    let log = AuditLog::open(&path).unwrap();
+    let log_dir = dir.path().join("audit");
+    let log = AuditLog::open(&log_dir).unwrap();
+    let path = first_segment(&log_dir);
     let before = fs::read(&path).unwrap();
     for key in RESERVED_KEYS {
         let error = log.append(&json!({ key: 1 })).unwrap_err();
@@ -710,7 +752,7 @@ fn bodies_that_would_clash_with_the_frame_are_refused_and_nothing_is_written() {
         error.to_string(),
         format!(
             "cannot append to audit log `{}`: the body is not a JSON object",
-            path.display()
+            log_dir.display()
         )
     );
     assert_eq!(fs::read(&path).unwrap(), before);
@@ -722,7 +764,7 @@ fn concurrent_appends_get_distinct_consecutive_seqs() {
     const THREADS: u64 = 8;
     const PER_THREAD: u64 = 50;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
+    let path = dir.path().join("audit");
     let log = AuditLog::open(&path).unwrap();
     let mut seqs: Vec<u64> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..THREADS)
@@ -767,7 +809,15 @@ fn error_messages_are_lowercase_without_a_final_period() {
         fs::write(&path, &tampered).unwrap();
         errors.push(verify_file(&path).unwrap_err().to_string());
     }
-    errors.push(AuditLog::open(dir.path()).unwrap_err().to_string());
+    errors.push(AuditLog::open(&path).unwrap_err().to_string());
+    let mut altered = bytes.clone();
+    altered[line_spans(&bytes)[2].start + 10] ^= 0x01;
+    fs::write(&path, &altered).unwrap();
+    errors.push(
+        AuditLog::open(path.parent().unwrap())
+            .unwrap_err()
+            .to_string(),
+    );
     for message in errors {
         let first = message.chars().next().unwrap();
         assert!(!first.is_uppercase(), "{message}");

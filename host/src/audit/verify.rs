@@ -1,52 +1,282 @@
-//! The verifier: walks a log line by line and names the first record where the chain breaks.
+//! The verifier: walks a log, segment after segment, and names the first record where the chain
+//! breaks, or the checkpoint that contradicts it.
 //!
-//! It needs nothing but the bytes: no policy engine, no runtime, no configuration. Lines are read
-//! as bytes into one reused buffer, so a large log is never held in memory at once and invalid
-//! UTF-8 is reported as a malformed record rather than a panic.
+//! It needs nothing but the bytes (and, to check signatures, the public key): no policy engine,
+//! no runtime, no configuration. Files are read in large chunks into one reused buffer, so a
+//! large log is never held in memory at once, and each record is checked from its fixed prefix
+//! without a JSON parse, so verifying costs little more than hashing the bytes.
+
+mod checkpoint_file;
+mod error;
+mod first;
+mod line;
+mod read;
+mod records;
+mod walk;
+
+#[cfg(test)]
+mod tests;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
-use super::chain::{FORMAT, GENESIS_HASH, LOG_START_KIND, RECORD_START, split_framed};
-use super::error::{
-    ChainBroken, ChainProblem, Malformed, NotALog, NotALogReason, ReadFailed, VerifyError,
-    json_message,
+pub use self::error::{
+    CheckpointFileError, CheckpointProblem, CutShort, Evidence, RetentionProblem, Rewritten,
+    SegmentProblem, UnexplainedStart,
 };
+
+use self::checkpoint_file::CheckpointFile;
+use self::read::{MAX_LINE, Stop, buffer_size, for_each_line};
+use self::walk::Chain;
+
+/// The read size of [`verify_reader`], which mostly checks small logs when a writer opens one.
+const READER_BUFFER: usize = 64 * 1024;
+use super::checkpoint::{CHECKPOINT_FILE, CheckpointVerifier};
+use super::error::{ChainProblem, Malformed, NotALog, NotALogReason, ReadFailed, VerifyError};
+use super::segments::{SEGMENT_PREFIX, SEGMENT_SUFFIX, Segment, list_segments};
 
 /// What a log that verified holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
-    /// Number of records, the opening `log_start` record included.
+    /// Number of records verified.
     pub records: u64,
-    /// The last record's seq (equal to `records` in a log that verifies).
+    /// The seq of the oldest record: 1, unless retention removed older segments (see
+    /// [`VerifyReport::origin`]).
+    pub first_seq: u64,
+    /// The last record's seq.
     pub head_seq: u64,
-    /// The last record's hash. Keep it somewhere else to detect later truncation at a line
-    /// boundary, which a chain alone cannot reveal.
+    /// The last record's hash. Without a checkpoint file, keep it somewhere else to detect a
+    /// later truncation at a line boundary, which a chain alone cannot reveal.
     pub head_hash: String,
+    /// How the verified records begin.
+    pub origin: Origin,
+    /// Number of segment files read.
+    pub segments: u64,
+    /// Number of bytes read.
+    pub bytes: u64,
+    /// What the checkpoints showed.
+    pub checkpoints: CheckpointReport,
 }
 
-/// Verifies the audit log at `path`.
+/// How the verified records of a log begin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// With the log's `log_start` record, seq 1.
+    LogStart,
+    /// After records that retention removed, as the `retention` record with seq `record_seq`
+    /// declares.
+    Retention {
+        /// The seq of that `retention` record.
+        record_seq: u64,
+    },
+    /// With the first record of a single segment file given on its own: its link to the
+    /// segment before it was not checked (verify the log directory for that).
+    Unlinked,
+}
+
+/// What the checkpoints of a log showed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckpointReport {
+    /// `checkpoint` records in the log; each vouches for the record just before it.
+    pub in_log: u64,
+    /// The id of the key their signatures (and the checkpoint file's) were verified with;
+    /// `None` when no key was given, so signatures were not checked.
+    pub key_id: Option<String>,
+    /// The checkpoint file held against the log, if any.
+    pub file: Option<PathBuf>,
+    /// Signed checkpoints in the checkpoint file; all verified with the key.
+    pub file_checkpoints: u64,
+    /// Checkpoints of the file that vouch for a record still in the log (and matched it).
+    pub file_matched: u64,
+    /// The largest seq a checkpoint with a verified signature vouches for: records after it
+    /// are protected by the chain alone.
+    pub last_vouched_seq: Option<u64>,
+}
+
+/// How to verify a log: see [`verify_log`].
+#[derive(Default)]
+pub struct VerifyOptions<'a> {
+    /// The public key that signed the log's checkpoints. With it, every `checkpoint` record's
+    /// signature is checked, and so is every line of the checkpoint file.
+    pub key: Option<CheckpointVerifier>,
+    /// A checkpoint file shipped elsewhere. Needs `key`. Default, when `key` is given and the
+    /// log is a directory: `<log>/checkpoints.jsonl` if it exists.
+    pub checkpoints: Option<PathBuf>,
+    /// Called after every read with the bytes read so far and the total.
+    pub progress: Option<&'a dyn Fn(u64, u64)>,
+}
+
+impl std::fmt::Debug for VerifyOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyOptions")
+            .field("key", &self.key)
+            .field("checkpoints", &self.checkpoints)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// Verifies the audit log at `path` (a log directory or a single segment file) without a key.
 ///
-/// Errors name the file; see [`verify_reader`] for what is checked.
+/// Errors name the file; see [`verify_log`] for what is checked.
 pub fn verify_file(path: &Path) -> Result<VerifyReport, VerifyError> {
-    let file = File::open(path).map_err(|error| {
-        VerifyError::Io(ReadFailed {
-            path: Some(path.to_path_buf()),
-            error,
-        })
-    })?;
-    verify_reader(BufReader::new(file)).map_err(|error| error.with_path(path))
+    verify_log(path, &VerifyOptions::default())
 }
 
-/// Verifies an audit log read from `reader`.
+/// Verifies the audit log at `path`: a log directory, or a single segment file.
 ///
-/// Line 1 must be a `log_start` record of format `mandate-audit/1` with seq 1 and a `prev_hash`
-/// of 64 zeros. Every line must end with a newline, carry the SHA-256 of its own bytes in `hash`,
-/// hold the previous seq plus one, and hold the previous record's hash in `prev_hash`. The first
-/// line that does not is reported with its line number and the seq expected there.
+/// The segments are read in seq order and the chain runs on from each into the next: every
+/// line must end with a newline, carry the SHA-256 of its own bytes in `hash`, hold the
+/// previous seq plus one and the previous record's hash in `prev_hash`. The first segment
+/// starts with the `log_start` record; every later one with a `segment_start` record named by
+/// its file. If the oldest segment left starts after seq 1, a `retention` record later in the
+/// chain must account for the records before it. Every `checkpoint` record must vouch for the
+/// record just before it; with [`VerifyOptions::key`] its signature must verify too.
+///
+/// With a checkpoint file (see [`VerifyOptions::checkpoints`]), every checkpoint in it must be
+/// signed by the key and match the log's record at its seq while that record is still there;
+/// a checkpoint for a seq past the log's end means the log was cut short. This is what
+/// catches a log rewritten, hashes and all, from some point on, and a log cut short after its
+/// last checkpoint, neither of which a chain alone can reveal.
+///
+/// The first problem found is returned; [`VerifyError::first_bad_seq`] names its seq.
+///
+/// ```
+/// use mandate::audit::{VerifyOptions, verify_log};
+/// use mandate::audit::synthetic::{SyntheticSpec, write_synthetic_log};
+///
+/// let dir = tempfile::tempdir()?;
+/// let spec = SyntheticSpec { records: 50, segment_records: 20, ..SyntheticSpec::default() };
+/// let (head_seq, head_hash) = write_synthetic_log(dir.path(), &spec)?;
+///
+/// let report = verify_log(dir.path(), &VerifyOptions::default())?;
+/// assert_eq!((report.segments, report.head_seq, report.head_hash), (3, head_seq, head_hash));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn verify_log(path: &Path, options: &VerifyOptions<'_>) -> Result<VerifyReport, VerifyError> {
+    let io_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |error| {
+            VerifyError::Io(ReadFailed {
+                path: Some(path),
+                error,
+            })
+        }
+    };
+    let metadata = std::fs::metadata(path).map_err(io_error(path))?;
+    let (segments, default_checkpoints) = if metadata.is_dir() {
+        let segments = list_segments(path).map_err(io_error(path))?;
+        if segments.is_empty() {
+            return Err(VerifyError::NotALog(NotALog {
+                path: Some(path.to_path_buf()),
+                reason: NotALogReason::NoSegments,
+            }));
+        }
+        let default = path.join(CHECKPOINT_FILE);
+        (segments, default.is_file().then_some(default))
+    } else {
+        let segment = Segment {
+            path: path.to_path_buf(),
+            first_seq: named_seq(path).unwrap_or(1),
+        };
+        (vec![segment], None)
+    };
+
+    let checkpoints = options.checkpoints.clone().or_else(|| {
+        options
+            .key
+            .as_ref()
+            .and_then(|_| default_checkpoints.clone())
+    });
+    let file = match (&checkpoints, &options.key) {
+        (Some(file), Some(key)) => {
+            Some(CheckpointFile::load(file, key).map_err(VerifyError::CheckpointFile)?)
+        }
+        (Some(file), None) => return Err(VerifyError::CheckpointsNeedKey(file.clone())),
+        (None, _) => None,
+    };
+
+    let (mut total, mut largest) = (0u64, 0u64);
+    for segment in &segments {
+        let len = std::fs::metadata(&segment.path)
+            .map_err(io_error(&segment.path))?
+            .len();
+        total = total.saturating_add(len);
+        largest = largest.max(len);
+    }
+    let mut chain = Chain::with_checkpoints(options.key.clone(), file);
+    let mut buf = vec![0; buffer_size(largest)];
+    let mut done = 0u64;
+    for segment in &segments {
+        let input = File::open(&segment.path).map_err(io_error(&segment.path))?;
+        chain.begin_segment(&segment.path, segment.first_seq);
+        let on_read = |read: u64| {
+            done = done.saturating_add(read);
+            if let Some(progress) = options.progress {
+                progress(done, total.max(done));
+            }
+        };
+        for_each_line(input, &mut buf, on_read, |line, terminated| {
+            chain.push(line, terminated)
+        })
+        .map_err(|stop| chain.stopped(stop, &segment.path))?;
+        chain.end_segment()?;
+    }
+
+    let file = chain.take_checkpoint_file();
+    let walked = chain.finish()?;
+
+    let origin = match walked.retention_seq {
+        _ if walked.first_seq <= 1 => Origin::LogStart,
+        Some(record_seq) => Origin::Retention { record_seq },
+        None if metadata.is_dir() => {
+            return Err(VerifyError::UnexplainedStart(UnexplainedStart {
+                log: path.to_path_buf(),
+                segment: segments.first().map(|s| s.path.clone()).unwrap_or_default(),
+                first_seq: walked.first_seq,
+                first_missing: walked.first_unaccounted,
+            }));
+        }
+        None => Origin::Unlinked,
+    };
+    let mut checkpoints = CheckpointReport::default();
+    if let Some(file) = file {
+        if let Err(beyond) = file.finish(walked.head_seq) {
+            return Err(VerifyError::CutShort(CutShort {
+                log: path.to_path_buf(),
+                head_seq: walked.head_seq,
+                vouched_seq: beyond.vouched_seq,
+                file: file.path().to_path_buf(),
+                file_line: beyond.file_line,
+            }));
+        }
+        checkpoints = CheckpointReport {
+            file: Some(file.path().to_path_buf()),
+            file_checkpoints: file.entries,
+            file_matched: file.matched,
+            last_vouched_seq: file.confirmed_through,
+            ..CheckpointReport::default()
+        };
+    }
+    checkpoints.in_log = walked.checkpoints_in_log;
+    checkpoints.key_id = options.key.as_ref().map(|key| key.key_id().to_owned());
+    checkpoints.last_vouched_seq = checkpoints.last_vouched_seq.max(walked.last_signed_seq);
+
+    Ok(VerifyReport {
+        records: walked.records,
+        first_seq: walked.first_seq,
+        head_seq: walked.head_seq,
+        head_hash: walked.head_hash,
+        origin,
+        segments: segments.len() as u64,
+        bytes: done,
+        checkpoints,
+    })
+}
+
+/// Verifies a single-file audit log read from `reader`: it must start with the `log_start`
+/// record (see [`verify_log`] for the rest).
 ///
 /// ```
 /// use mandate::audit::{NotALogReason, VerifyError, verify_reader};
@@ -55,198 +285,66 @@ pub fn verify_file(path: &Path) -> Result<VerifyReport, VerifyError> {
 /// assert!(matches!(error, VerifyError::NotALog(ref e) if e.reason == NotALogReason::NotFramed));
 /// assert_eq!(error.first_bad_seq(), None);
 /// ```
-pub fn verify_reader<R: BufRead>(mut reader: R) -> Result<VerifyReport, VerifyError> {
+pub fn verify_reader<R: BufRead>(reader: R) -> Result<VerifyReport, VerifyError> {
     let mut chain = Chain::default();
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let read = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|error| VerifyError::Io(ReadFailed { path: None, error }))?;
-        if read == 0 {
-            break;
-        }
-        match buf.strip_suffix(b"\n") {
-            Some(line) => chain.push(line, true)?,
-            None => chain.push(&buf, false)?,
-        }
-    }
-    chain.finish()
-}
-
-/// The fields every record carries besides its hash.
-#[derive(Deserialize)]
-struct RecordHead {
-    seq: u64,
-    prev_hash: String,
-}
-
-/// The fields that mark line 1 as the start of a Mandate audit log.
-#[derive(Deserialize)]
-struct LogStart {
-    kind: Option<String>,
-    format: Option<String>,
-}
-
-/// A line whose framing, own hash and JSON checked out; its links are not checked yet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Record {
-    pub(crate) seq: u64,
-    pub(crate) prev_hash: String,
-    pub(crate) hash: String,
-}
-
-/// Checks one line (without its newline) on its own: framing, hash, then JSON.
-pub(crate) fn check_record(line: &[u8]) -> Result<Record, ChainProblem> {
-    let framed = split_framed(line).ok_or(ChainProblem::Malformed(Malformed::NotFramed))?;
-    if !framed.hash_matches() {
-        return Err(ChainProblem::HashMismatch);
-    }
-    // serde_json skips ignored strings without checking their UTF-8, so check it here.
-    let text = std::str::from_utf8(line)
-        .map_err(|error| ChainProblem::Malformed(Malformed::from_utf8(error)))?;
-    let head: RecordHead = serde_json::from_str(text)
-        .map_err(|error| ChainProblem::Malformed(Malformed::from_json(&error)))?;
-    Ok(Record {
-        seq: head.seq,
-        prev_hash: head.prev_hash,
-        hash: framed.hash.to_owned(),
+    let mut buf = vec![0; READER_BUFFER];
+    let mut bytes = 0u64;
+    for_each_line(
+        reader,
+        &mut buf,
+        |read| bytes = bytes.saturating_add(read),
+        |line, terminated| chain.push(line, terminated),
+    )
+    .map_err(|stop| match stop {
+        Stop::Io(error) => VerifyError::Io(ReadFailed { path: None, error }),
+        Stop::TooLong => chain.too_long(),
+        Stop::Line(error) => error,
+    })?;
+    let walked = chain.finish()?;
+    Ok(VerifyReport {
+        records: walked.records,
+        first_seq: walked.first_seq,
+        head_seq: walked.head_seq,
+        head_hash: walked.head_hash,
+        origin: Origin::LogStart,
+        segments: 1,
+        bytes,
+        checkpoints: CheckpointReport {
+            in_log: walked.checkpoints_in_log,
+            ..CheckpointReport::default()
+        },
     })
 }
 
-/// The state of a walk along the chain: how many lines were seen and the last good record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Chain {
-    line: u64,
-    seq: u64,
-    hash: String,
-}
-
-impl Default for Chain {
-    fn default() -> Self {
-        Self {
-            line: 0,
-            seq: 0,
-            hash: GENESIS_HASH.to_owned(),
-        }
+/// The seq a segment file's name gives, if it is named like a segment.
+fn named_seq(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    let digits = name
+        .strip_prefix(SEGMENT_PREFIX)?
+        .strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
+    digits.parse().ok()
 }
 
 impl Chain {
-    /// Checks the next line (without its newline) against the chain so far and advances.
-    /// `terminated` says whether the line ended with a newline.
-    pub(crate) fn push(&mut self, line: &[u8], terminated: bool) -> Result<(), VerifyError> {
-        self.line += 1;
-        let record = if self.line == 1 {
-            check_first(line, terminated)?
-        } else {
-            let Some(expected) = self.seq.checked_add(1) else {
-                return Err(self.broken(u64::MAX, ChainProblem::SeqExhausted));
-            };
-            if !terminated {
-                return Err(self.broken(expected, ChainProblem::TornTail));
-            }
-            let record = check_record(line).map_err(|problem| self.broken(expected, problem))?;
-            if record.seq != expected {
-                let problem = ChainProblem::SeqOutOfOrder {
-                    expected,
-                    found: record.seq,
-                };
-                return Err(self.broken(expected, problem));
-            }
-            record
-        };
-        if record.prev_hash != self.hash {
-            let problem = ChainProblem::PrevHashMismatch {
-                expected: self.hash.clone(),
-                found: record.prev_hash,
-            };
-            return Err(self.broken(record.seq, problem));
+    /// The error for a read that stopped early in `path`.
+    fn stopped(&self, stop: Stop, path: &Path) -> VerifyError {
+        match stop {
+            Stop::Io(error) => VerifyError::Io(ReadFailed {
+                path: Some(path.to_path_buf()),
+                error,
+            }),
+            Stop::TooLong => self.too_long(),
+            Stop::Line(error) => error,
         }
-        self.seq = record.seq;
-        self.hash = record.hash;
-        Ok(())
     }
 
-    /// Ends the walk: a log holds at least its `log_start` record.
-    pub(crate) fn finish(self) -> Result<VerifyReport, VerifyError> {
-        if self.line == 0 {
-            return Err(not_a_log(NotALogReason::Empty));
-        }
-        Ok(VerifyReport {
-            records: self.line,
-            head_seq: self.seq,
-            head_hash: self.hash,
-        })
+    /// The error for a line longer than any record.
+    fn too_long(&self) -> VerifyError {
+        self.broken_next(ChainProblem::Malformed(Malformed::TooLong {
+            limit: MAX_LINE,
+        }))
     }
-
-    fn broken(&self, seq: u64, problem: ChainProblem) -> VerifyError {
-        VerifyError::Broken(ChainBroken {
-            path: None,
-            line: self.line,
-            seq,
-            problem,
-        })
-    }
-}
-
-/// Checks line 1. A line that is not a record at all, or a record that is not a Mandate
-/// `log_start`, means the input is not an audit log; a recognisable record that fails its own
-/// hash, seq or (later) `prev_hash` means it is an audit log whose chain is broken at seq 1.
-fn check_first(line: &[u8], terminated: bool) -> Result<Record, VerifyError> {
-    let broken = |problem| {
-        VerifyError::Broken(ChainBroken {
-            path: None,
-            line: 1,
-            seq: 1,
-            problem,
-        })
-    };
-    if !terminated {
-        // A log cut short inside its first record still starts like one.
-        return if line.starts_with(RECORD_START) || RECORD_START.starts_with(line) {
-            Err(broken(ChainProblem::TornTail))
-        } else {
-            Err(not_a_log(NotALogReason::NotFramed))
-        };
-    }
-    let framed = split_framed(line).ok_or_else(|| not_a_log(NotALogReason::NotFramed))?;
-    let invalid_json = |error: serde_json::Error| {
-        not_a_log(NotALogReason::InvalidJson {
-            message: json_message(&error),
-        })
-    };
-    let text = std::str::from_utf8(line).map_err(|error| {
-        not_a_log(NotALogReason::InvalidJson {
-            message: Malformed::from_utf8(error).to_string(),
-        })
-    })?;
-    let head: RecordHead = serde_json::from_str(text).map_err(invalid_json)?;
-    if !framed.hash_matches() {
-        return Err(broken(ChainProblem::HashMismatch));
-    }
-    if head.seq != 1 {
-        return Err(broken(ChainProblem::SeqOutOfOrder {
-            expected: 1,
-            found: head.seq,
-        }));
-    }
-    let start: LogStart = serde_json::from_str(text).map_err(invalid_json)?;
-    if start.kind.as_deref() != Some(LOG_START_KIND) {
-        return Err(not_a_log(NotALogReason::NotLogStart { found: start.kind }));
-    }
-    if start.format.as_deref() != Some(FORMAT) {
-        return Err(not_a_log(NotALogReason::UnknownFormat {
-            found: start.format,
-        }));
-    }
-    Ok(Record {
-        seq: head.seq,
-        prev_hash: head.prev_hash,
-        hash: framed.hash.to_owned(),
-    })
-}
-
-fn not_a_log(reason: NotALogReason) -> VerifyError {
-    VerifyError::NotALog(NotALog { path: None, reason })
 }

@@ -1,11 +1,34 @@
-//! `mandate audit prove`
+//! `mandate audit prove`: exit 0 on a match, 1 when the value differs, 2
+//! when it could not be checked (bad path, seq, value or key).
 
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::anyhow;
+use mandate::guard::{RedactionKey, prove};
+use serde_json::Value;
 
 use super::audit::ProveArgs;
 
-pub fn run(_args: ProveArgs) -> anyhow::Result<ExitCode> {
-    bail!("`mandate audit prove` is not built yet")
+pub fn run(args: ProveArgs) -> anyhow::Result<ExitCode> {
+    let value: Value = serde_json::from_str(&args.value).map_err(|e| {
+        anyhow!(
+            "`--value` is not valid json ({e}); a JSON string needs its quotes, e.g. --value '\"hello\"'"
+        )
+    })?;
+    let key = RedactionKey::load(&args.salt_key)?;
+    let proof = prove(&args.log, args.seq, &args.path, &value, &key)?;
+    let call = format!(
+        "record {} (call `{}`) commits `{}` to",
+        proof.seq, proof.call_id, proof.path
+    );
+    if proof.matches {
+        println!("match: {call} this value ({})", proof.recorded);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "no match: {call} another value ({}); this value gives {}",
+            proof.recorded, proof.computed
+        );
+        Ok(ExitCode::from(1))
+    }
 }

@@ -1,15 +1,205 @@
 //! `mandate audit query` and `mandate audit reindex`
 
+use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
+use std::time::Instant;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
+use jiff::Timestamp;
+use mandate::audit::{AuditIndex, CallEffect, CallQuery, CallRow};
 
-use super::audit::{QueryArgs, ReindexArgs};
+use super::audit::{DecisionFilter, QueryArgs, QueryFormat, ReindexArgs};
 
-pub fn run(_args: QueryArgs) -> anyhow::Result<ExitCode> {
-    bail!("`mandate audit query` is not built yet")
+/// Rows printed when `--limit` is not given, so that a broad query answers in
+/// bounded time and memory; the count line says when there are more.
+const DEFAULT_LIMIT: u64 = 1000;
+
+pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
+    let since = parse_time("--since", args.since.as_deref())?;
+    let until = parse_time("--until", args.until.as_deref())?;
+    if let (Some(s), Some(u)) = (since, until)
+        && s >= u
+    {
+        bail!("--since {s} is not before --until {u}: no call can match; swap them?");
+    }
+    let limit = args.limit.unwrap_or(DEFAULT_LIMIT);
+    let query = CallQuery {
+        user: args.user,
+        agent: args.agent,
+        session: args.session,
+        tool: args.tool,
+        effect: args.decision.map(|d| match d {
+            DecisionFilter::Allow => CallEffect::Allow,
+            DecisionFilter::Deny => CallEffect::Deny,
+        }),
+        approved_by: args.approved_by,
+        since,
+        until,
+        limit: Some(limit),
+    };
+
+    let mut index = AuditIndex::open(&args.log)?;
+    let caught_up = index.catch_up()?;
+    if let Some(reason) = &caught_up.rebuilt {
+        eprintln!(
+            "note: rebuilt the index of `{}` from the log: {reason}",
+            args.log.display()
+        );
+    }
+    let rows = index.query(&query)?;
+    let shown = rows.len() as u64;
+    // Counting again is only needed when the limit may have cut the answer short.
+    let total = if shown >= limit {
+        index.count(&query)?
+    } else {
+        shown
+    };
+
+    let mut out = BufWriter::new(io::stdout().lock());
+    let written = match args.format {
+        QueryFormat::Table => write_table(&mut out, &rows, total),
+        QueryFormat::Json => write_json(&mut out, &rows),
+    }
+    .and_then(|()| out.flush());
+    match written {
+        Ok(()) => {}
+        // `mandate audit query ... | head` is fine.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        Err(e) => return Err(e).context("cannot write the answer to stdout"),
+    }
+    if matches!(args.format, QueryFormat::Json) && total > shown {
+        eprintln!("note: showing the first {shown} of {total} calls; raise --limit to see more");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
-pub fn reindex(_args: ReindexArgs) -> anyhow::Result<ExitCode> {
-    bail!("`mandate audit reindex` is not built yet")
+pub fn reindex(args: ReindexArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let (index, caught_up) = AuditIndex::reindex(&args.log)?;
+    println!(
+        "indexed {} records ({} calls) of `{}` into `{}` in {:.2} s",
+        caught_up.records,
+        caught_up.calls,
+        args.log.display(),
+        index.path().display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_time(flag: &str, value: Option<&str>) -> anyhow::Result<Option<Timestamp>> {
+    value
+        .map(|v| {
+            v.parse::<Timestamp>().map_err(|_| {
+                anyhow::anyhow!(
+                    "invalid {flag} `{v}`: expected an RFC 3339 time with an offset, such as \
+                     `2026-01-31T09:00:00Z` or `2026-01-31T10:00:00+01:00`"
+                )
+            })
+        })
+        .transpose()
+}
+
+fn write_json(out: &mut impl Write, rows: &[CallRow]) -> io::Result<()> {
+    for row in rows {
+        serde_json::to_writer(&mut *out, row)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+const HEADERS: [&str; 11] = [
+    "time", "seq", "session", "user", "agent", "tool", "resource", "decision", "approval",
+    "status", "latency",
+];
+
+fn write_table(out: &mut impl Write, rows: &[CallRow], total: u64) -> io::Result<()> {
+    let shown = rows.len() as u64;
+    if shown > 0 {
+        let cells: Vec<[String; 11]> = rows.iter().map(cells).collect();
+        let mut widths = HEADERS.map(|h| h.chars().count());
+        for row in &cells {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        write_line(out, &HEADERS.map(str::to_owned), &widths)?;
+        for row in &cells {
+            write_line(out, row, &widths)?;
+        }
+    }
+    let noun = if total == 1 { "call" } else { "calls" };
+    if total > shown {
+        writeln!(
+            out,
+            "{shown} of {total} {noun} shown; raise --limit to see more"
+        )
+    } else {
+        writeln!(out, "{total} {noun}")
+    }
+}
+
+fn write_line(out: &mut impl Write, cells: &[String; 11], widths: &[usize; 11]) -> io::Result<()> {
+    let mut line = String::new();
+    for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+        if i + 1 == cells.len() {
+            line.push_str(cell);
+        } else {
+            line.push_str(cell);
+            let pad = width.saturating_sub(cell.chars().count()) + 2;
+            line.extend(std::iter::repeat_n(' ', pad));
+        }
+    }
+    writeln!(out, "{}", line.trim_end())
+}
+
+fn cells(row: &CallRow) -> [String; 11] {
+    let text = |v: &Option<String>| v.as_deref().map_or_else(|| "-".to_owned(), printable);
+    let approval = match (row.approval_outcome.as_deref(), &row.reviewer) {
+        (None | Some("not_required"), _) => "-".to_owned(),
+        (Some(outcome), Some(reviewer)) => {
+            format!(
+                "{} by {}",
+                printable(&outcome.replace('_', " ")),
+                printable(reviewer)
+            )
+        }
+        (Some(outcome), None) => printable(&outcome.replace('_', " ")),
+    };
+    let latency = match row.latency_us {
+        None => "-".to_owned(),
+        Some(us) if us < 1000 => format!("{us} µs"),
+        Some(us) => format!("{:.1} ms", us as f64 / 1000.0),
+    };
+    [
+        format!("{:.3}", row.time),
+        row.decision_seq.to_string(),
+        text(&row.session_id),
+        text(&row.user_id),
+        text(&row.agent_id),
+        printable(&row.tool),
+        text(&row.resource),
+        row.effect.to_string(),
+        approval,
+        text(&row.status),
+        latency,
+    ]
+}
+
+/// Escapes control characters: tool names and resources come from the agent,
+/// and must not be able to move the cursor or forge lines on an operator's terminal.
+fn printable(s: &str) -> String {
+    if s.chars().any(char::is_control) {
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        s.to_owned()
+    }
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use mandate::audit::AuditLog;
+use mandate::audit::{AuditConfig, AuditLog, CheckpointSigner, Retention};
 use mandate::guard::{
-    CallReport, CommandReviewer, DenyAll, Guard, PromptReviewer, Reviewer, Session,
+    CallReport, CommandReviewer, DenyAll, Guard, PromptReviewer, RedactionKey, Reviewer, Session,
 };
 use mandate::policy::{Effect, Policies};
 use mandate::runtime::{RunOutcome, Runtime};
@@ -26,9 +26,26 @@ pub struct RunArgs {
     /// Session file (JSON): user, agent, scopes, expiry, delegation chain.
     #[arg(long)]
     session: PathBuf,
-    /// Audit log to append to (created if missing).
+    /// Audit log directory to append to (created if missing; its parent must exist).
     #[arg(long)]
     audit: PathBuf,
+    /// Signing key (from `mandate audit keygen`) for checkpoints: the log then gets a signed
+    /// checkpoint every 10,000 records, every minute while records arrive and at the end, also
+    /// appended to <audit>/checkpoints.jsonl.
+    #[arg(long, value_name = "SIGNING KEY FILE")]
+    checkpoint_key: Option<PathBuf>,
+    /// Start a new segment file once the active one would grow past this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = AuditConfig::default().segment_max_bytes)]
+    segment_max_bytes: u64,
+    /// Keep at most this many segment files, deleting the oldest after recording what was
+    /// removed (default: keep all).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    retain_segments: Option<u64>,
+    /// Salt key for sensitive arguments; created (owner-only) if the file does not exist.
+    /// Without it a one-time key is used and redacted values can never be proven with
+    /// `mandate audit prove`.
+    #[arg(long, value_name = "FILE")]
+    salt_key: Option<PathBuf>,
     /// Who decides calls that policy holds for a human: `deny` (default),
     /// `prompt` (ask at this terminal) or `cmd:<program>` (JSON on stdin and stdout).
     #[arg(long, default_value = "deny")]
@@ -77,6 +94,27 @@ fn print_call(report: &CallReport) {
     );
 }
 
+/// The log's settings from the command line.
+fn audit_config(args: &RunArgs) -> anyhow::Result<AuditConfig> {
+    let checkpoint_signer = match &args.checkpoint_key {
+        Some(path) => Some(Arc::new(CheckpointSigner::load(path)?)),
+        None => None,
+    };
+    let keep_segments = match args.retain_segments {
+        Some(n) => Some(usize::try_from(n).context("--retain-segments is too large")?),
+        None => None,
+    };
+    Ok(AuditConfig {
+        segment_max_bytes: args.segment_max_bytes,
+        retention: Retention {
+            keep_segments,
+            max_age: None,
+        },
+        checkpoint_signer,
+        ..AuditConfig::default()
+    })
+}
+
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let policies = Policies::load_dir(&args.policies)
         .with_context(|| format!("cannot load policies from `{}`", args.policies.display()))?;
@@ -85,14 +123,37 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Everything that can be checked is checked before the log is touched.
     let runtime = Runtime::new()?;
     let agent = runtime.load_agent(&args.agent)?;
-    let audit = AuditLog::open(&args.audit)?;
+    let redaction_key = match &args.salt_key {
+        Some(path) => {
+            let (key, created) = RedactionKey::load_or_generate(path)?;
+            if created {
+                eprintln!(
+                    "note: created salt key `{}` (key id {}); keep it secret and keep it: it is needed to prove redacted arguments",
+                    path.display(),
+                    key.key_id()
+                );
+            }
+            Some(key)
+        }
+        None => None,
+    };
+    let audit = AuditLog::open_with(&args.audit, audit_config(&args)?)?;
     let tools = example_registry(&Workspace::new(&args.workspace))?;
-    let guard = Guard::builder(policies, audit)
+    let mut builder = Guard::builder(policies, audit)
         .tools(tools)
         .reviewer_arc(reviewer)
         .approval_timeout(Duration::from_secs(args.approval_timeout))
-        .on_call(print_call)
-        .build()?;
+        .on_call(print_call);
+    let provable = redaction_key.is_some();
+    if let Some(key) = redaction_key {
+        builder = builder.redaction_key(key);
+    }
+    let guard = builder.build()?;
+    if !provable {
+        eprintln!(
+            "note: no --salt-key: sensitive arguments are committed with a one-time key and can never be proven"
+        );
+    }
 
     let tokio = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     println!(
@@ -106,6 +167,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if !report.output.trim().is_empty() {
         println!("agent output:\n{}", report.output.trim_end());
     }
+    // The final checkpoint, and any failure to write it, before the head is reported.
+    guard.audit().shutdown()?;
     let (head_seq, _) = guard.audit().head();
     let code = match &report.outcome {
         RunOutcome::Finished(Ok(text)) => {

@@ -153,25 +153,6 @@ impl PreparedSession {
     }
 }
 
-/// Replaces the tool's sensitive top-level arguments so they never reach the
-/// log or a reviewer in clear.
-fn redact(arguments: &Value, sensitive: &[String]) -> Value {
-    match arguments {
-        Value::Object(map) if !sensitive.is_empty() => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    if sensitive.iter().any(|s| s == k) {
-                        (k.clone(), Value::String("[redacted]".into()))
-                    } else {
-                        (k.clone(), v.clone())
-                    }
-                })
-                .collect(),
-        ),
-        other => other.clone(),
-    }
-}
-
 impl SessionGuard {
     /// Handles one tool call from the agent: `arguments` is the JSON text the
     /// guest passed. Returns the tool's result as JSON text, or why not.
@@ -199,9 +180,13 @@ impl SessionGuard {
             tool: tool_name.to_string(),
             scope: Some(spec.scope.clone()),
             arguments: match &parsed {
-                Ok(v) => redact(v, &spec.sensitive),
+                // Sensitive values become commitments before the arguments
+                // reach a record or a reviewer.
+                Ok(v) => tool
+                    .sensitive_paths()
+                    .redact(v, &self.inner.redaction_key, &call_id),
                 // Unparseable text may hold a secret too; keep only its size.
-                Err(_) if !spec.sensitive.is_empty() => {
+                Err(_) if !tool.sensitive_paths().is_empty() => {
                     Value::String(format!("[unparsed, {} bytes]", arguments.len()))
                 }
                 Err(_) => Value::String(arguments.to_string()),
@@ -244,6 +229,13 @@ impl SessionGuard {
         let typed = match tool.parse(&args) {
             Ok(t) => t,
             Err(e) => {
+                // serde quotes the offending value; for a tool with secrets
+                // that value may be one, and the message goes into the log.
+                let e = if tool.sensitive_paths().is_empty() {
+                    e
+                } else {
+                    without_values(&e)
+                };
                 let err = ToolCallError::InvalidArguments(e);
                 return self
                     .refuse(call_id, action, DecidedBy::InvalidArguments, err)
@@ -509,4 +501,54 @@ fn deadline(now: Timestamp, timeout: std::time::Duration) -> Timestamp {
 
 fn audit_unavailable(e: &GuardError) -> ToolCallError {
     ToolCallError::AuditUnavailable(e.to_string())
+}
+
+/// Drops the values serde quotes in its messages (`invalid type: string
+/// "hunter2", expected u64` -> `invalid type: string, expected u64`), keeping
+/// the field path and what was expected.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    loop {
+        let found = ["invalid type: ", "invalid value: ", "unknown variant "]
+            .iter()
+            .filter_map(|m| rest.find(m).map(|i| (i, *m)))
+            .min_by_key(|(i, _)| *i);
+        let Some((i, marker)) = found else {
+            out.push_str(rest);
+            return out;
+        };
+        let after = &rest[i + marker.len()..];
+        let end = after.find(", expected").unwrap_or(after.len());
+        out.push_str(&rest[..i + marker.len()]);
+        if marker == "unknown variant " {
+            out.push_str("(value withheld)");
+        } else {
+            // Keep the kind (`string`, `integer`, ...), drop the value.
+            out.push_str(after[..end].split_whitespace().next().unwrap_or(""));
+        }
+        rest = &after[end..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_values;
+
+    #[test]
+    fn values_quoted_by_serde_are_withheld() {
+        assert_eq!(
+            without_values("field `pin`: invalid type: string \"hunter2\", expected u64"),
+            "field `pin`: invalid type: string, expected u64"
+        );
+        assert_eq!(
+            without_values("invalid value: integer `1234`, expected a short code"),
+            "invalid value: integer, expected a short code"
+        );
+        assert_eq!(
+            without_values("unknown variant `secret`, expected `a` or `b`"),
+            "unknown variant (value withheld), expected `a` or `b`"
+        );
+        assert_eq!(without_values("missing field `to`"), "missing field `to`");
+    }
 }

@@ -5,6 +5,7 @@ mod approval;
 mod call;
 mod entities;
 mod record;
+mod redact;
 mod review;
 mod session;
 mod tools;
@@ -24,6 +25,10 @@ pub use entities::{EntityError, EntityProvider, StaticEntities};
 pub use record::{
     ActionRecord, AgentIdentity, ApprovalOutcome, ApprovalRecord, Authorization, CallStatus,
     DecidedBy, DecisionRecord, Identity, OutcomeRecord, Record, RecordKind,
+};
+pub use redact::{
+    ARGUMENTS_ROOT, COMMITMENT_PREFIX, KEY_ID_FIELD, Proof, ProveError, REDACTED_FIELD,
+    RedactionKey, SensitivePathError, SensitivePaths, canonical_json, commitment, prove,
 };
 pub use session::{AgentRef, Delegate, DelegateKind, Session, SessionError, SessionType, UserRef};
 pub use tools::{
@@ -68,9 +73,9 @@ pub enum GuardError {
     /// The audit log refused the record, so nothing may run.
     #[error("audit log unavailable: {0}")]
     Audit(#[from] AuditError),
-    /// The task writing the audit record died; nothing may run.
-    #[error("audit log unavailable: the writer task failed: {0}")]
-    AuditTask(String),
+    /// No salt key was given and a one-time one could not be made.
+    #[error("cannot make a one-time redaction key: {0}")]
+    RedactionKey(crate::audit::KeyError),
 }
 
 struct Inner {
@@ -81,6 +86,7 @@ struct Inner {
     audit: Arc<AuditLog>,
     approval_timeout: Duration,
     observer: Option<CallObserver>,
+    redaction_key: RedactionKey,
 }
 
 /// The policy and audit guard. Build it once with [`Guard::builder`]; start a
@@ -99,6 +105,7 @@ pub struct GuardBuilder {
     reviewer: Arc<dyn Reviewer>,
     approval_timeout: Duration,
     observer: Option<CallObserver>,
+    redaction_key: Option<RedactionKey>,
 }
 
 impl GuardBuilder {
@@ -139,6 +146,15 @@ impl GuardBuilder {
         self
     }
 
+    /// The salt key sensitive arguments are committed with, so that whoever
+    /// holds it can later prove a value (see [`prove`]). Without one the
+    /// guard makes a one-time random key that is never stored: values are
+    /// still never written in clear, but cannot be proven.
+    pub fn redaction_key(mut self, key: RedactionKey) -> Self {
+        self.redaction_key = Some(key);
+        self
+    }
+
     /// Checks that every tool's action is in the schema and builds the guard.
     pub fn build(self) -> Result<Guard, GuardError> {
         let schema = self.policies.schema();
@@ -155,6 +171,10 @@ impl GuardBuilder {
             Some(e) => e,
             None => Arc::new(StaticEntities::new(self.policies.entities().clone())),
         };
+        let redaction_key = match self.redaction_key {
+            Some(key) => key,
+            None => RedactionKey::generate().map_err(GuardError::RedactionKey)?,
+        };
         Ok(Guard {
             inner: Arc::new(Inner {
                 policies: self.policies,
@@ -164,6 +184,7 @@ impl GuardBuilder {
                 audit: self.audit,
                 approval_timeout: self.approval_timeout,
                 observer: self.observer,
+                redaction_key,
             }),
         })
     }
@@ -180,6 +201,7 @@ impl Guard {
             reviewer: Arc::new(DenyAll),
             approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
             observer: None,
+            redaction_key: None,
         }
     }
 
@@ -270,14 +292,15 @@ impl SessionGuard {
         self.write(end).await.map(|_| ())
     }
 
-    /// Appends `record` durably. The write and fsync block, so they run on
-    /// the blocking pool rather than stall the async workers.
+    /// Appends `record` durably. The record is serialized here and queued
+    /// for the log's writer thread, which syncs it together with other
+    /// sessions' records (group commit); no async worker blocks meanwhile.
     async fn write(&self, record: Record) -> Result<crate::audit::Appended, GuardError> {
-        let audit = Arc::clone(&self.inner.audit);
-        match tokio::task::spawn_blocking(move || audit.append(&record)).await {
-            Ok(result) => result.map_err(GuardError::Audit),
-            Err(join) => Err(GuardError::AuditTask(join.to_string())),
-        }
+        self.inner
+            .audit
+            .append_async(&record)
+            .await
+            .map_err(GuardError::Audit)
     }
 
     pub(crate) fn principal(&self) -> &EntityUid {

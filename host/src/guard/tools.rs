@@ -15,6 +15,8 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::redact::SensitivePaths;
+
 /// A boxed future, as returned by object-safe async traits here.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -43,8 +45,12 @@ pub struct ToolSpec {
     pub scope: String,
     /// What it acts on.
     pub resource: ResourceBinding,
-    /// Top-level arguments never written in clear to the log or shown to
-    /// reviewers, e.g. an email body.
+    /// Paths into the arguments whose values are never written in clear to
+    /// the log or shown to reviewers: each is replaced by a salted SHA-256
+    /// commitment (see [`SensitivePaths`]). `body` is a field, `meta.token`
+    /// a nested field, `recipients[]` every item of an array and
+    /// `attachments[].content` a field of every item. Checked at
+    /// registration.
     pub sensitive: Vec<String>,
 }
 
@@ -139,6 +145,7 @@ pub struct RegisteredTool {
     action: EntityUid,
     tool_entity: EntityUid,
     resource_type: Option<(EntityTypeName, String)>,
+    sensitive: SensitivePaths,
     inner: Box<dyn ErasedTool>,
 }
 
@@ -156,6 +163,11 @@ impl RegisteredTool {
     /// `Action::"<name>"`.
     pub fn action(&self) -> &EntityUid {
         &self.action
+    }
+
+    /// The sensitive paths of [`ToolSpec::sensitive`], parsed.
+    pub fn sensitive_paths(&self) -> &SensitivePaths {
+        &self.sensitive
     }
 
     /// Checks `args` against the tool's argument type.
@@ -200,6 +212,14 @@ pub enum RegistryError {
         value: String,
         /// Entity type or action id.
         what: &'static str,
+    },
+    /// A sensitive path cannot be used.
+    #[error("tool `{name}`: {error}")]
+    SensitivePath {
+        /// The tool.
+        name: String,
+        /// The path and what is wrong with it.
+        error: super::redact::SensitivePathError,
     },
     /// The argument schema could not be written out.
     #[error("tool `{name}`: cannot render its argument schema: {message}")]
@@ -253,6 +273,12 @@ impl ToolRegistry {
                 argument.clone(),
             )),
         };
+        let sensitive = SensitivePaths::parse(&spec.sensitive).map_err(|error| {
+            RegistryError::SensitivePath {
+                name: spec.name.clone(),
+                error,
+            }
+        })?;
         let schema = schemars::schema_for!(T::Args);
         let argument_schema =
             serde_json::to_string(&schema).map_err(|e| RegistryError::Schema {
@@ -267,6 +293,7 @@ impl ToolRegistry {
                 action,
                 tool_entity,
                 resource_type,
+                sensitive,
                 inner: Box::new(Erased(tool)),
             }),
         );

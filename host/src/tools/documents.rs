@@ -176,7 +176,8 @@ pub struct SendEmailArgs {
     pub to: String,
     /// Subject line.
     pub subject: String,
-    /// Message body; sensitive, never written to the audit log in clear.
+    /// Message body; sensitive: the audit log and reviewers get only a salted
+    /// commitment to it, which the holder of the salt key can prove.
     pub body: String,
 }
 
@@ -189,6 +190,7 @@ impl Tool for SendEmail {
             description: "Send an email (written to the local outbox).".into(),
             scope: "email:send".into(),
             resource: ResourceBinding::Tool,
+            // A path into the arguments; see `ToolSpec::sensitive`.
             sensitive: vec!["body".into()],
         }
     }

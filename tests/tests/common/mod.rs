@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use mandate::audit::AuditLog;
+use mandate::audit::{AuditLog, RecordReader};
 use mandate::guard::{
     BoxFuture, DEFAULT_APPROVAL_TIMEOUT, DenyAll, Guard, PendingApproval, ReviewDecision,
     ReviewError, Reviewer, Session, ToolRegistry, Verdict,
@@ -139,7 +139,7 @@ impl EnvBuilder {
     }
 
     /// A temp dir with `workspace/documents/doc_88pk3r.md` and an audit log
-    /// path, and a guard over them.
+    /// directory, and a guard over them.
     pub fn build(self) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("workspace");
@@ -150,7 +150,7 @@ impl EnvBuilder {
         )
         .unwrap();
         let workspace = Workspace::new(&root);
-        let audit_path = dir.path().join("audit.jsonl");
+        let audit_path = dir.path().join("audit");
         let policies = Policies::load_dir(&self.policies).unwrap();
         let digest = policies.digest().to_string();
         let mut tools = example_registry(&workspace).unwrap();
@@ -173,8 +173,8 @@ impl EnvBuilder {
     }
 }
 
-/// One test's world: a temp dir holding the workspace and the audit log,
-/// and a guard writing to it.
+/// One test's world: a temp dir holding the workspace and the audit log
+/// (a directory of segments), and a guard writing to it.
 pub struct Env {
     pub dir: TempDir,
     pub workspace: Workspace,
@@ -271,13 +271,27 @@ pub fn report_results(report: &RunReport) -> Vec<Value> {
     report["results"].as_array().unwrap().clone()
 }
 
-/// Reads the log at `path`, one JSON value per line.
+/// Reads the log at `path` (a log directory or one segment file), one JSON
+/// value per record, across segments.
 pub fn read_records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
+    RecordReader::open(path)
         .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|r| serde_json::from_slice(&r.unwrap().bytes).unwrap())
         .collect()
+}
+
+/// The bytes of the log at `path`: its segments, oldest first, concatenated.
+pub fn log_bytes(path: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for segment in mandate::audit::list_segments(path).unwrap() {
+        bytes.extend(std::fs::read(&segment.path).unwrap());
+    }
+    bytes
+}
+
+/// The text of the log at `path` (see [`log_bytes`]).
+pub fn log_text(path: &Path) -> String {
+    String::from_utf8(log_bytes(path)).unwrap()
 }
 
 /// The `kind` of every record, in order.

@@ -1,0 +1,124 @@
+//! The writer thread: group commit.
+//!
+//! Appenders serialize their bodies on their own threads and queue them, bounded, with a reply
+//! channel. The thread takes whatever has queued up (at most `max_batch`, waiting a few
+//! microseconds for stragglers when several are there), commits it with one write and one
+//! `fdatasync`, and only then answers each appender. While one batch syncs, the next one
+//! queues, so under load one sync serves many records and no appender returns before its own
+//! record is durable.
+//!
+//! Handing the sync to a second thread, so that the next batch is stamped and written while the
+//! disk works, was measured too: on a 2-core machine it gained nothing (the CPU, not the wait,
+//! bounds the rate there) and cost single appenders a thread hand-off per record, so the writer
+//! stays one thread.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::super::chain::BodyFields;
+use super::super::error::AuditError;
+use super::Appended;
+use super::block::block_on_until;
+use super::core::Core;
+
+/// What an appender asks of the writer.
+pub(super) enum Request {
+    /// Append this body; answer once it is durable (or refused).
+    Append {
+        body: BodyFields,
+        reply: oneshot::Sender<Result<Appended, AuditError>>,
+    },
+    /// Write the final checkpoint and stop.
+    Close {
+        reply: oneshot::Sender<Result<(), AuditError>>,
+    },
+}
+
+/// How long the writer waits for one more request before committing a batch that already
+/// holds several. Appenders answered by the last commit come back within microseconds; without
+/// this wait they miss the commit that is about to start and form a second wave, and each sync
+/// serves half of them (measured with 8 appenders: 4.1 records per sync without it, 7.9 with
+/// it, 1.6 times the rate). A lone appender (a batch of one) never waits.
+const GATHER_WINDOW: Duration = Duration::from_micros(50);
+
+/// Waits up to [`GATHER_WINDOW`] for the next request, yielding the CPU to the appenders.
+fn gather(queue: &mut mpsc::Receiver<Request>) -> Option<Request> {
+    let until = Instant::now() + GATHER_WINDOW;
+    while Instant::now() < until {
+        std::thread::yield_now();
+        if let Ok(request) = queue.try_recv() {
+            return Some(request);
+        }
+    }
+    None
+}
+
+/// Runs the writer until it is closed or every handle is gone.
+pub(super) fn run(mut core: Core, mut queue: mpsc::Receiver<Request>) {
+    let max_batch = core.config.max_batch.max(1);
+    let mut bodies = Vec::with_capacity(max_batch.min(1024));
+    let mut replies = Vec::with_capacity(max_batch.min(1024));
+    loop {
+        let first = match block_on_until(queue.recv(), core.next_deadline()) {
+            // A checkpoint fell due while no record arrived.
+            None => {
+                core.housekeeping();
+                continue;
+            }
+            Some(None) => {
+                let _ = core.close();
+                return;
+            }
+            Some(Some(request)) => request,
+        };
+        let mut close = None;
+        let mut next = Some(first);
+        while let Some(request) = next.take() {
+            match request {
+                Request::Append { body, reply } => {
+                    bodies.push(body);
+                    replies.push(reply);
+                }
+                Request::Close { reply } => {
+                    close = Some(reply);
+                    break;
+                }
+            }
+            if bodies.len() < max_batch {
+                next = queue.try_recv().ok();
+                if next.is_none() && bodies.len() > 1 {
+                    next = gather(&mut queue);
+                }
+            }
+        }
+        if !bodies.is_empty() {
+            let results = core.append(&bodies);
+            for (reply, result) in replies.drain(..).zip(results) {
+                // An appender that stopped waiting still had its record written (or not).
+                let _ = reply.send(result.map_err(|failure| failure.to_error()));
+            }
+            bodies.clear();
+        }
+        if let Some(reply) = close {
+            let result = core.close().map_err(|failure| failure.to_error());
+            // Refuse what is still queued; senders waiting for room are refused by `close`.
+            queue.close();
+            while let Ok(request) = queue.try_recv() {
+                let closed = AuditError::Closed {
+                    path: core.dir.clone(),
+                };
+                match request {
+                    Request::Append { reply, .. } => {
+                        let _ = reply.send(Err(closed));
+                    }
+                    Request::Close { reply } => {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+            }
+            let _ = reply.send(result);
+            return;
+        }
+    }
+}

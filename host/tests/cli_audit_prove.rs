@@ -1,0 +1,165 @@
+//! `mandate audit prove` on a log written by a real guard: a match exits 0,
+//! another value exits 1, and what cannot be checked exits 2 naming why.
+
+// Tests may unwrap; clippy counts only `#[test]` functions as tests, not
+// the helpers of an integration test file.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use mandate::audit::{AuditLog, RecordReader};
+use mandate::guard::{Guard, RedactionKey, Session};
+use mandate::policy::Policies;
+use mandate::tools::{Workspace, example_registry};
+
+const SECRET: &str = "the board meets on Tuesday";
+
+fn policies_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+}
+
+fn mandate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// A log in `dir` whose record 3 is the decision of a `send_email` call
+/// (held for a reviewer, denied: no reviewer is configured) with its body
+/// redacted under the salt key saved at `dir/salt.key`. Returns the log.
+fn write_log(dir: &Path) -> PathBuf {
+    let key = RedactionKey::generate().unwrap();
+    key.save(&dir.join("salt.key")).unwrap();
+    let log = dir.join("audit.jsonl");
+    let guard = Guard::builder(
+        Policies::load_dir(&policies_dir()).unwrap(),
+        AuditLog::open(&log).unwrap(),
+    )
+    .tools(example_registry(&Workspace::new(dir)).unwrap())
+    .redaction_key(key)
+    .build()
+    .unwrap();
+    let session = Session::from_file(&policies_dir().join("session.json")).unwrap();
+    let arguments = serde_json::json!({"to": "bob@example.com", "subject": "s", "body": SECRET});
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let session = guard.start_session(session, None).await.unwrap();
+        let result = session.call("send_email", &arguments.to_string()).await;
+        assert!(result.is_err(), "{result:?}");
+    });
+    let records: Vec<Vec<u8>> = RecordReader::open(&log)
+        .unwrap()
+        .map(|r| r.unwrap().bytes)
+        .collect();
+    let decision = String::from_utf8(records[2].clone()).unwrap();
+    assert!(decision.starts_with(r#"{"seq":3,"#), "{decision}");
+    assert!(decision.contains(r#""kind":"decision""#), "{decision}");
+    assert!(
+        !records
+            .concat()
+            .windows(SECRET.len())
+            .any(|w| w == SECRET.as_bytes())
+    );
+    log
+}
+
+fn prove(log: &Path, seq: &str, path: &str, value: &str, key: &Path) -> Output {
+    mandate(&[
+        "audit",
+        "prove",
+        s(log),
+        "--seq",
+        seq,
+        "--path",
+        path,
+        "--value",
+        value,
+        "--salt-key",
+        s(key),
+    ])
+}
+
+/// Checks exit code 2 and a lowercase `error: ` message; returns it.
+fn error(output: &Output) -> String {
+    let err = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{}{err}", stdout(output));
+    let first = err
+        .strip_prefix("error: ")
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(!first.starts_with(char::is_uppercase), "{err}");
+    err
+}
+
+#[test]
+fn prove_matches_the_original_body_and_not_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path());
+    let key = dir.path().join("salt.key");
+    let value = serde_json::to_string(SECRET).unwrap();
+
+    let out = prove(&log, "3", "arguments.body", &value, &key);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.starts_with("match: "), "{text}");
+    assert!(
+        text.contains("record 3") && text.contains("arguments.body"),
+        "{text}"
+    );
+
+    let out = prove(
+        &log,
+        "3",
+        "arguments.body",
+        r#""the board meets on Monday""#,
+        &key,
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stdout(&out).starts_with("no match: "), "{}", stdout(&out));
+}
+
+#[test]
+fn prove_says_what_is_wrong_with_the_key_seq_path_or_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path());
+    let key = dir.path().join("salt.key");
+    let value = serde_json::to_string(SECRET).unwrap();
+
+    let other = dir.path().join("other.key");
+    RedactionKey::generate().unwrap().save(&other).unwrap();
+    let err = error(&prove(&log, "3", "arguments.body", &value, &other));
+    assert!(err.contains("was redacted with salt key"), "{err}");
+
+    let not_a_key = dir.path().join("not-a-key");
+    std::fs::write(&not_a_key, "hello\n").unwrap();
+    let err = error(&prove(&log, "3", "arguments.body", &value, &not_a_key));
+    assert!(err.contains("is not a mandate salt key"), "{err}");
+
+    let err = error(&prove(&log, "99", "arguments.body", &value, &key));
+    assert!(err.contains("seq 99 is not in audit log"), "{err}");
+
+    let err = error(&prove(
+        &log,
+        "3",
+        "arguments.to",
+        r#""bob@example.com""#,
+        &key,
+    ));
+    assert!(
+        err.contains("`arguments.to` in record 3 is not redacted"),
+        "{err}"
+    );
+    assert!(err.contains("`arguments.body`"), "{err}");
+
+    let err = error(&prove(&log, "3", "arguments.body", SECRET, &key));
+    assert!(err.contains("`--value` is not valid json"), "{err}");
+    assert!(err.contains("needs its quotes"), "{err}");
+}

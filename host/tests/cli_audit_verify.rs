@@ -1,0 +1,287 @@
+//! `mandate audit keygen` and `mandate audit verify --key` as an auditor runs them: a key pair
+//! is made once and never overwritten; a log whose checkpoints that key signed verifies, and a
+//! log cut short, rewritten wholesale, or signed by someone else is refused, naming the seq.
+
+// Tests may unwrap; clippy counts only `#[test]` functions as tests, not
+// the helpers of an integration test file.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use jiff::Timestamp;
+use mandate::audit::synthetic::{SyntheticSpec, write_synthetic_log};
+use mandate::audit::{CHECKPOINT_FILE, CheckpointSigner, list_segments};
+use sha2::{Digest, Sha256};
+
+fn mandate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn success(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "status {:?}\nstdout: {}\nstderr: {}",
+        output.status,
+        stdout(output),
+        stderr(output)
+    );
+    stdout(output)
+}
+
+/// Checks that verification failed (exit code 1) naming a first bad seq; returns stderr.
+fn tampered(output: &Output, seq: u64) -> String {
+    let err = stderr(output);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "stdout: {}\nstderr: {err}",
+        stdout(output)
+    );
+    assert!(
+        err.starts_with(&format!("tampered: first bad seq {seq}: ")),
+        "{err}"
+    );
+    err
+}
+
+/// Runs `mandate audit keygen --out <dir>/key`; returns the signing and public key paths.
+fn keygen(dir: &Path) -> (PathBuf, PathBuf) {
+    let key = dir.join("key");
+    let out = success(&mandate(&["audit", "keygen", "--out", s(&key)]));
+    let public = dir.join("key.pub");
+    assert!(
+        out.contains(&format!("public key  {}", s(&public))),
+        "{out}"
+    );
+    let key_id = CheckpointSigner::load(&key).unwrap().key_id().to_owned();
+    assert!(out.contains(&format!("key id      {key_id}")), "{out}");
+    (key, public)
+}
+
+/// A synthetic log of 300 records in 3 segments, closed with a checkpoint record (seq 301)
+/// signed by `signer`, and the checkpoint file beside it. Returns the log directory.
+fn signed_log(dir: &Path, name: &str, seed: u64, signer: &CheckpointSigner) -> PathBuf {
+    let log = dir.join(name);
+    let spec = SyntheticSpec {
+        records: 300,
+        segment_records: 100,
+        seed,
+        ..SyntheticSpec::default()
+    };
+    let (seq, hash) = write_synthetic_log(&log, &spec).unwrap();
+    let signed = signer.sign(seq, &hash, Timestamp::from_second(1_790_000_000).unwrap());
+    let body = serde_json::json!({
+        "kind": "checkpoint",
+        "checkpoint": signed.checkpoint,
+        "signature": signed.signature,
+    });
+    let body = serde_json::to_string(&body).unwrap();
+    let prefix = format!(
+        "{{\"seq\":{},\"prev_hash\":\"{hash}\",\"timestamp\":\"2026-09-21T12:00:00.000Z\",{}",
+        seq + 1,
+        &body[1..body.len() - 1]
+    );
+    let own = hex::encode(Sha256::digest(prefix.as_bytes()));
+    let last = list_segments(&log).unwrap().pop().unwrap().path;
+    let mut bytes = std::fs::read(&last).unwrap();
+    bytes.extend_from_slice(format!("{prefix},\"hash\":\"{own}\"}}\n").as_bytes());
+    std::fs::write(&last, bytes).unwrap();
+    let mut line = serde_json::to_value(&signed).unwrap();
+    line["record_seq"] = (seq + 1).into();
+    std::fs::write(log.join(CHECKPOINT_FILE), format!("{line}\n")).unwrap();
+    log
+}
+
+#[test]
+fn keygen_makes_a_key_pair_once_and_never_overwrites_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path());
+    let text = std::fs::read_to_string(&public).unwrap();
+    assert!(text.starts_with("mandate-ed25519-public:"), "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the signing key is private");
+    }
+
+    let again = mandate(&["audit", "keygen", "--out", s(&key)]);
+    assert_eq!(again.status.code(), Some(2));
+    let err = stderr(&again);
+    assert!(
+        err.starts_with(&format!(
+            "error: `{}` already exists: refusing to overwrite",
+            s(&key)
+        )),
+        "{err}"
+    );
+    // The public half alone is not overwritten either.
+    std::fs::remove_file(&key).unwrap();
+    let again = mandate(&["audit", "keygen", "--out", s(&key)]);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(!key.exists());
+    assert_eq!(std::fs::read_to_string(&public).unwrap(), text);
+}
+
+#[test]
+fn verify_with_the_key_checks_the_checkpoints_and_the_checkpoint_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path());
+    let log = signed_log(dir.path(), "log", 1, &CheckpointSigner::load(&key).unwrap());
+    let key_id = CheckpointSigner::load(&key).unwrap().key_id().to_owned();
+
+    let out = success(&mandate(&["audit", "verify", "--key", s(&public), s(&log)]));
+    assert!(
+        out.starts_with("ok: 301 records, chain intact; head seq 301"),
+        "{out}"
+    );
+    assert!(out.contains("seqs 1 to 301 in 3 segments"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "1 checkpoints in the log, signatures verified with key {key_id}"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "checkpoint file `{}`: 1 signed checkpoints",
+            s(&log.join(CHECKPOINT_FILE))
+        )),
+        "{out}"
+    );
+
+    // Without the key the signatures are not checked, and the output says so.
+    let out = success(&mandate(&["audit", "verify", s(&log)]));
+    assert!(
+        out.contains("their signatures were not checked (pass --key)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn verify_with_the_key_catches_a_log_cut_short_after_its_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path());
+    let log = signed_log(dir.path(), "log", 1, &CheckpointSigner::load(&key).unwrap());
+    // The newest segment deleted: what is left is a valid chain, seqs 1 to 200.
+    let last = list_segments(&log).unwrap().pop().unwrap().path;
+    std::fs::remove_file(last).unwrap();
+    success(&mandate(&["audit", "verify", s(&log)]));
+
+    let out = mandate(&["audit", "verify", "--key", s(&public), s(&log)]);
+    let err = tampered(&out, 201);
+    assert!(err.contains("ends at seq 200 but checkpoint file"), "{err}");
+    assert!(
+        err.contains("vouches for seq 301: records were removed from the end"),
+        "{err}"
+    );
+}
+
+#[test]
+fn verify_with_a_shipped_checkpoint_file_catches_a_log_rewritten_wholesale() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path());
+    let signer = CheckpointSigner::load(&key).unwrap();
+    let original = signed_log(dir.path(), "original", 1, &signer);
+    let shipped = dir.path().join("shipped.jsonl");
+    std::fs::copy(original.join(CHECKPOINT_FILE), &shipped).unwrap();
+    // Another log of the same length, every hash valid, its own checkpoints stripped.
+    let forged = dir.path().join("forged");
+    write_synthetic_log(
+        &forged,
+        &SyntheticSpec {
+            records: 300,
+            segment_records: 100,
+            seed: 2,
+            ..SyntheticSpec::default()
+        },
+    )
+    .unwrap();
+    success(&mandate(&[
+        "audit",
+        "verify",
+        "--key",
+        s(&public),
+        s(&forged),
+    ]));
+
+    let out = mandate(&[
+        "audit",
+        "verify",
+        "--key",
+        s(&public),
+        "--checkpoints",
+        s(&shipped),
+        s(&forged),
+    ]);
+    let err = tampered(&out, 300);
+    assert!(err.contains("the record at seq 300 has hash"), "{err}");
+    assert!(
+        err.contains("the log was rewritten from seq 300 or earlier"),
+        "{err}"
+    );
+}
+
+#[test]
+fn verify_refuses_checkpoints_signed_with_another_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(dir.path());
+    let log = signed_log(dir.path(), "log", 1, &CheckpointSigner::load(&key).unwrap());
+    let other = tempfile::tempdir().unwrap();
+    let (_, other_public) = keygen(other.path());
+
+    let out = mandate(&["audit", "verify", "--key", s(&other_public), s(&log)]);
+    // The checkpoint file is checked first and names its line.
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.starts_with("error: checkpoint file `"), "{err}");
+    assert!(
+        err.contains("line 1: checkpoint at seq 300 was signed by key"),
+        "{err}"
+    );
+
+    // Without the file, the checkpoint record in the log is refused, naming its seq.
+    std::fs::remove_file(log.join(CHECKPOINT_FILE)).unwrap();
+    let out = mandate(&["audit", "verify", "--key", s(&other_public), s(&log)]);
+    let err = tampered(&out, 301);
+    assert!(
+        err.contains("(seq 301): checkpoint at seq 300 was signed by key"),
+        "{err}"
+    );
+}
+
+#[test]
+fn verify_needs_the_key_for_a_checkpoint_file_and_a_readable_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(dir.path());
+    let log = signed_log(dir.path(), "log", 1, &CheckpointSigner::load(&key).unwrap());
+    let file = log.join(CHECKPOINT_FILE);
+
+    let out = mandate(&["audit", "verify", "--checkpoints", s(&file), s(&log)]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.starts_with("error: --checkpoints"), "{err}");
+    assert!(err.contains("needs --key"), "{err}");
+
+    // The signing key is not a public key.
+    let out = mandate(&["audit", "verify", "--key", s(&key), s(&log)]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("is not a mandate public key"), "{err}");
+}

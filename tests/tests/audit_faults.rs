@@ -1,0 +1,152 @@
+//! Fail closed, end to end: while the audit log cannot be written, the real guest's call gets
+//! `audit-unavailable` and the tool does not run; once the log is writable again the next call
+//! goes through and the log, with its `audit_outage` record, verifies.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use common::{Env, email_call};
+use mandate::audit::{Fault, FaultPlan, list_segments};
+use mandate::guard::{BoxFuture, PendingApproval, ReviewDecision, ReviewError, Reviewer, Verdict};
+use serde_json::{Value, json};
+
+/// Something done to the log while a call waits for its review, before its decision record.
+type Action = Box<dyn FnOnce() + Send>;
+
+/// A reviewer that, for each call it reviews, first runs the next queued action, then approves
+/// as carol. It lets a test break and heal the log between two calls of one guest run.
+#[derive(Clone, Default)]
+struct Saboteur(Arc<Mutex<VecDeque<Action>>>);
+
+impl Saboteur {
+    fn then(&self, action: impl FnOnce() + Send + 'static) {
+        self.0.lock().unwrap().push_back(Box::new(action));
+    }
+}
+
+impl Reviewer for Saboteur {
+    fn name(&self) -> &str {
+        "saboteur"
+    }
+
+    fn review<'a>(
+        &'a self,
+        _pending: &'a PendingApproval,
+    ) -> BoxFuture<'a, Result<ReviewDecision, ReviewError>> {
+        let action = self.0.lock().unwrap().pop_front();
+        if let Some(action) = action {
+            action();
+        }
+        Box::pin(async {
+            Ok(ReviewDecision {
+                decision: Verdict::Approve,
+                reviewer: "carol".into(),
+                reason: Some("fine".into()),
+            })
+        })
+    }
+}
+
+/// The active segment of the log in `dir`.
+fn active_segment(dir: &Path) -> PathBuf {
+    list_segments(dir).unwrap().pop().unwrap().path
+}
+
+/// Runs two approved emails, the log broken during the first and healed during the second,
+/// and checks what the guest got, what was sent and what the log says. Returns the outage
+/// record.
+async fn run_broken_then_healed(
+    env: &Env,
+    saboteur: &Saboteur,
+    break_log: impl FnOnce() + Send + 'static,
+    heal_log: impl FnOnce() + Send + 'static,
+    expected_error: &str,
+) -> Value {
+    saboteur.then(break_log);
+    saboteur.then(heal_log);
+    let results = env
+        .script(json!([
+            email_call("while broken"),
+            email_call("after healing")
+        ]))
+        .await;
+
+    let refused = &results[0]["error"];
+    assert_eq!(refused["kind"], "audit-unavailable", "{results:?}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains(expected_error), "{message}");
+    assert!(results[1].get("ok").is_some(), "{results:?}");
+
+    // The tool ran only for the call whose decision was recorded.
+    let outbox = env.outbox();
+    assert_eq!(outbox.len(), 1, "{outbox:?}");
+    assert_eq!(outbox[0]["body"], "after healing");
+
+    assert_eq!(
+        common::kinds(&env.records()),
+        [
+            "log_start",
+            "session_start",
+            "audit_outage",
+            "decision",
+            "outcome",
+            "session_end"
+        ]
+    );
+    env.assert_verifies(6);
+    let outage = env.records_of("audit_outage").remove(0);
+    assert_eq!(outage["refused_appends"], 1, "{outage}");
+    assert!(
+        outage["error"].as_str().unwrap().contains(expected_error),
+        "{outage}"
+    );
+    let decision = &env.records_of("decision")[0];
+    assert_eq!(
+        decision["call_id"], "sess_example_01:2",
+        "the refused call has no record"
+    );
+    outage
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn permission_denied_refuses_the_call_until_the_log_is_writable_again() {
+    let saboteur = Saboteur::default();
+    let env = Env::builder().reviewer(saboteur.clone()).build();
+    let faults = env.guard.audit().faults();
+    let heal = faults.clone();
+    run_broken_then_healed(
+        &env,
+        &saboteur,
+        move || faults.set(Some(FaultPlan::always(Fault::PermissionDenied))),
+        move || heal.set(None),
+        "permission denied",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_segment_moved_away_refuses_the_call_until_it_is_moved_back() {
+    let saboteur = Saboteur::default();
+    let env = Env::builder().reviewer(saboteur.clone()).build();
+    let segment = active_segment(&env.audit_path);
+    let away = env.dir.path().join("moved-away.jsonl");
+    let (from, to) = (segment.clone(), away.clone());
+    let outage = run_broken_then_healed(
+        &env,
+        &saboteur,
+        move || std::fs::rename(&from, &to).unwrap(),
+        move || std::fs::rename(&away, &segment).unwrap(),
+        "was removed or moved away underneath the writer",
+    )
+    .await;
+    assert!(
+        outage["error"]
+            .as_str()
+            .unwrap()
+            .contains(&active_segment(&env.audit_path).display().to_string()),
+        "the error names the segment: {outage}"
+    );
+}
