@@ -84,6 +84,7 @@
 
 mod chain;
 mod checkpoint;
+pub(crate) use checkpoint::write_private;
 mod config;
 mod error;
 mod index;
