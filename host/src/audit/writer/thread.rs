@@ -42,10 +42,16 @@ pub(super) enum Request {
 /// it, 1.6 times the rate). A lone appender (a batch of one) never waits.
 const GATHER_WINDOW: Duration = Duration::from_micros(50);
 
-/// Waits up to [`GATHER_WINDOW`] for the next request, yielding the CPU to the appenders.
-fn gather(queue: &mut mpsc::Receiver<Request>) -> Option<Request> {
-    let until = Instant::now() + GATHER_WINDOW;
-    while Instant::now() < until {
+/// Longest quiet spell within a gather: once the burst of appenders answered
+/// by the last commit has stopped arriving, waiting longer only burns the CPU
+/// they need to make their next records.
+const GATHER_GAP: Duration = Duration::from_micros(10);
+
+/// Waits for the next request while they keep arriving: up to [`GATHER_GAP`]
+/// after the previous one, and never past `until`. Yields the CPU meanwhile.
+fn gather(queue: &mut mpsc::Receiver<Request>, until: Instant) -> Option<Request> {
+    let gap_ends = (Instant::now() + GATHER_GAP).min(until);
+    while Instant::now() < gap_ends {
         std::thread::yield_now();
         if let Ok(request) = queue.try_recv() {
             return Some(request);
@@ -73,6 +79,7 @@ pub(super) fn run(mut core: Core, mut queue: mpsc::Receiver<Request>) {
             Some(Some(request)) => request,
         };
         let mut close = None;
+        let gather_until = Instant::now() + GATHER_WINDOW;
         let mut next = Some(first);
         while let Some(request) = next.take() {
             match request {
@@ -88,7 +95,7 @@ pub(super) fn run(mut core: Core, mut queue: mpsc::Receiver<Request>) {
             if bodies.len() < max_batch {
                 next = queue.try_recv().ok();
                 if next.is_none() && bodies.len() > 1 {
-                    next = gather(&mut queue);
+                    next = gather(&mut queue, gather_until);
                 }
             }
         }
