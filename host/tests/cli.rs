@@ -5,36 +5,17 @@
 // the helpers of an integration test file.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{mandate, policies_dir, s, stderr, stdout};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use mandate::audit::AuditLog;
 
-fn policies_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
-}
-
 fn example_session() -> PathBuf {
     policies_dir().join("session.json")
-}
-
-fn mandate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mandate"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 /// Checks that the run failed with exit code `code` and that its error

@@ -5,8 +5,12 @@
 // the helpers of an integration test file.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{mandate, policies_dir, s, stdout};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use mandate::audit::{AuditLog, RecordReader};
 use mandate::guard::{Guard, RedactionKey, Session};
@@ -14,25 +18,6 @@ use mandate::policy::Policies;
 use mandate::tools::{Workspace, example_registry};
 
 const SECRET: &str = "the board meets on Tuesday";
-
-fn policies_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
-}
-
-fn mandate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mandate"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 /// A log in `dir` whose record 3 is the decision of a `send_email` call
 /// (held for a reviewer, denied: no reviewer is configured) with its body

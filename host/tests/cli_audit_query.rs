@@ -6,42 +6,16 @@
 // the helpers of an integration test file.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{mandate, s, stderr, stdout, success};
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use mandate::audit::synthetic::{SyntheticSpec, write_synthetic_log};
 use mandate::audit::{AuditIndex, CallEffect, CallQuery, INDEX_FILE};
 use serde_json::Value;
-
-fn mandate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mandate"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn success(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        output.status,
-        stdout(output),
-        stderr(output)
-    );
-    stdout(output)
-}
 
 /// Checks that the run failed with exit code 2 and an `error: ` message that
 /// starts in lowercase; returns the message.

@@ -6,43 +6,17 @@
 // the helpers of an integration test file.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{mandate, s, stderr, stdout, success};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use jiff::Timestamp;
 use mandate::audit::synthetic::{SyntheticSpec, write_synthetic_log};
 use mandate::audit::{CHECKPOINT_FILE, CheckpointSigner, list_segments};
 use sha2::{Digest, Sha256};
-
-fn mandate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mandate"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn success(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        output.status,
-        stdout(output),
-        stderr(output)
-    );
-    stdout(output)
-}
 
 /// Checks that verification failed (exit code 1) naming a first bad seq; returns stderr.
 fn tampered(output: &Output, seq: u64) -> String {
