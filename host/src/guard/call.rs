@@ -3,23 +3,25 @@
 //! rule), write the decision record durably, run the tool, write the outcome.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use cedar_policy::{Context, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression};
+use cedar_policy::{EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use jiff::{SignedDuration, Timestamp};
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
 use super::approval::PendingApproval;
+use super::evaluate::{ApprovalState, CallRequest, Screening, screen};
 use super::record::{
     ActionRecord, ApprovalOutcome, ApprovalRecord, CallStatus, DecidedBy, DecisionRecord,
-    OutcomeRecord, Record, RecordKind,
+    OutcomeRecord, Record, RecordKind, RequestContext, RequestRecord,
 };
-use super::review::{ApprovalResult, approval_expr};
+use super::review::ApprovalResult;
 use super::session::Session;
 use super::tools::ToolContext;
 use super::{GuardError, SessionGuard};
-use crate::policy::{Decision, Effect, to_cedar};
+use crate::policy::{Decision, Effect, Policies, to_cedar};
 
 /// What the agent gets back instead of a result. Mirrors the WIT
 /// `tool-error` variant; a denial is a value, never a trap.
@@ -84,6 +86,8 @@ pub struct CallReport {
 pub(crate) struct PreparedSession {
     pub(crate) principal: EntityUid,
     pub(crate) parts: Vec<(String, RestrictedExpression)>,
+    /// The same parts as Cedar JSON, for the request each decision records.
+    pub(crate) parts_json: Arc<Map<String, Value>>,
 }
 
 pub(crate) fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
@@ -92,8 +96,22 @@ pub(crate) fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
 }
 
 /// Cedar's datetime wants exactly millisecond precision in UTC.
-fn cedar_datetime(t: Timestamp) -> RestrictedExpression {
-    RestrictedExpression::new_datetime(t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+fn datetime_text(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+pub(crate) fn cedar_datetime(t: Timestamp) -> RestrictedExpression {
+    RestrictedExpression::new_datetime(datetime_text(t))
+}
+
+/// A datetime in Cedar JSON.
+pub(crate) fn datetime_json(t: Timestamp) -> Value {
+    json!({ "__extn": { "fn": "datetime", "arg": datetime_text(t) } })
+}
+
+/// An entity reference in Cedar JSON.
+pub(crate) fn entity_json(ty: &str, id: &str) -> Value {
+    json!({ "__entity": { "type": ty, "id": id } })
 }
 
 impl PreparedSession {
@@ -139,7 +157,26 @@ impl PreparedSession {
                 ),
             ),
         ])?;
+        let chain: Vec<String> = session
+            .delegation_chain
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let parts_json = json!({
+            "session": {
+                "id": session.session_id,
+                "scopes": session.scopes,
+                "type": session.session_type.as_str(),
+                "expires_at": datetime_json(session.expires_at),
+            },
+            "user": entity_json("User", &session.user.id),
+            "delegation": { "chain": chain, "depth": chain.len() },
+        });
+        let Value::Object(parts_json) = parts_json else {
+            return Err("session context is not a record".into());
+        };
         Ok(PreparedSession {
+            parts_json: Arc::new(parts_json),
             principal: uid("Agent", &session.agent.id)?,
             parts: vec![
                 ("session".into(), session_expr),
@@ -157,6 +194,9 @@ impl SessionGuard {
     /// Handles one tool call from the agent: `arguments` is the JSON text the
     /// guest passed. Returns the tool's result as JSON text, or why not.
     pub async fn call(&self, tool_name: &str, arguments: &str) -> Result<String, ToolCallError> {
+        // One policy set decides the whole call, however long a reviewer
+        // takes, even if the guard reloads meanwhile.
+        let policies = self.inner.policies.load_full();
         let n = self.next_call.fetch_add(1, Ordering::Relaxed);
         let call_id = format!("{}:{n}", self.session.session_id);
         let parsed: Result<Value, _> = serde_json::from_str(arguments);
@@ -171,7 +211,7 @@ impl SessionGuard {
             };
             let err = ToolCallError::UnknownTool(tool_name.to_string());
             return self
-                .refuse(call_id, action, DecidedBy::UnknownTool, err)
+                .refuse(&policies, call_id, action, DecidedBy::UnknownTool, err)
                 .await;
         };
         let spec = tool.spec();
@@ -198,6 +238,7 @@ impl SessionGuard {
         if self.session.is_expired(now) {
             return self
                 .refuse(
+                    &policies,
                     call_id,
                     action,
                     DecidedBy::SessionExpired,
@@ -212,7 +253,7 @@ impl SessionGuard {
                 let err =
                     ToolCallError::InvalidArguments(format!("arguments are not valid json: {e}"));
                 return self
-                    .refuse(call_id, action, DecidedBy::InvalidArguments, err)
+                    .refuse(&policies, call_id, action, DecidedBy::InvalidArguments, err)
                     .await;
             }
         };
@@ -221,7 +262,7 @@ impl SessionGuard {
             Err(e) => {
                 let err = ToolCallError::InvalidArguments(e);
                 return self
-                    .refuse(call_id, action, DecidedBy::InvalidArguments, err)
+                    .refuse(&policies, call_id, action, DecidedBy::InvalidArguments, err)
                     .await;
             }
         };
@@ -238,7 +279,7 @@ impl SessionGuard {
                 };
                 let err = ToolCallError::InvalidArguments(e);
                 return self
-                    .refuse(call_id, action, DecidedBy::InvalidArguments, err)
+                    .refuse(&policies, call_id, action, DecidedBy::InvalidArguments, err)
                     .await;
             }
         };
@@ -247,11 +288,11 @@ impl SessionGuard {
             Err(e) => {
                 let err = ToolCallError::InvalidArguments(e.to_string());
                 return self
-                    .refuse(call_id, action, DecidedBy::InvalidArguments, err)
+                    .refuse(&policies, call_id, action, DecidedBy::InvalidArguments, err)
                     .await;
             }
         };
-        let entities = match self.inner.entities.entities_for(&self.session, &resource) {
+        let entities = match self.inner.entities_for(&policies, &self.session, &resource) {
             Ok(e) => e,
             Err(e) => {
                 let err = ToolCallError::Denied {
@@ -259,85 +300,78 @@ impl SessionGuard {
                     reasons: vec![e.to_string()],
                 };
                 return self
-                    .refuse(call_id, action, DecidedBy::EntityLookup, err)
+                    .refuse(&policies, call_id, action, DecidedBy::EntityLookup, err)
                     .await;
             }
         };
 
-        let now_expr = cedar_datetime(now);
-        let request = |approval: RestrictedExpression| -> Result<Request, String> {
-            let mut pairs = self.context_parts().to_vec();
-            pairs.push(("approval".into(), approval));
-            pairs.push(("now".into(), now_expr.clone()));
-            pairs.push(("arguments".into(), cedar_args.clone()));
-            let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
-            Request::new(
-                self.principal().clone(),
-                tool.action().clone(),
-                resource.clone(),
-                context,
-                Some(self.inner.policies.schema()),
-            )
-            .map_err(|e| e.to_string())
+        let call_request = CallRequest {
+            principal: self.principal(),
+            action: tool.action(),
+            resource: &resource,
+            session_parts: self.context_parts(),
+            now: cedar_datetime(now),
+            arguments: cedar_args,
         };
-        let decide = |approval: RestrictedExpression| -> Result<Decision, String> {
-            Ok(self.inner.policies.decide(&request(approval)?, &entities))
-        };
-
-        let first = match decide(approval_expr(false, None)) {
-            Ok(d) => d,
+        let decide =
+            |approval: ApprovalState<'_>| call_request.decide(&policies, &entities, approval);
+        let screening = match screen(&decide) {
+            Ok(s) => s,
             Err(e) => {
                 let err = ToolCallError::InvalidArguments(format!(
                     "arguments do not match the schema of action `{}`: {e}",
                     tool.action()
                 ));
                 return self
-                    .refuse(call_id, action, DecidedBy::InvalidArguments, err)
+                    .refuse(&policies, call_id, action, DecidedBy::InvalidArguments, err)
                     .await;
             }
         };
-        let approval = if first.effect == Effect::Allow || !first.errors.is_empty() {
-            ApprovalResult {
+        let approval = match screening {
+            Screening::Allowed(decision) => ApprovalResult {
                 record: ApprovalRecord::not_required(),
-                error: (first.effect == Effect::Deny).then(|| denial(&first)),
-                decision: first,
+                error: None,
+                decision,
+            },
+            Screening::Denied(decision) => ApprovalResult {
+                record: ApprovalRecord::not_required(),
+                error: Some(denial(&decision)),
+                decision,
+            },
+            Screening::NeedsApproval { demanded_by, .. } => {
+                let pending = PendingApproval {
+                    approval_id: format!("apr:{call_id}"),
+                    session_id: self.session.session_id.clone(),
+                    call_id: call_id.clone(),
+                    tool: tool_name.to_string(),
+                    arguments: action.arguments.clone(),
+                    resource: resource.to_string(),
+                    user: self.session.user.clone(),
+                    agent: self.session.agent.clone(),
+                    delegation_chain: self.session.delegation_chain.clone(),
+                    demanded_by,
+                    deadline: deadline(now, self.inner.approval_timeout),
+                };
+                self.ask_reviewer(pending, &decide).await
             }
-        } else {
-            match decide(approval_expr(true, None)) {
-                Ok(cf) if cf.effect == Effect::Allow => {
-                    let demanded_by = if first.determining_policies.is_empty() {
-                        cf.determining_policies.clone()
-                    } else {
-                        first.determining_policies.clone()
-                    };
-                    let pending = PendingApproval {
-                        approval_id: format!("apr:{call_id}"),
-                        session_id: self.session.session_id.clone(),
-                        call_id: call_id.clone(),
-                        tool: tool_name.to_string(),
-                        arguments: action.arguments.clone(),
-                        resource: resource.to_string(),
-                        user: self.session.user.clone(),
-                        agent: self.session.agent.clone(),
-                        delegation_chain: self.session.delegation_chain.clone(),
-                        demanded_by,
-                        deadline: deadline(now, self.inner.approval_timeout),
-                    };
-                    self.ask_reviewer(pending, &decide).await
-                }
-                _ => ApprovalResult {
-                    record: ApprovalRecord::not_required(),
-                    error: Some(denial(&first)),
-                    decision: first,
-                },
-            }
+        };
+        let request = RequestRecord {
+            principal: self.principal().to_string(),
+            action: tool.action().to_string(),
+            resource: resource.to_string(),
+            context: RequestContext {
+                session: Arc::clone(&self.prepared.parts_json),
+                now: datetime_json(now),
+            },
         };
 
         let allowed = approval.error.is_none() && approval.decision.effect == Effect::Allow;
         let mut record = Record::new(RecordKind::Decision, &self.identity);
         record.call_id = Some(call_id.clone());
         record.action = Some(action);
-        record.decision = Some(self.decision_record(&approval.decision, DecidedBy::Policy, None));
+        let mut decision = decision_record(&policies, &approval.decision, DecidedBy::Policy, None);
+        decision.request = Some(request);
+        record.decision = Some(decision);
         record.approval = Some(approval.record.clone());
         let mut report = CallReport {
             call_id: call_id.clone(),
@@ -406,6 +440,7 @@ impl SessionGuard {
     /// Records a call refused before policy evaluation and returns `err`.
     async fn refuse(
         &self,
+        policies: &Policies,
         call_id: String,
         action: ActionRecord,
         decided_by: DecidedBy,
@@ -430,7 +465,12 @@ impl SessionGuard {
         let mut record = Record::new(RecordKind::Decision, &self.identity);
         record.call_id = Some(call_id);
         record.action = Some(action);
-        record.decision = Some(self.decision_record(&denied, decided_by, Some(err.to_string())));
+        record.decision = Some(decision_record(
+            policies,
+            &denied,
+            decided_by,
+            Some(err.to_string()),
+        ));
         record.approval = Some(ApprovalRecord::not_required());
         match self.write(record).await {
             Ok(a) => {
@@ -438,22 +478,6 @@ impl SessionGuard {
                 self.finish(report, Err(err))
             }
             Err(e) => self.finish(report, Err(audit_unavailable(&e))),
-        }
-    }
-
-    fn decision_record(
-        &self,
-        decision: &Decision,
-        decided_by: DecidedBy,
-        message: Option<String>,
-    ) -> DecisionRecord {
-        DecisionRecord {
-            effect: decision.effect,
-            decided_by,
-            determining_policies: decision.determining_policies.clone(),
-            errors: decision.errors.clone(),
-            message,
-            policy_digest: self.inner.policies.digest().to_string(),
         }
     }
 
@@ -473,6 +497,23 @@ impl SessionGuard {
             observer(&report);
         }
         result
+    }
+}
+
+fn decision_record(
+    policies: &Policies,
+    decision: &Decision,
+    decided_by: DecidedBy,
+    message: Option<String>,
+) -> DecisionRecord {
+    DecisionRecord {
+        effect: decision.effect,
+        decided_by,
+        determining_policies: decision.determining_policies.clone(),
+        errors: decision.errors.clone(),
+        message,
+        policy_digest: policies.digest().to_string(),
+        request: None,
     }
 }
 

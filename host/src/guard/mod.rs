@@ -4,8 +4,11 @@
 mod approval;
 mod call;
 mod entities;
+mod evaluate;
+mod explain;
 mod record;
 mod redact;
+mod reload;
 mod review;
 mod session;
 mod tools;
@@ -14,7 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use cedar_policy::{EntityUid, RestrictedExpression};
+use arc_swap::ArcSwap;
+use cedar_policy::{Entities, EntityUid, RestrictedExpression};
 
 pub use approval::{
     CommandReviewer, DEFAULT_APPROVAL_TIMEOUT, DenyAll, PendingApproval, PromptReviewer,
@@ -24,12 +28,15 @@ pub use call::{CallReport, ToolCallError};
 pub use entities::{EntityError, EntityProvider, StaticEntities};
 pub use record::{
     ActionRecord, AgentIdentity, ApprovalOutcome, ApprovalRecord, Authorization, CallStatus,
-    DecidedBy, DecisionRecord, Identity, OutcomeRecord, Record, RecordKind,
+    DecidedBy, DecisionRecord, Identity, OutcomeRecord, PolicyReloadRecord, Record, RecordKind,
+    RequestContext, RequestRecord,
 };
 pub use redact::{
     ARGUMENTS_ROOT, COMMITMENT_PREFIX, KEY_ID_FIELD, Proof, ProveError, REDACTED_FIELD,
     RedactionKey, SensitivePathError, SensitivePaths, canonical_json, commitment, prove,
 };
+pub use explain::{ExplainError, Explanation, HypotheticalCall, explain};
+pub use reload::{ReloadError, Reloaded};
 pub use session::{AgentRef, Delegate, DelegateKind, Session, SessionError, SessionType, UserRef};
 pub use tools::{
     BoxFuture, ParsedArgs, RegisteredTool, RegistryError, ResourceBinding, Tool, ToolContext,
@@ -79,9 +86,13 @@ pub enum GuardError {
 }
 
 struct Inner {
-    policies: Arc<Policies>,
+    /// Swapped whole by [`Guard::reload`]; each call takes one snapshot.
+    policies: ArcSwap<Policies>,
+    /// Serializes reloads, so that records and swaps happen in one order.
+    reloading: tokio::sync::Mutex<()>,
     tools: ToolRegistry,
-    entities: Arc<dyn EntityProvider>,
+    /// `None`: the entities of the policy set in force (`entities.json`).
+    entities: Option<Arc<dyn EntityProvider>>,
     reviewer: Arc<dyn Reviewer>,
     audit: Arc<AuditLog>,
     approval_timeout: Duration,
@@ -157,29 +168,17 @@ impl GuardBuilder {
 
     /// Checks that every tool's action is in the schema and builds the guard.
     pub fn build(self) -> Result<Guard, GuardError> {
-        let schema = self.policies.schema();
-        for tool in self.tools.iter() {
-            if !schema.actions().any(|a| a == tool.action()) {
-                return Err(GuardError::ToolNotInSchema {
-                    tool: tool.spec().name.clone(),
-                    action: tool.action().to_string(),
-                    scope: tool.spec().scope.clone(),
-                });
-            }
-        }
-        let entities = match self.entities {
-            Some(e) => e,
-            None => Arc::new(StaticEntities::new(self.policies.entities().clone())),
-        };
+        check_tools(&self.tools, &self.policies)?;
         let redaction_key = match self.redaction_key {
             Some(key) => key,
             None => RedactionKey::generate().map_err(GuardError::RedactionKey)?,
         };
         Ok(Guard {
             inner: Arc::new(Inner {
-                policies: self.policies,
+                policies: ArcSwap::new(self.policies),
+                reloading: tokio::sync::Mutex::new(()),
                 tools: self.tools,
-                entities,
+                entities: self.entities,
                 reviewer: self.reviewer,
                 audit: self.audit,
                 approval_timeout: self.approval_timeout,
@@ -205,9 +204,10 @@ impl Guard {
         }
     }
 
-    /// The policies in force.
-    pub fn policies(&self) -> &Policies {
-        &self.inner.policies
+    /// The policies in force now (a later [`Guard::reload`] does not change
+    /// the set returned here).
+    pub fn policies(&self) -> Arc<Policies> {
+        self.inner.policies.load_full()
     }
 
     /// The tools.
@@ -247,6 +247,37 @@ impl Guard {
             .await?;
         Ok(guard)
     }
+}
+
+impl Inner {
+    /// The entities for one call: the host's provider, or else the policy
+    /// set's own `entities.json` (so a reload swaps them with the policies).
+    fn entities_for(
+        &self,
+        policies: &Policies,
+        session: &Session,
+        resource: &EntityUid,
+    ) -> Result<Arc<Entities>, EntityError> {
+        match &self.entities {
+            Some(provider) => provider.entities_for(session, resource),
+            None => Ok(policies.entities_arc()),
+        }
+    }
+}
+
+/// Every tool must be an action of the schema, or no policy could allow it.
+fn check_tools(tools: &ToolRegistry, policies: &Policies) -> Result<(), GuardError> {
+    let schema = policies.schema();
+    for tool in tools.iter() {
+        if !schema.actions().any(|a| a == tool.action()) {
+            return Err(GuardError::ToolNotInSchema {
+                tool: tool.spec().name.clone(),
+                action: tool.action().to_string(),
+                scope: tool.spec().scope.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One session's view of the guard: every tool call of the agent goes

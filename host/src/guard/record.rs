@@ -194,6 +194,64 @@ pub struct DecisionRecord {
     pub message: Option<String>,
     /// SHA-256 of the policies, schema and entities that decided.
     pub policy_digest: String,
+    /// The Cedar request that was evaluated, so that `mandate audit replay`
+    /// can evaluate it again under other policies. Absent when the call was
+    /// refused before a request could be built.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestRecord>,
+}
+
+/// A call's Cedar request as Cedar JSON (entity references as `__entity`,
+/// datetimes as `__extn`).
+///
+/// `context` holds every attribute but two: `arguments`, which is the
+/// record's `action.arguments` (sensitive values there are commitments, so a
+/// replay cannot see them), and `approval`, which the guard varies between
+/// its evaluations (not granted, granted, granted by `approval.reviewer`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRecord {
+    /// `Agent::"<id>"`.
+    pub principal: String,
+    /// `Action::"<tool>"`.
+    pub action: String,
+    /// The resource entity.
+    pub resource: String,
+    /// `session`, `user`, `delegation` and `now`.
+    pub context: RequestContext,
+}
+
+/// The context of a [`RequestRecord`].
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestContext {
+    /// `session`, `user` and `delegation`, prepared once per session.
+    #[serde(flatten)]
+    pub session: Arc<serde_json::Map<String, Value>>,
+    /// The evaluation time, as a Cedar datetime.
+    pub now: Value,
+}
+
+/// The body of a `policy_reload` record: a running guard was asked to swap
+/// its policy set. Written before the new set decides anything; a rejected
+/// candidate is recorded too, with its errors.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyReloadRecord {
+    /// Always `policy_reload`.
+    pub kind: &'static str,
+    /// `applied` or `rejected`.
+    pub status: &'static str,
+    /// Where the candidate came from, e.g. its directory.
+    pub source: String,
+    /// Digest of the set in force before.
+    pub previous_digest: String,
+    /// Digest of the candidate, when it loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Number of policies in the candidate, when it loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policies: Option<usize>,
+    /// Why the candidate was rejected.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 /// How a human review ended.

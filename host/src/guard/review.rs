@@ -3,12 +3,12 @@
 //! reviewer within a deadline; the reviewer's approval counts only if policy
 //! allows the call again with that reviewer in the context.
 
-use cedar_policy::{EntityUid, RestrictedExpression};
 use jiff::Timestamp;
 
 use super::SessionGuard;
 use super::approval::{PendingApproval, Verdict};
 use super::call::{ToolCallError, uid};
+use super::evaluate::ApprovalState;
 use super::record::{ApprovalOutcome, ApprovalRecord};
 use crate::policy::{Decision, Effect};
 
@@ -25,7 +25,7 @@ impl SessionGuard {
     pub(crate) async fn ask_reviewer(
         &self,
         pending: PendingApproval,
-        decide: &impl Fn(RestrictedExpression) -> Result<Decision, String>,
+        decide: &impl Fn(ApprovalState<'_>) -> Result<Decision, String>,
     ) -> ApprovalResult {
         let reviewer = &self.inner.reviewer;
         let mut record = ApprovalRecord {
@@ -83,8 +83,8 @@ impl SessionGuard {
                 error: Some(ToolCallError::ApprovalDenied(why)),
             };
         }
-        let reviewer_expr = match uid("User", &decision.reviewer) {
-            Ok(u) => approval_expr(true, Some(u)),
+        let reviewer_uid = match uid("User", &decision.reviewer) {
+            Ok(u) => u,
             Err(e) => {
                 record.outcome = ApprovalOutcome::ReviewerFailed;
                 record.reason = Some(e.clone());
@@ -95,7 +95,7 @@ impl SessionGuard {
                 };
             }
         };
-        match decide(reviewer_expr) {
+        match decide(ApprovalState::GrantedBy(&reviewer_uid)) {
             Ok(d) if d.effect == Effect::Allow => {
                 record.outcome = ApprovalOutcome::Approved;
                 ApprovalResult {
@@ -138,21 +138,4 @@ impl SessionGuard {
             }
         }
     }
-}
-
-pub(crate) fn approval_expr(granted: bool, reviewer: Option<EntityUid>) -> RestrictedExpression {
-    let mut fields = vec![(
-        "granted".to_string(),
-        RestrictedExpression::new_bool(granted),
-    )];
-    if let Some(r) = reviewer {
-        fields.push((
-            "reviewer".to_string(),
-            RestrictedExpression::new_entity_uid(r),
-        ));
-    }
-    // Two distinct keys cannot collide; were it ever to fail, the bool below
-    // does not fit the schema, so the request is refused: fail closed.
-    RestrictedExpression::new_record(fields)
-        .unwrap_or_else(|_| RestrictedExpression::new_bool(false))
 }

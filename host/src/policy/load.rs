@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cedar_policy::{
     Authorizer, Entities, Policy, PolicyId, PolicySet, Schema, ValidationMode, Validator,
@@ -33,7 +34,7 @@ pub struct PolicyInfo {
 pub struct Policies {
     pub(crate) set: PolicySet,
     pub(crate) schema: Schema,
-    pub(crate) entities: Entities,
+    pub(crate) entities: Arc<Entities>,
     pub(crate) authorizer: Authorizer,
     info: HashMap<PolicyId, PolicyInfo>,
     digest: String,
@@ -166,7 +167,7 @@ impl Policies {
         Ok(Policies {
             set,
             schema,
-            entities,
+            entities: Arc::new(entities),
             authorizer: Authorizer::new(),
             info,
             digest: hex::encode(hasher.finalize()),
@@ -188,6 +189,12 @@ impl Policies {
     /// The entities from `entities.json`, validated against the schema.
     pub fn entities(&self) -> &Entities {
         &self.entities
+    }
+
+    /// The same entities, shared: what a guard without its own entity
+    /// provider evaluates every call against.
+    pub fn entities_arc(&self) -> Arc<Entities> {
+        Arc::clone(&self.entities)
     }
 
     /// Where a policy came from and its `@reason`.

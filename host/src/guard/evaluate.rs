@@ -1,0 +1,147 @@
+//! Steps 5 and 6 of the call path over one policy set, with no human and no
+//! log: the Cedar request of a call, the screening (allow, deny, or hold for a
+//! reviewer by the counterfactual rule) and the reviewer check. The guard's
+//! call path, `explain`, `policy test` and `audit replay` all decide through
+//! here, so what they report cannot drift from what the guard does.
+
+use cedar_policy::{Context, Entities, EntityUid, Request, RestrictedExpression, Schema};
+
+use crate::policy::{Decision, DeterminingPolicy, Effect, Policies};
+
+/// What `context.approval` says in one evaluation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ApprovalState<'a> {
+    /// The first evaluation: nobody has approved.
+    NotGranted,
+    /// The counterfactual: would a human's approval allow the call?
+    Granted,
+    /// A reviewer approved: does policy accept this reviewer?
+    GrantedBy(&'a EntityUid),
+}
+
+impl ApprovalState<'_> {
+    /// The `context.approval` record.
+    pub(crate) fn expr(self) -> RestrictedExpression {
+        let (granted, reviewer) = match self {
+            ApprovalState::NotGranted => (false, None),
+            ApprovalState::Granted => (true, None),
+            ApprovalState::GrantedBy(reviewer) => (true, Some(reviewer)),
+        };
+        let mut fields = vec![(
+            "granted".to_string(),
+            RestrictedExpression::new_bool(granted),
+        )];
+        if let Some(r) = reviewer {
+            fields.push((
+                "reviewer".to_string(),
+                RestrictedExpression::new_entity_uid(r.clone()),
+            ));
+        }
+        // Two distinct keys cannot collide; were it ever to fail, the bool
+        // below does not fit the schema, so the request is refused: fail closed.
+        RestrictedExpression::new_record(fields)
+            .unwrap_or_else(|_| RestrictedExpression::new_bool(false))
+    }
+
+    /// The same record as Cedar JSON, for requests rebuilt from a record.
+    pub(crate) fn json(self) -> serde_json::Value {
+        match self {
+            ApprovalState::NotGranted => serde_json::json!({ "granted": false }),
+            ApprovalState::Granted => serde_json::json!({ "granted": true }),
+            ApprovalState::GrantedBy(reviewer) => serde_json::json!({
+                "granted": true,
+                "reviewer": { "__entity": {
+                    "type": reviewer.type_name().to_string(),
+                    "id": reviewer.id().unescaped(),
+                } },
+            }),
+        }
+    }
+}
+
+/// The parts of one call's Cedar request; only `context.approval` varies
+/// between its evaluations.
+pub(crate) struct CallRequest<'a> {
+    pub(crate) principal: &'a EntityUid,
+    pub(crate) action: &'a EntityUid,
+    pub(crate) resource: &'a EntityUid,
+    /// `session`, `user` and `delegation`, prepared at session start.
+    pub(crate) session_parts: &'a [(String, RestrictedExpression)],
+    pub(crate) now: RestrictedExpression,
+    pub(crate) arguments: RestrictedExpression,
+}
+
+impl CallRequest<'_> {
+    /// The request, validated against `schema`: arguments that do not fit
+    /// the action's context are an error here, not a silent non-match.
+    fn request(&self, schema: &Schema, approval: ApprovalState<'_>) -> Result<Request, String> {
+        let mut pairs = Vec::with_capacity(self.session_parts.len() + 3);
+        pairs.extend_from_slice(self.session_parts);
+        pairs.push(("approval".into(), approval.expr()));
+        pairs.push(("now".into(), self.now.clone()));
+        pairs.push(("arguments".into(), self.arguments.clone()));
+        let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
+        Request::new(
+            self.principal.clone(),
+            self.action.clone(),
+            self.resource.clone(),
+            context,
+            Some(schema),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// One evaluation under `approval`.
+    pub(crate) fn decide(
+        &self,
+        policies: &Policies,
+        entities: &Entities,
+        approval: ApprovalState<'_>,
+    ) -> Result<Decision, String> {
+        Ok(policies.decide(&self.request(policies.schema(), approval)?, entities))
+    }
+}
+
+/// What policy says before any human is asked.
+#[derive(Debug, Clone)]
+pub(crate) enum Screening {
+    /// Allowed outright.
+    Allowed(Decision),
+    /// Denied, and no approval could change that (or an evaluation failed).
+    Denied(Decision),
+    /// Denied now, allowed with a human's approval: hold for a reviewer.
+    NeedsApproval {
+        /// The first evaluation (a deny).
+        first: Decision,
+        /// The forbids that hold the call, or else the permits that would
+        /// allow it once approved: what a reviewer is shown.
+        demanded_by: Vec<DeterminingPolicy>,
+    },
+}
+
+/// Steps 5 and 6a: evaluates without approval and, if that denies cleanly,
+/// again as if a human had approved. An error building the first request
+/// (arguments that do not fit the schema) is returned; a counterfactual that
+/// cannot be evaluated leaves the first deny standing.
+pub(crate) fn screen(
+    decide: &impl Fn(ApprovalState<'_>) -> Result<Decision, String>,
+) -> Result<Screening, String> {
+    let first = decide(ApprovalState::NotGranted)?;
+    if first.effect == Effect::Allow {
+        return Ok(Screening::Allowed(first));
+    }
+    if !first.errors.is_empty() {
+        return Ok(Screening::Denied(first));
+    }
+    match decide(ApprovalState::Granted) {
+        Ok(counterfactual) if counterfactual.effect == Effect::Allow => {
+            let demanded_by = if first.determining_policies.is_empty() {
+                counterfactual.determining_policies
+            } else {
+                first.determining_policies.clone()
+            };
+            Ok(Screening::NeedsApproval { first, demanded_by })
+        }
+        _ => Ok(Screening::Denied(first)),
+    }
+}

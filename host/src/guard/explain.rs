@@ -1,0 +1,179 @@
+//! The decision for one hypothetical call, without running anything or
+//! writing a record: what `mandate policy explain` and `mandate policy test`
+//! show. It goes through the same request building, screening and reviewer
+//! check as a real call.
+
+use cedar_policy::Entities;
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::call::{PreparedSession, cedar_datetime, uid};
+use super::evaluate::{ApprovalState, CallRequest, Screening, screen};
+use super::session::Session;
+use super::tools::ToolRegistry;
+use crate::policy::{Decision, DeterminingPolicy, Effect, Policies, to_cedar};
+
+/// A call to evaluate.
+#[derive(Debug, Clone)]
+pub struct HypotheticalCall<'a> {
+    /// The session it would run in.
+    pub session: &'a Session,
+    /// The tool the agent would call.
+    pub tool: &'a str,
+    /// Its arguments.
+    pub arguments: &'a Value,
+    /// A reviewer who approves, if the call is held for approval.
+    pub reviewer: Option<&'a str>,
+    /// When the call is made (`context.now`).
+    pub now: Timestamp,
+}
+
+/// What policy would do with a [`HypotheticalCall`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    /// The tool.
+    pub tool: String,
+    /// The Cedar action.
+    pub action: String,
+    /// The Cedar resource derived from the arguments.
+    pub resource: String,
+    /// The final effect: allow only if policy allows outright, or holds the
+    /// call and accepts the given reviewer's approval.
+    pub effect: Effect,
+    /// The first evaluation, without approval.
+    pub first: Decision,
+    /// Whether policy holds the call for a human.
+    pub approval_required: bool,
+    /// The policies that demand approval, when it is required.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approval_demanded_by: Vec<DeterminingPolicy>,
+    /// The reviewer whose approval was evaluated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reviewer: Option<String>,
+    /// The evaluation with that reviewer's approval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub with_reviewer: Option<Decision>,
+    /// The decision that determines `effect`: `with_reviewer` when there is
+    /// one, else `first`.
+    pub decision: Decision,
+}
+
+/// Why a hypothetical call cannot be evaluated; the guard would refuse it
+/// before policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExplainError {
+    /// No such tool.
+    #[error("unknown tool `{0}`")]
+    UnknownTool(String),
+    /// The session is malformed.
+    #[error("session: {0}")]
+    Session(String),
+    /// The session has expired at `now`; the guard refuses such calls.
+    #[error("session expired at {expires_at}, before the call at {now}")]
+    SessionExpired {
+        /// When it expired.
+        expires_at: Timestamp,
+        /// When the call would be made.
+        now: Timestamp,
+    },
+    /// The arguments do not fit the tool or the schema.
+    #[error("invalid arguments: {0}")]
+    InvalidArguments(String),
+    /// The reviewer id is not a valid user id.
+    #[error("reviewer: {0}")]
+    Reviewer(String),
+}
+
+/// Evaluates `call` against `policies` and `entities` as the guard would.
+pub fn explain(
+    policies: &Policies,
+    tools: &ToolRegistry,
+    entities: &Entities,
+    call: &HypotheticalCall<'_>,
+) -> Result<Explanation, ExplainError> {
+    let session = call.session;
+    session
+        .check(&session.session_id)
+        .map_err(|e| ExplainError::Session(e.to_string()))?;
+    if session.is_expired(call.now) {
+        return Err(ExplainError::SessionExpired {
+            expires_at: session.expires_at,
+            now: call.now,
+        });
+    }
+    let tool = tools
+        .get(call.tool)
+        .ok_or_else(|| ExplainError::UnknownTool(call.tool.to_string()))?;
+    let prepared = PreparedSession::new(session).map_err(ExplainError::Session)?;
+    let resource = tool
+        .resource(call.arguments)
+        .map_err(ExplainError::InvalidArguments)?;
+    tool.parse(call.arguments)
+        .map_err(ExplainError::InvalidArguments)?;
+    let arguments = to_cedar(call.arguments, "arguments")
+        .map_err(|e| ExplainError::InvalidArguments(e.to_string()))?;
+    let reviewer = call
+        .reviewer
+        .map(|r| uid("User", r))
+        .transpose()
+        .map_err(ExplainError::Reviewer)?;
+
+    let request = CallRequest {
+        principal: &prepared.principal,
+        action: tool.action(),
+        resource: &resource,
+        session_parts: &prepared.parts,
+        now: cedar_datetime(call.now),
+        arguments,
+    };
+    let decide = |approval: ApprovalState<'_>| request.decide(policies, entities, approval);
+    let invalid = |e: String| {
+        ExplainError::InvalidArguments(format!(
+            "arguments do not match the schema of action `{}`: {e}",
+            tool.action()
+        ))
+    };
+    let mut explanation = Explanation {
+        tool: call.tool.to_string(),
+        action: tool.action().to_string(),
+        resource: resource.to_string(),
+        effect: Effect::Deny,
+        first: Decision {
+            effect: Effect::Deny,
+            determining_policies: Vec::new(),
+            errors: Vec::new(),
+        },
+        approval_required: false,
+        approval_demanded_by: Vec::new(),
+        reviewer: None,
+        with_reviewer: None,
+        decision: Decision {
+            effect: Effect::Deny,
+            determining_policies: Vec::new(),
+            errors: Vec::new(),
+        },
+    };
+    match screen(&decide).map_err(invalid)? {
+        Screening::Allowed(first) | Screening::Denied(first) => {
+            explanation.effect = first.effect;
+            explanation.decision = first.clone();
+            explanation.first = first;
+        }
+        Screening::NeedsApproval { first, demanded_by } => {
+            explanation.approval_required = true;
+            explanation.approval_demanded_by = demanded_by;
+            explanation.decision = first.clone();
+            explanation.first = first;
+            if let (Some(id), Some(reviewer)) = (call.reviewer, &reviewer) {
+                let with = decide(ApprovalState::GrantedBy(reviewer)).map_err(invalid)?;
+                explanation.effect = with.effect;
+                explanation.decision = with.clone();
+                explanation.reviewer = Some(id.to_string());
+                explanation.with_reviewer = Some(with);
+            }
+        }
+    }
+    Ok(explanation)
+}
