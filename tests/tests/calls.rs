@@ -387,3 +387,42 @@ async fn a_tool_finds_its_decision_record_durable_while_it_runs() {
     assert_eq!(records[3]["outcome"]["decision_seq"], 3);
     env.assert_verifies(5);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decision_record_carries_the_cedar_request_that_was_evaluated() {
+    let env = Env::example();
+    env.script(json!([read_call("doc_88pk3r"), {"tool": "nope"}]))
+        .await;
+    let decisions = env.records_of("decision");
+    let request = &decisions[0]["decision"]["request"];
+    assert_eq!(request["principal"], "Agent::\"document-summarizer\"");
+    assert_eq!(request["action"], "Action::\"read_document\"");
+    assert_eq!(request["resource"], "Document::\"doc_88pk3r\"");
+    let context = &request["context"];
+    assert_eq!(
+        context["session"],
+        json!({
+            "id": "sess_example_01",
+            "scopes": ["documents:read", "documents:write", "email:send"],
+            "type": "human_approved",
+            "expires_at": {"__extn": {"fn": "datetime", "arg": "2099-01-01T00:00:00.000Z"}},
+        })
+    );
+    assert_eq!(
+        context["user"],
+        json!({"__entity": {"type": "User", "id": "alice"}})
+    );
+    assert_eq!(
+        context["delegation"],
+        json!({"chain": ["user:alice", "agent:document-summarizer"], "depth": 2})
+    );
+    assert_eq!(context["now"]["__extn"]["fn"], "datetime");
+    // Arguments are the record's (redacted) `action.arguments`; approval is
+    // what the guard varies between evaluations.
+    assert!(context.get("arguments").is_none());
+    assert!(context.get("approval").is_none());
+
+    // A call refused before policy has no request to record.
+    assert_eq!(decisions[1]["decision"]["decided_by"], "unknown_tool");
+    assert!(decisions[1]["decision"].get("request").is_none());
+}

@@ -1,6 +1,6 @@
 //! `mandate run`: one agent session under the guard.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use mandate::audit::{AuditConfig, AuditLog, CheckpointSigner, Retention};
 use mandate::guard::{
-    CallReport, CommandReviewer, DenyAll, Guard, PromptReviewer, RedactionKey, Reviewer, Session,
+    CallReport, CommandReviewer, DenyAll, Guard, PromptReviewer, RedactionKey, ReloadError,
+    Reloaded, Reviewer, Session,
 };
 use mandate::policy::{Effect, Policies};
 use mandate::runtime::{RunOutcome, Runtime};
@@ -20,7 +21,8 @@ pub struct RunArgs {
     /// The agent component (.wasm, built for wasm32-wasip2).
     #[arg(long)]
     agent: PathBuf,
-    /// Directory with schema.cedarschema, *.cedar and entities.json.
+    /// Directory with schema.cedarschema, *.cedar and entities.json. Read again on SIGHUP:
+    /// a set that loads replaces the one in force, one that does not is rejected.
     #[arg(long)]
     policies: PathBuf,
     /// Session file (JSON): user, agent, scopes, expiry, delegation chain.
@@ -115,6 +117,21 @@ fn audit_config(args: &RunArgs) -> anyhow::Result<AuditConfig> {
     })
 }
 
+/// Says what a SIGHUP reload did.
+fn print_reload(dir: &Path, result: Result<Reloaded, ReloadError>) {
+    match result {
+        Ok(reloaded) => eprintln!(
+            "policies reloaded from `{}`: {} policies, digest {} (was {}), record {}",
+            dir.display(),
+            reloaded.policies,
+            &reloaded.digest[..12],
+            &reloaded.previous_digest[..12],
+            reloaded.seq
+        ),
+        Err(e) => eprintln!("error: {e}"),
+    }
+}
+
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let policies = Policies::load_dir(&args.policies)
         .with_context(|| format!("cannot load policies from `{}`", args.policies.display()))?;
@@ -163,7 +180,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         session.agent.id,
         &guard.policies().digest()[..12]
     );
-    let report = tokio.block_on(agent.run(&guard, session, &args.task))?;
+    let report = tokio.block_on(async {
+        // Registered before the agent starts, so that a SIGHUP never kills
+        // the host mid-session.
+        let reloader = match guard.reload_on_sighup(args.policies.clone(), print_reload) {
+            Ok(task) => Some(task),
+            Err(e) => {
+                eprintln!("warning: cannot listen for SIGHUP, policies cannot be reloaded: {e}");
+                None
+            }
+        };
+        let report = agent.run(&guard, session, &args.task).await;
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
+        report
+    })?;
     if !report.output.trim().is_empty() {
         println!("agent output:\n{}", report.output.trim_end());
     }

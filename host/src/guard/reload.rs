@@ -7,8 +7,10 @@
 //! end, so no decision ever mixes two sets, and its record names the digest of
 //! the set that decided it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use tokio::signal::unix::{SignalKind, signal};
 
 use super::record::PolicyReloadRecord;
 use super::{Guard, GuardError, check_tools};
@@ -122,6 +124,24 @@ impl Guard {
         };
         self.inner.policies.store(Arc::new(policies));
         Ok(reloaded)
+    }
+
+    /// Reloads `dir` on every SIGHUP, as a task on the current tokio runtime,
+    /// passing each result to `report`. The handler is installed before this
+    /// returns, so from then on a SIGHUP never terminates the process. Abort
+    /// the returned task to stop listening.
+    pub fn reload_on_sighup(
+        &self,
+        dir: PathBuf,
+        report: impl Fn(&Path, Result<Reloaded, ReloadError>) + Send + Sync + 'static,
+    ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+        let mut hangups = signal(SignalKind::hangup())?;
+        let guard = self.clone();
+        Ok(tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                report(&dir, guard.reload_dir(&dir).await);
+            }
+        }))
     }
 
     /// Records a rejected candidate. Best effort: the reload is refused
