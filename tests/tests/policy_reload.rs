@@ -111,7 +111,7 @@ async fn reloading_while_calls_run_never_mixes_two_policy_sets_in_one_decision()
         tokio::spawn(async move {
             let mut reloads = 0u64;
             loop {
-                let dir = if reloads % 2 == 0 { &b } else { &a };
+                let dir = if reloads.is_multiple_of(2) { &b } else { &a };
                 guard.reload_dir(dir).await.unwrap();
                 reloads += 1;
                 tokio::time::sleep(Duration::from_micros(700)).await;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::{audit_keygen, audit_prove, audit_query, audit_verify};
+use super::{audit_keygen, audit_prove, audit_query, audit_replay, audit_verify};
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
@@ -20,6 +20,9 @@ pub enum AuditCommand {
     Query(QueryArgs),
     /// Rebuild the query index of a log from the log itself.
     Reindex(ReindexArgs),
+    /// Decide every recorded call again under candidate policies and list
+    /// the calls whose decision or approval requirement would change.
+    Replay(audit_replay::ReplayArgs),
 }
 
 #[derive(Args)]
@@ -128,5 +131,6 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
         AuditCommand::Prove(args) => audit_prove::run(args),
         AuditCommand::Query(args) => audit_query::run(args),
         AuditCommand::Reindex(args) => audit_query::reindex(args),
+        AuditCommand::Replay(args) => audit_replay::run(args),
     }
 }

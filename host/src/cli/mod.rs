@@ -5,8 +5,14 @@ mod audit;
 mod audit_keygen;
 mod audit_prove;
 mod audit_query;
+mod audit_replay;
 mod audit_verify;
 mod policy;
+mod policy_explain;
+mod policy_fmt;
+mod policy_schema;
+mod policy_test;
+mod policy_validate;
 mod run;
 
 use std::process::ExitCode;

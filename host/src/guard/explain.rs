@@ -81,6 +81,14 @@ pub enum ExplainError {
     /// The arguments do not fit the tool or the schema.
     #[error("invalid arguments: {0}")]
     InvalidArguments(String),
+    /// The tool's action is not in the schema, so no policy can allow it.
+    #[error("tool `{tool}`: action `{action}` is not declared in the schema")]
+    ToolNotInSchema {
+        /// The tool.
+        tool: String,
+        /// Its action.
+        action: String,
+    },
     /// The reviewer id is not a valid user id.
     #[error("reviewer: {0}")]
     Reviewer(String),
@@ -106,6 +114,12 @@ pub fn explain(
     let tool = tools
         .get(call.tool)
         .ok_or_else(|| ExplainError::UnknownTool(call.tool.to_string()))?;
+    if !policies.schema().actions().any(|a| a == tool.action()) {
+        return Err(ExplainError::ToolNotInSchema {
+            tool: call.tool.to_string(),
+            action: tool.action().to_string(),
+        });
+    }
     let prepared = PreparedSession::new(session).map_err(ExplainError::Session)?;
     let resource = tool
         .resource(call.arguments)

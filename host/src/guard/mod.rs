@@ -9,9 +9,13 @@ mod explain;
 mod record;
 mod redact;
 mod reload;
+mod replay;
 mod review;
+mod schema;
 mod session;
 mod tools;
+
+pub mod testing;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -26,6 +30,7 @@ pub use approval::{
 };
 pub use call::{CallReport, ToolCallError};
 pub use entities::{EntityError, EntityProvider, StaticEntities};
+pub use explain::{ExplainError, Explanation, HypotheticalCall, explain};
 pub use record::{
     ActionRecord, AgentIdentity, ApprovalOutcome, ApprovalRecord, Authorization, CallStatus,
     DecidedBy, DecisionRecord, Identity, OutcomeRecord, PolicyReloadRecord, Record, RecordKind,
@@ -35,8 +40,12 @@ pub use redact::{
     ARGUMENTS_ROOT, COMMITMENT_PREFIX, KEY_ID_FIELD, Proof, ProveError, REDACTED_FIELD,
     RedactionKey, SensitivePathError, SensitivePaths, canonical_json, commitment, prove,
 };
-pub use explain::{ExplainError, Explanation, HypotheticalCall, explain};
 pub use reload::{ReloadError, Reloaded};
+pub use replay::{
+    CallRef, NotReplayable, NotReplayableReason, RecordedVerdict, ReplayChange, ReplayEffect,
+    ReplayError, ReplayReport, ReplayTotals, ReplayVerdict, Replayed, Replayer, replay,
+};
+pub use schema::{Attribute, CedarType, EntityTypeDecl, SchemaError, Unrepresentable};
 pub use session::{AgentRef, Delegate, DelegateKind, Session, SessionError, SessionType, UserRef};
 pub use tools::{
     BoxFuture, ParsedArgs, RegisteredTool, RegistryError, ResourceBinding, Tool, ToolContext,

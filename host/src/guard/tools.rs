@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::redact::SensitivePaths;
+use super::schema::{self, EntityTypeDecl, SchemaError};
 
 /// A boxed future, as returned by object-safe async traits here.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -229,12 +230,24 @@ pub enum RegistryError {
         /// serde's message.
         message: String,
     },
+    /// Two declarations of one entity type.
+    #[error("entity type `{0}` is declared twice")]
+    DuplicateEntityType(String),
+    /// A declaration of a type the guard already defines.
+    #[error("entity type `{0}` is built in; declare only the resource types tools act on")]
+    BuiltInEntityType(String),
+    /// An entity type name Cedar cannot use here.
+    #[error(
+        "`{0}` is not a valid entity type name; use a plain cedar identifier such as `Document`"
+    )]
+    BadEntityTypeName(String),
 }
 
-/// The tools of a guard, by name.
+/// The tools of a guard, by name, and the resource entity types they act on.
 #[derive(Default, Clone)]
 pub struct ToolRegistry {
     tools: BTreeMap<String, Arc<RegisteredTool>>,
+    entity_types: BTreeMap<String, EntityTypeDecl>,
 }
 
 impl ToolRegistry {
@@ -298,6 +311,61 @@ impl ToolRegistry {
             }),
         );
         Ok(self)
+    }
+
+    /// Declares a resource entity type that tools act on (the entity type
+    /// of a [`ResourceBinding::Argument`]), with the attributes its entities
+    /// carry, for the Cedar schema written by [`ToolRegistry::cedar_schema`].
+    /// Argument types are derived from the tools; resource attributes come
+    /// from the application's data, so they are declared here.
+    ///
+    /// ```
+    /// use mandate::guard::{CedarType, EntityTypeDecl, ToolRegistry};
+    ///
+    /// let mut tools = ToolRegistry::new();
+    /// tools.declare_entity_type(
+    ///     EntityTypeDecl::new("Document")
+    ///         .attribute("owner", CedarType::entity("User"))
+    ///         .attribute("title", CedarType::String),
+    /// )?;
+    /// assert!(tools.cedar_schema()?.contains("entity Document = { owner: User, title: String };"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn declare_entity_type(
+        &mut self,
+        decl: EntityTypeDecl,
+    ) -> Result<&mut Self, RegistryError> {
+        let name = decl.name().to_string();
+        let mut chars = name.chars();
+        let identifier = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !identifier || EntityTypeName::from_str(&name).is_err() {
+            return Err(RegistryError::BadEntityTypeName(name));
+        }
+        if EntityTypeDecl::is_built_in(&name) {
+            return Err(RegistryError::BuiltInEntityType(name));
+        }
+        if self.entity_types.contains_key(&name) {
+            return Err(RegistryError::DuplicateEntityType(name));
+        }
+        self.entity_types.insert(name, decl);
+        Ok(self)
+    }
+
+    /// The declared resource entity types, by name.
+    pub fn entity_types(&self) -> impl Iterator<Item = &EntityTypeDecl> {
+        self.entity_types.values()
+    }
+
+    /// The Cedar schema (`.cedarschema` text) for these tools: each tool's
+    /// action with its typed `context.arguments` in its scope group, the
+    /// declared entity types, and the session, user, agent and approval
+    /// types the guard puts in every request. Deterministic, so it can be
+    /// checked in and compared.
+    pub fn cedar_schema(&self) -> Result<String, SchemaError> {
+        schema::generate(self)
     }
 
     /// The tool called `name`.

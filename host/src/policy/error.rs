@@ -1,10 +1,26 @@
 //! Errors from loading policies, schema and entities.
 
+mod hints;
+
 use std::path::PathBuf;
 
 use super::source::{SourceFile, SourcePos};
 
+use hints::parse_problem;
+pub(super) use hints::{Hints, merge_per_action};
+
 /// One thing wrong in a policy directory, with where it is.
+///
+/// Displayed like a compiler error: the position, the message, the source
+/// line with carets under what is wrong, and a hint when there is one:
+///
+/// ```text
+/// policies/bad.cedar:3:35: for policy `x`, unexpected type: expected Long but saw String
+///   |
+/// 3 | when { context.delegation.depth > "2" };
+///   |                                   ^^^
+///   = help: `"2"` is a String; write `2` for a Long
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// Where, when the problem points at text.
@@ -15,17 +31,32 @@ pub struct Problem {
     pub message: String,
     /// The offending source line, when known.
     pub source_line: Option<String>,
-    /// How to fix it, when there is something to say.
+    /// How many characters of the source line, from `pos`, are underlined;
+    /// at least 1.
+    pub width: usize,
+    /// How to fix it, when there is something to say; one line per hint.
     pub hint: Option<String>,
 }
 
 impl Problem {
     /// A problem in `file` at byte `offset` of its text.
     pub fn at(file: &SourceFile, offset: usize, message: impl Into<String>) -> Self {
+        Problem::spanning(file, offset, 1, message)
+    }
+
+    /// A problem in `file` about the `len` bytes at `offset`. A span that
+    /// runs past its first line is underlined to the end of that line.
+    pub fn spanning(
+        file: &SourceFile,
+        offset: usize,
+        len: usize,
+        message: impl Into<String>,
+    ) -> Self {
         let pos = file.pos(offset);
         Problem {
             source_line: Some(file.line_text(pos.line).to_string()),
             file: Some(file.path().to_path_buf()),
+            width: file.span_width(offset, len),
             pos: Some(pos),
             message: message.into(),
             hint: None,
@@ -39,6 +70,7 @@ impl Problem {
             file: Some(file.into()),
             message: message.into(),
             source_line: None,
+            width: 1,
             hint: None,
         }
     }
@@ -49,19 +81,36 @@ impl Problem {
         self
     }
 
-    /// Builds problems from a Cedar diagnostic whose labels are byte offsets
-    /// into `file`.
+    /// Builds a problem from a Cedar diagnostic whose first label is a byte
+    /// span of `file`.
     pub fn from_diagnostic(file: &SourceFile, diag: &dyn miette::Diagnostic) -> Self {
-        let message = lowercase_first(&diag.to_string());
-        let hint = diag.help().map(|h| h.to_string());
-        let offset = diag
-            .labels()
-            .and_then(|mut labels| labels.next())
-            .map(|l| l.offset());
-        match offset {
-            Some(offset) => Problem::at(file, offset, message).with_hint(hint),
+        let message = tidy(&diag.to_string());
+        let hint = diag.help().map(|h| tidy(&h.to_string()));
+        let label = diag.labels().and_then(|mut labels| labels.next());
+        match label {
+            Some(l) => Problem::spanning(file, l.offset(), l.len(), message).with_hint(hint),
             None => Problem::in_file(file.path(), message).with_hint(hint),
         }
+    }
+
+    /// Builds a problem from a Cedar syntax error in `file`, with a hint
+    /// when the cause is a common one (a policy not closed with `;`).
+    pub fn from_parse_error(file: &SourceFile, diag: &dyn miette::Diagnostic) -> Self {
+        parse_problem(file, diag)
+    }
+
+    /// The underlined text, when the problem points at some.
+    pub fn underlined(&self) -> Option<&str> {
+        let (pos, line) = (self.pos.as_ref()?, self.source_line.as_deref()?);
+        let start = line
+            .char_indices()
+            .nth(pos.column.saturating_sub(1))
+            .map_or(line.len(), |(i, _)| i);
+        let end = line
+            .char_indices()
+            .nth(pos.column.saturating_sub(1) + self.width)
+            .map_or(line.len(), |(i, _)| i);
+        line.get(start..end)
     }
 }
 
@@ -76,13 +125,25 @@ impl std::fmt::Display for Problem {
             let gutter = pos.line.to_string();
             let pad = " ".repeat(gutter.len());
             write!(f, "\n{pad} |\n{gutter} | {line}\n{pad} | ")?;
-            write!(f, "{}^", " ".repeat(pos.column.saturating_sub(1)))?;
+            // Keep tabs so the carets line up under a tab-indented line.
+            let indent: String = line
+                .chars()
+                .take(pos.column.saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            write!(f, "{indent}{}", "^".repeat(self.width.max(1)))?;
         }
         if let Some(hint) = &self.hint {
-            write!(f, "\n  = help: {hint}")?;
+            for line in hint.lines() {
+                write!(f, "\n{} = help: {line}", " ".repeat(gutter_width(self)))?;
+            }
         }
         Ok(())
     }
+}
+
+fn gutter_width(p: &Problem) -> usize {
+    p.pos.as_ref().map_or(1, |pos| pos.line.to_string().len())
 }
 
 /// Why a policy directory could not be loaded.
@@ -124,6 +185,7 @@ impl PolicyLoadError {
                 file: None,
                 message: other.to_string(),
                 source_line: None,
+                width: 1,
                 hint: None,
             }],
         }
@@ -141,14 +203,79 @@ fn render_problems(problems: &[Problem]) -> String {
     out
 }
 
-/// Cedar's messages start with a lowercase word already, except for a few;
-/// keep ours consistent.
-fn lowercase_first(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(c) if c.is_uppercase() && chars.clone().next().is_some_and(char::is_lowercase) => {
-            c.to_lowercase().chain(chars).collect()
+/// Cedar's messages mostly follow the house style already (lowercase, no
+/// final period); a few start with a capital or end in sentences. Words in
+/// backticks are left alone.
+pub(super) fn tidy(s: &str) -> String {
+    let s = s.trim().trim_end_matches('.');
+    let mut out = String::with_capacity(s.len());
+    let mut in_code = false;
+    let mut sentence_start = true;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '`' {
+            in_code = !in_code;
         }
-        _ => s.to_string(),
+        let lower_next = chars.peek().is_some_and(|n| n.is_lowercase());
+        if sentence_start && !in_code && c.is_uppercase() && lower_next {
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+        sentence_start = false;
+        // ". Types must ..." becomes "; types must ...".
+        if c == '.' && !in_code && chars.peek() == Some(&' ') {
+            out.pop();
+            out.push(';');
+            sentence_start = true;
+        }
+        if c == ' ' && out.ends_with("; ") {
+            sentence_start = true;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn carets_underline_the_whole_span() {
+        let f = SourceFile::new(
+            "p.cedar",
+            "permit (principal, action, resource)\nwhen { x };\n",
+        );
+        let p = Problem::spanning(&f, 44, 1, "bad").with_hint(Some("fix it".into()));
+        assert_eq!(
+            p.to_string(),
+            "p.cedar:2:8: bad\n  |\n2 | when { x };\n  |        ^\n  = help: fix it"
+        );
+        let p = Problem::spanning(&f, 37, 100, "bad");
+        assert_eq!(p.width, "when { x };".len());
+        assert_eq!(p.underlined(), Some("when { x };"));
+    }
+
+    #[test]
+    fn tabs_before_the_span_are_kept_under_it() {
+        let f = SourceFile::new("p.cedar", "\twhen { x };\n");
+        let p = Problem::spanning(&f, 8, 1, "bad");
+        assert!(
+            p.to_string().ends_with("1 | \twhen { x };\n  | \t       ^"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn cedar_sentences_become_house_style() {
+        assert_eq!(
+            tidy("both operands must have compatible types. Types must be exactly equal."),
+            "both operands must have compatible types; types must be exactly equal"
+        );
+        assert_eq!(
+            tidy("Cedar only supports `Foo`"),
+            "cedar only supports `Foo`"
+        );
+        assert_eq!(tidy("did you mean `User`?"), "did you mean `User`?");
     }
 }

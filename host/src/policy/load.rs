@@ -10,7 +10,7 @@ use cedar_policy::{
 };
 use sha2::{Digest, Sha256};
 
-use super::error::{PolicyLoadError, Problem};
+use super::error::{Hints, PolicyLoadError, Problem, merge_per_action};
 use super::source::{SourceFile, SourcePos};
 
 /// Name of the schema file in a policy directory.
@@ -134,9 +134,10 @@ impl Policies {
         // reports every problem.
         {
             let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
+            let hints = Hints::new(&schema, schema_src.text());
             for e in result.validation_errors() {
                 if let Some(file) = sources.get(e.policy_id()) {
-                    problems.push(Problem::from_diagnostic(file, e));
+                    problems.push(hints.validation_problem(file, e));
                 }
             }
             for w in result.validation_warnings() {
@@ -144,6 +145,7 @@ impl Policies {
                     warnings.push(Problem::from_diagnostic(file, w));
                 }
             }
+            warnings = merge_per_action(warnings);
         }
         let entities = match &entities_src {
             Some(file) => match load_entities(file, &schema) {
@@ -162,6 +164,7 @@ impl Policies {
             });
             // Cedar reports a mistake once per action a policy applies to.
             problems.dedup();
+            let problems = merge_per_action(problems);
             return Err(PolicyLoadError::Problems(problems));
         }
         Ok(Policies {
@@ -267,7 +270,7 @@ fn parse_file(file: &SourceFile) -> Result<Vec<(Policy, SourcePos)>, Vec<Problem
         .parse()
         .map_err(|e: cedar_policy::ParseErrors| {
             e.iter()
-                .map(|err| Problem::from_diagnostic(file, err))
+                .map(|err| Problem::from_parse_error(file, err))
                 .collect::<Vec<_>>()
         })?;
     let starts = file.statement_starts();
@@ -321,24 +324,59 @@ fn load_entities(file: &SourceFile, schema: &Schema) -> Result<Entities, Box<Pro
             .map(|l| l.len() + 1)
             .sum::<usize>()
             + e.column().saturating_sub(1);
+        // The position is shown in front already.
+        let message = e.to_string();
+        let message = message
+            .rsplit_once(" at line ")
+            .map_or(message.as_str(), |(m, _)| m);
         Box::new(Problem::at(
             file,
             offset,
-            format!("entities are not valid json: {e}"),
+            format!("entities are not valid json: {message}"),
         ))
     })?;
     Entities::from_json_value(json, Some(schema)).map_err(|e| {
+        // Cedar's own message is generic; the cause names the entity.
+        let mut detail = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            detail = cause.to_string();
+            source = cause.source();
+        }
+        let message = format!("entities do not match the schema: {detail}");
+        let problem = match locate_entity(file.text(), &detail) {
+            Some((offset, len)) => Problem::spanning(file, offset, len, message),
+            None => Problem::in_file(file.path(), message),
+        };
         Box::new(
-            Problem::in_file(
-                file.path(),
-                format!("entities do not match the schema: {e}"),
-            )
-            .with_hint(Some(
+            problem.with_hint(Some(
                 "each entity needs `uid`, `attrs` and `parents` as declared in schema.cedarschema"
                     .into(),
             )),
         )
     })
+}
+
+/// Where in the entities file an error about `Type::"id"` (and maybe its
+/// attribute `name`) points: the attribute's key, else the entity's id.
+fn locate_entity(text: &str, detail: &str) -> Option<(usize, usize)> {
+    let id = detail.split_once("::\"")?.1.split_once('"')?.0;
+    let quoted_id = format!("\"{id}\"");
+    let at = text.match_indices(&quoted_id).map(|(i, _)| i).find(|&i| {
+        text.get(..i)
+            .map(str::trim_end)
+            .and_then(|t| t.strip_suffix(':'))
+            .is_some_and(|t| t.trim_end().ends_with("\"id\""))
+    })?;
+    let attribute = detail
+        .split_once("attribute `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(name, _)| format!("\"{name}\""));
+    let found = attribute.as_ref().and_then(|name| {
+        let rest = text.get(at..)?;
+        rest.find(name.as_str()).map(|i| (at + i, name.len()))
+    });
+    Some(found.unwrap_or((at, quoted_id.len())))
 }
 
 #[cfg(test)]
@@ -353,7 +391,7 @@ mod tests {
     fn example_policies_load_with_ids_and_reasons() {
         let p = Policies::load_dir(&example_dir()).unwrap();
         let info = p.info(&PolicyId::new("forbid-document-not-owned")).unwrap();
-        assert_eq!(info.pos.line, 3);
+        assert_eq!(info.pos.line, 2);
         assert!(info.reason.as_deref().unwrap().contains("another user"));
         assert_eq!(p.digest().len(), 64);
         assert!(p.warnings().is_empty(), "{:?}", p.warnings());
@@ -396,6 +434,27 @@ mod tests {
         assert!(pos.file.ends_with("bad.cedar"));
         assert_eq!(pos.line, 2);
         assert!(err.to_string().contains("bad.cedar:2:"), "{err}");
+    }
+
+    #[test]
+    fn an_entity_attribute_the_schema_lacks_is_pointed_at() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in [SCHEMA_FILE, "expiry.cedar", ENTITIES_FILE] {
+            std::fs::copy(example_dir().join(file), dir.path().join(file)).unwrap();
+        }
+        let entities = dir.path().join(ENTITIES_FILE);
+        let text = std::fs::read_to_string(&entities).unwrap();
+        std::fs::write(&entities, text.replacen("\"title\"", "\"titel\"", 1)).unwrap();
+        let err = Policies::load_dir(dir.path()).unwrap_err();
+        let problems = err.problems();
+        assert_eq!(problems.len(), 1, "{err}");
+        assert!(
+            problems[0]
+                .message
+                .contains("attribute `titel` on `Document::"),
+            "{err}"
+        );
+        assert_eq!(problems[0].underlined(), Some("\"titel\""), "{err}");
     }
 
     #[test]

@@ -86,6 +86,58 @@ impl SourceFile {
             .trim_end_matches('\r')
     }
 
+    /// How many characters the `len` bytes at `offset` cover on the line
+    /// where they start (a span running past the line counts to its end);
+    /// at least 1, so an empty span or one at the end still gets a caret.
+    pub fn span_width(&self, offset: usize, len: usize) -> usize {
+        let offset = offset.min(self.text.len());
+        let line_end = self.text.get(offset..).map_or(offset, |rest| {
+            offset + rest.find('\n').unwrap_or(rest.len())
+        });
+        let end = offset.saturating_add(len).min(line_end);
+        self.text
+            .get(offset..end)
+            .map_or(1, |span| span.trim_end_matches('\r').chars().count().max(1))
+    }
+
+    /// Byte offset of the last character before `offset` that is neither
+    /// whitespace nor inside a `//` comment, e.g. to tell whether the
+    /// statement before an error was closed with `;`.
+    pub fn last_significant_before(&self, offset: usize) -> Option<usize> {
+        let bytes = self.text.as_bytes();
+        let mut last = None;
+        let mut i = 0;
+        while i < offset {
+            let Some(&b) = bytes.get(i) else { break };
+            match b {
+                b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                    while bytes.get(i).is_some_and(|&c| c != b'\n') {
+                        i += 1;
+                    }
+                    continue;
+                }
+                b'"' => {
+                    i += 1;
+                    while let Some(&c) = bytes.get(i) {
+                        if i >= offset {
+                            break;
+                        }
+                        last = Some(i);
+                        i += if c == b'\\' { 2 } else { 1 };
+                        if c == b'"' {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                c if c.is_ascii_whitespace() => {}
+                _ => last = Some(i),
+            }
+            i += 1;
+        }
+        last
+    }
+
     /// Byte offsets where each top-level statement (policy) starts, in order.
     ///
     /// Cedar's public API does not expose where a parsed policy sits in its
@@ -143,6 +195,24 @@ mod tests {
         assert_eq!((f.pos(0).line, f.pos(0).column), (1, 1));
         assert_eq!((f.pos(4).line, f.pos(4).column), (2, 2));
         assert_eq!(f.line_text(2), "cd");
+    }
+
+    #[test]
+    fn spans_are_counted_in_characters_up_to_the_end_of_their_line() {
+        let f = SourceFile::new("a.cedar", "é == \"x\"\nnext\n");
+        assert_eq!(f.span_width(0, 2), 1);
+        assert_eq!(f.span_width(0, 100), 8);
+        assert_eq!(f.span_width(f.text().len(), 0), 1);
+    }
+
+    #[test]
+    fn the_last_significant_character_skips_comments_and_blanks() {
+        let text = "permit(principal, action, resource) // no ;\n\n@id(\"x\")";
+        let f = SourceFile::new("p.cedar", text);
+        let at = text.find('@').unwrap();
+        assert_eq!(f.last_significant_before(at), Some(text.find(')').unwrap()));
+        assert_eq!(f.last_significant_before(0), None);
+        assert_eq!(f.last_significant_before(text.len()), Some(text.len() - 1));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use crate::guard::{
-    RegistryError, ResourceBinding, Tool, ToolContext, ToolFailure, ToolRegistry, ToolSpec,
+    CedarType, EntityTypeDecl, RegistryError, ResourceBinding, Tool, ToolContext, ToolFailure,
+    ToolRegistry, ToolSpec,
 };
 
 /// A document id: letters, digits, `_` and `-` only, so it can never name a
@@ -228,10 +229,22 @@ impl Tool for SendEmail {
     }
 }
 
-/// The three example tools over `workspace`.
+/// `Document`, the resource of `read_document` and `write_summary`. Its
+/// attributes come from the entities (`entities.json`), not from the
+/// arguments, which name only its id.
+pub fn document_entity_type() -> EntityTypeDecl {
+    EntityTypeDecl::new("Document")
+        .doc("A document in the workspace; `owner` is the user it belongs to.")
+        .attribute("owner", CedarType::entity("User"))
+        .attribute("title", CedarType::String)
+}
+
+/// The three example tools over `workspace`, and the `Document` type they
+/// act on.
 pub fn example_registry(workspace: &Workspace) -> Result<ToolRegistry, RegistryError> {
     let mut tools = ToolRegistry::new();
     tools
+        .declare_entity_type(document_entity_type())?
         .register(ReadDocument(workspace.clone()))?
         .register(WriteSummary(workspace.clone()))?
         .register(SendEmail(workspace.clone()))?;

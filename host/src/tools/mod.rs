@@ -4,5 +4,6 @@
 mod documents;
 
 pub use documents::{
-    DocumentId, ReadDocument, SendEmail, Workspace, WriteSummary, example_registry,
+    DocumentId, ReadDocument, SendEmail, Workspace, WriteSummary, document_entity_type,
+    example_registry,
 };
