@@ -65,7 +65,7 @@ pub enum GuardError {
     /// A tool's action is not declared in the schema, so no policy could
     /// ever allow it.
     #[error(
-        "tool `{tool}`: action `{action}` is not declared in the schema; add `action {tool} in [\"{scope}\"] appliesTo {{ ... }};` to schema.cedarschema"
+        "tool `{tool}`: action `{action}` is not declared in the schema; regenerate schema.cedarschema from the tools (`mandate policy schema`, or `ToolRegistry::cedar_schema`), or add `action {tool} in [\"{scope}\"] appliesTo {{ ... }};` to it"
     )]
     ToolNotInSchema {
         /// The tool.
