@@ -5,8 +5,8 @@
 //! nested build off the outer build's lock (sharing it would deadlock), the
 //! same approach as wasmtime's `crates/test-programs/artifacts/build.rs`.
 //! The paths of the built components are passed to the crate as the
-//! `GUEST_DOCUMENT_SUMMARIZER` and `GUEST_SCRIPTED_AGENT` environment
-//! variables.
+//! `GUEST_DOCUMENT_SUMMARIZER`, `GUEST_SCRIPTED_AGENT` and
+//! `GUEST_FORBIDDEN_AGENT` environment variables.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "GUEST_DOCUMENT_SUMMARIZER",
     ),
     ("scripted-agent", "scripted_agent", "GUEST_SCRIPTED_AGENT"),
+    (
+        "forbidden-agent",
+        "forbidden_agent",
+        "GUEST_FORBIDDEN_AGENT",
+    ),
 ];
 
 /// Environment variables through which the outer build's configuration would

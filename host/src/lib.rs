@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod guard;
+pub mod limits;
 pub mod policy;
 pub mod runtime;
 pub mod tools;

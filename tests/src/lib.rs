@@ -10,3 +10,8 @@ pub const DOCUMENT_SUMMARIZER: &str = env!("GUEST_DOCUMENT_SUMMARIZER");
 /// Absolute path of the `scripted-agent` guest component (`.wasm`), the test
 /// agent whose task is a JSON script of tool calls to make.
 pub const SCRIPTED_AGENT: &str = env!("GUEST_SCRIPTED_AGENT");
+
+/// Absolute path of the `forbidden-agent` guest component (`.wasm`), the test
+/// agent that uses `std::fs`, `std::env` and `std::net`: its component
+/// imports `wasi:filesystem` and `wasi:sockets`, so Mandate refuses to load it.
+pub const FORBIDDEN_AGENT: &str = env!("GUEST_FORBIDDEN_AGENT");

@@ -11,7 +11,13 @@
 //!   ],
 //!   "list_tools": true,
 //!   "session": true,
+//!   "print": "to stdout and stderr",
+//!   "repeat": 1,
+//!   "big_call": {"tool": "read_document", "bytes": 104857600},
+//!   "compute": 1000000,
 //!   "allocate_bytes": 1048576,
+//!   "recurse": false,
+//!   "recurse_in_memory": false,
 //!   "spin": false,
 //!   "trap": false
 //! }
@@ -19,8 +25,14 @@
 //!
 //! `arguments` (any JSON value, `{}` when absent) is serialized and passed to
 //! `tools::call`; `raw` (alias `raw_arguments`) is passed verbatim instead.
-//! After the calls the agent optionally tries to allocate `allocate_bytes`,
-//! then loops forever if `spin`, then traps (wasm `unreachable`) if `trap`.
+//! `print` is written to stdout and to stderr first. The calls are made `repeat` times (a flood, for the call limit). Then, in
+//! this order and each only when asked: one call to `big_call.tool` with
+//! arguments padded to `big_call.bytes` bytes (for the argument limit);
+//! `compute` rounds of integer hashing, reported as `compute` (a CPU-bound
+//! workload); an allocation of `allocate_bytes`; unbounded recursion on the
+//! engine's stack if `recurse`, or on the guest's own stack in linear memory
+//! if `recurse_in_memory`; an endless loop if `spin`; a trap (wasm `unreachable`) if
+//! `trap`. Hostile behaviours for the host's limits to stop.
 //!
 //! Report:
 //!
@@ -58,15 +70,25 @@ impl Guest for ScriptedAgent {
         let script = Script::parse(&task)?;
         let mut report = Map::new();
 
-        let results = script
-            .calls
-            .iter()
-            .map(|call| {
+        if let Some(text) = &script.print {
+            println!("stdout: {text}");
+            eprintln!("stderr: {text}");
+        }
+        let mut results = Vec::new();
+        for _ in 0..script.repeat {
+            for call in &script.calls {
                 let outcome = tools::call(&call.tool, &call.arguments);
-                call_result(&call.tool, outcome)
-            })
-            .collect();
+                results.push(call_result(&call.tool, outcome));
+            }
+        }
+        if let Some((tool, bytes)) = &script.big_call {
+            let outcome = tools::call(tool, &padded_arguments(*bytes));
+            results.push(call_result(tool, outcome));
+        }
         report.insert("results".into(), Value::Array(results));
+        if let Some(rounds) = script.compute {
+            report.insert("compute".into(), json!(compute(rounds)));
+        }
 
         if script.list_tools {
             let listed = tools::list_tools()
@@ -99,6 +121,12 @@ impl Guest for ScriptedAgent {
         if let Some(bytes) = script.allocate_bytes {
             report.insert("allocation".into(), allocate(bytes));
         }
+        if script.recurse {
+            report.insert("recursion".into(), json!(recurse(0, 1)));
+        }
+        if script.recurse_in_memory {
+            report.insert("recursion".into(), json!(recurse_in_memory(0)));
+        }
         if script.spin {
             spin();
         }
@@ -120,14 +148,39 @@ struct Call {
 }
 
 /// A parsed task.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, PartialEq)]
 struct Script {
     calls: Vec<Call>,
+    print: Option<String>,
+    repeat: u64,
+    big_call: Option<(String, u64)>,
+    compute: Option<u64>,
     list_tools: bool,
     session: bool,
     allocate_bytes: Option<u64>,
+    recurse: bool,
+    recurse_in_memory: bool,
     spin: bool,
     trap: bool,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Script {
+            calls: Vec::new(),
+            print: None,
+            repeat: 1,
+            big_call: None,
+            compute: None,
+            list_tools: false,
+            session: false,
+            allocate_bytes: None,
+            recurse: false,
+            recurse_in_memory: false,
+            spin: false,
+            trap: false,
+        }
+    }
 }
 
 impl Script {
@@ -155,17 +208,46 @@ impl Script {
                 ));
             }
         };
-        let allocate_bytes = match task.get("allocate_bytes") {
+        let count = |key: &str| match task.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value.as_u64().map(Some).ok_or_else(|| {
+                format!("task field {key:?} must be a non-negative integer, not {value}")
+            }),
+        };
+        let big_call = match task.get("big_call") {
             None | Some(Value::Null) => None,
-            Some(value) => Some(value.as_u64().ok_or_else(|| {
-                format!("task field \"allocate_bytes\" must be a non-negative integer, not {value}")
-            })?),
+            Some(call) => {
+                let tool = call.get("tool").and_then(Value::as_str);
+                let bytes = call.get("bytes").and_then(Value::as_u64);
+                match (tool, bytes) {
+                    (Some(tool), Some(bytes)) => Some((tool.to_string(), bytes)),
+                    _ => {
+                        return Err(format!(
+                            "task field \"big_call\" needs a string \"tool\" and an integer \"bytes\", not {call}"
+                        ));
+                    }
+                }
+            }
         };
         Ok(Script {
             calls,
+            print: match task.get("print") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(text)) => Some(text.clone()),
+                Some(other) => {
+                    return Err(format!(
+                        "task field \"print\" must be a string, not {other}"
+                    ));
+                }
+            },
+            repeat: count("repeat")?.unwrap_or(1),
+            big_call,
+            compute: count("compute")?,
             list_tools: flag("list_tools")?,
             session: flag("session")?,
-            allocate_bytes,
+            allocate_bytes: count("allocate_bytes")?,
+            recurse: flag("recurse")?,
+            recurse_in_memory: flag("recurse_in_memory")?,
             spin: flag("spin")?,
             trap: flag("trap")?,
         })
@@ -241,6 +323,59 @@ fn allocate(bytes: u64) -> Value {
     json!({ "bytes": bytes, "ok": ok })
 }
 
+/// Arguments of about `bytes` bytes: a document id and a long padding field.
+fn padded_arguments(bytes: u64) -> String {
+    let head = r#"{"document_id":"doc_88pk3r","padding":""#;
+    let pad = usize::try_from(bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(head.len() + 2);
+    let mut text = String::with_capacity(head.len() + pad + 2);
+    text.push_str(head);
+    text.extend(std::iter::repeat_n('x', pad));
+    text.push_str("\"}");
+    text
+}
+
+/// `rounds` rounds of a 64-bit integer hash (splitmix64): pure computation
+/// with no calls and no memory traffic, the workload of the epoch benchmark.
+fn compute(rounds: u64) -> u64 {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut acc: u64 = 0;
+    for _ in 0..rounds {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        acc ^= z ^ (z >> 31);
+    }
+    std::hint::black_box(acc)
+}
+
+/// Recurses without end, to exercise the host's wasm stack limit. Every
+/// value lives in wasm locals, so the frames grow the engine's stack, not the
+/// guest's own stack in linear memory; the value used after the call keeps
+/// the compiler from turning the recursion into a loop.
+#[inline(never)]
+fn recurse(depth: u64, salt: u64) -> u64 {
+    if depth == u64::MAX {
+        return salt;
+    }
+    let mixed = salt.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(7);
+    let deeper = recurse(depth + 1, mixed);
+    deeper.wrapping_mul(mixed | 1) ^ depth
+}
+
+/// Recurses without end with a buffer in every frame: the guest's own stack
+/// in linear memory runs out first, a fault inside the guest's memory.
+#[inline(never)]
+fn recurse_in_memory(depth: u64) -> u64 {
+    if depth == u64::MAX {
+        return 0;
+    }
+    let frame = std::hint::black_box([depth; 16]);
+    recurse_in_memory(depth + 1).wrapping_add(frame[(depth % 16) as usize])
+}
+
 /// Runs forever, to exercise the host's CPU limit.
 fn spin() -> ! {
     let mut counter: u64 = 0;
@@ -305,6 +440,8 @@ mod tests {
         assert!(Script::parse("[]").is_err());
         assert!(Script::parse(r#"{"calls": [{"arguments": {}}]}"#).is_err());
         assert!(Script::parse(r#"{"trap": "yes"}"#).is_err());
+        assert!(Script::parse(r#"{"repeat": -1}"#).is_err());
+        assert!(Script::parse(r#"{"big_call": {"tool": "t"}}"#).is_err());
         assert_eq!(Script::parse("{}"), Ok(Script::default()));
     }
 
@@ -336,6 +473,15 @@ mod tests {
             call_result("t", Err(ToolError::InvalidArguments("bad".into()))),
             json!({"tool": "t", "error": {"kind": "invalid-arguments", "message": "bad"}})
         );
+    }
+
+    #[test]
+    fn pads_arguments_to_the_asked_size() {
+        let text = padded_arguments(1000);
+        assert_eq!(text.len(), 1000);
+        let value: Value = serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(value["document_id"], "doc_88pk3r");
+        assert_eq!(compute(10), compute(10));
     }
 
     #[test]

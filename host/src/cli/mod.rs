@@ -7,6 +7,7 @@ mod audit_prove;
 mod audit_query;
 mod audit_replay;
 mod audit_verify;
+mod inspect;
 mod policy;
 mod policy_explain;
 mod policy_fmt;
@@ -31,6 +32,8 @@ struct Cli {
 enum Command {
     /// Run an agent component under the guard.
     Run(run::RunArgs),
+    /// Show a component's imports and exports and whether Mandate will run it.
+    Inspect(inspect::InspectArgs),
     /// Work with audit logs.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -43,6 +46,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Inspect(args) => inspect::run(args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
     };

@@ -12,6 +12,7 @@ use mandate::guard::{
     CallReport, CommandReviewer, DenyAll, Guard, PromptReviewer, RedactionKey, ReloadError,
     Reloaded, Reviewer, Session,
 };
+use mandate::limits::SessionLimits;
 use mandate::policy::{Effect, Policies};
 use mandate::runtime::{RunOutcome, Runtime};
 use mandate::tools::{Workspace, example_registry};
@@ -58,6 +59,25 @@ pub struct RunArgs {
     /// Folder the example tools work in: documents/, summaries/, outbox.jsonl.
     #[arg(long, default_value = ".")]
     workspace: PathBuf,
+    /// Largest linear memory of the agent, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = SessionLimits::default().memory_bytes / (1024 * 1024))]
+    memory_limit: usize,
+    /// Seconds of CPU the agent may spend running its own code (time waiting in tool calls does
+    /// not count); 0 turns the limit and epoch interruption off.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    cpu_time: f64,
+    /// A deterministic budget of wasm fuel (instructions, roughly); off by default.
+    #[arg(long, value_name = "UNITS")]
+    fuel: Option<u64>,
+    /// Most tool calls in the session.
+    #[arg(long, value_name = "N", default_value_t = SessionLimits::default().tool_calls)]
+    max_tool_calls: u64,
+    /// Largest arguments of one tool call, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = SessionLimits::default().argument_bytes)]
+    max_argument_bytes: usize,
+    /// Largest result of one tool call, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = SessionLimits::default().result_bytes)]
+    max_result_bytes: usize,
     /// The task given to the agent.
     task: String,
 }
@@ -117,6 +137,28 @@ fn audit_config(args: &RunArgs) -> anyhow::Result<AuditConfig> {
     })
 }
 
+/// The session limits from the command line.
+fn session_limits(args: &RunArgs) -> anyhow::Result<SessionLimits> {
+    if !args.cpu_time.is_finite() || args.cpu_time < 0.0 {
+        bail!(
+            "--cpu-time must be a number of seconds, 0 or more, not {}",
+            args.cpu_time
+        );
+    }
+    Ok(SessionLimits {
+        memory_bytes: args
+            .memory_limit
+            .checked_mul(1024 * 1024)
+            .context("--memory-limit is too large")?,
+        cpu_time: (args.cpu_time > 0.0).then(|| Duration::from_secs_f64(args.cpu_time)),
+        fuel: args.fuel,
+        tool_calls: args.max_tool_calls,
+        argument_bytes: args.max_argument_bytes,
+        result_bytes: args.max_result_bytes,
+        ..SessionLimits::default()
+    })
+}
+
 /// Says what a SIGHUP reload did.
 fn print_reload(dir: &Path, result: Result<Reloaded, ReloadError>) {
     match result {
@@ -138,7 +180,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let session = Session::from_file(&args.session)?;
     let reviewer = reviewer(&args.approver)?;
     // Everything that can be checked is checked before the log is touched.
-    let runtime = Runtime::new()?;
+    let runtime = Runtime::with_limits(session_limits(&args)?)?;
     let agent = runtime.load_agent(&args.agent)?;
     let redaction_key = match &args.salt_key {
         Some(path) => {

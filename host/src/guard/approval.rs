@@ -129,7 +129,7 @@ pub struct CommandReviewer {
 }
 
 /// Largest reviewer output read; a decision is a few hundred bytes.
-const MAX_REVIEWER_OUTPUT: u64 = 64 * 1024;
+const MAX_REVIEWER_OUTPUT: u64 = crate::limits::REVIEWER_OUTPUT_BYTES;
 
 impl CommandReviewer {
     /// A reviewer that runs `program` (no shell, no arguments).

@@ -4,7 +4,11 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "agent",
-    imports: { default: async },
+    // `call` can stop the guest (a broken session limit); the rest cannot.
+    imports: {
+        "mandate:guard/tools.call": async | trappable,
+        default: async,
+    },
     exports: { default: async },
 });
 

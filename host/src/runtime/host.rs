@@ -9,14 +9,19 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::mandate::guard::{session, tools};
 use super::bindings::{Denial, ToolError, ToolInfo};
+use super::limiter::SessionLimiter;
 use crate::guard::{SessionGuard, ToolCallError};
+use crate::limits::{LimitExceeded, SessionLimits};
 
 /// Per-session store data.
 pub struct SessionState {
     pub(crate) guard: Arc<SessionGuard>,
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
-    pub(crate) limits: wasmtime::StoreLimits,
+    pub(crate) limiter: SessionLimiter,
+    pub(crate) limits: Arc<SessionLimits>,
+    /// Tool calls made so far.
+    pub(crate) calls: u64,
     pub(crate) stderr: MemoryOutputPipe,
 }
 
@@ -51,14 +56,38 @@ impl tools::Host for SessionState {
     /// the guest's fiber stack: Cedar measures the remaining stack of the
     /// thread it runs on and misreads it on a wasmtime fiber ("recursion
     /// limit reached").
-    async fn call(&mut self, name: String, arguments: String) -> Result<String, ToolError> {
+    ///
+    /// A call over the session's call count or argument size stops the guest
+    /// before the call path sees it; a result over the result size stops it
+    /// before the guest sees the result.
+    async fn call(
+        &mut self,
+        name: String,
+        arguments: String,
+    ) -> wasmtime::Result<Result<String, ToolError>> {
+        self.calls += 1;
+        if self.calls > self.limits.tool_calls {
+            return Err(LimitExceeded::ToolCalls {
+                limit: self.limits.tool_calls,
+            }
+            .into());
+        }
+        if arguments.len() > self.limits.argument_bytes {
+            return Err(LimitExceeded::ArgumentBytes {
+                limit: self.limits.argument_bytes,
+                actual: arguments.len(),
+                tool: name,
+            }
+            .into());
+        }
         let guard = Arc::clone(&self.guard);
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return Err(ToolError::ToolFailed(
+            return Ok(Err(ToolError::ToolFailed(
                 "the host runs agents outside a tokio runtime".into(),
-            ));
+            )));
         };
-        match handle
+        let tool = name.clone();
+        let result = match handle
             .spawn(async move { guard.call(&name, &arguments).await })
             .await
         {
@@ -66,7 +95,18 @@ impl tools::Host for SessionState {
             // The task only ends without a value if it panicked or the
             // runtime shut down; nothing ran past its decision record then.
             Err(e) => Err(ToolError::ToolFailed(format!("the call path failed: {e}"))),
+        };
+        if let Ok(text) = &result
+            && text.len() > self.limits.result_bytes
+        {
+            return Err(LimitExceeded::ResultBytes {
+                limit: self.limits.result_bytes,
+                actual: text.len(),
+                tool,
+            }
+            .into());
         }
+        Ok(result)
     }
 
     async fn list_tools(&mut self) -> Vec<ToolInfo> {

@@ -1,31 +1,36 @@
 //! Wasmtime: one engine and one linker for the process, one pre-instantiated
 //! component per agent, a fresh store per session.
 //!
-//! The guest is linked against the `agent` world and the WASI interfaces the
-//! Rust standard library imports, with a WASI context that grants nothing: no
-//! preopened directories, no environment, no network, stdin empty, stdout and
-//! stderr captured in memory.
+//! The guest is linked against the `agent` world and only the WASI interfaces
+//! the Rust standard library imports (the allow-list in [`ALLOWED_IMPORTS`]),
+//! with a WASI context that grants nothing: no preopened directories, no
+//! environment, stdin empty, stdout and stderr captured in memory. A
+//! component that imports anything else (filesystem, sockets, http, ...) is
+//! refused at load; [`Runtime::inspect`] says why.
 
 mod bindings;
 mod host;
+mod inspect;
+mod limiter;
+mod lockdown;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimitsBuilder};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use crate::guard::{Guard, GuardError, Session};
-use bindings::{Agent, AgentPre};
+use crate::limits::{CAPTURED_OUTPUT_BYTES, LimitExceeded, SessionLimits};
+use bindings::AgentPre;
 pub use host::SessionState;
-
-/// Largest linear memory a guest may grow to.
-pub const DEFAULT_MEMORY_LIMIT: usize = 256 * 1024 * 1024;
-/// Bytes of guest stdout/stderr kept per session.
-const CAPTURED_OUTPUT: usize = 64 * 1024;
+pub use inspect::{ExportReport, ImportReport, Inspection};
+use limiter::{EpochTicker, SessionLimiter};
+pub use lockdown::{ALLOWED_IMPORTS, AllowedImport};
 
 /// Why a component could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +55,18 @@ pub enum RuntimeError {
         /// Why, with a hint.
         reason: String,
     },
+    /// The component imports interfaces the host refuses to link.
+    #[error(
+        "agent `{path}` imports what mandate does not provide: {}; an agent may reach the world only through mandate:guard/tools, so it gets no filesystem, network or environment: remove the code that uses them (`std::fs`, `std::net`, ...) and see `mandate inspect` for every import",
+        inspect::quoted(.imports)
+    )]
+    ForbiddenImports {
+        /// The file.
+        path: PathBuf,
+        /// Full names of the refused imports, e.g. `wasi:filesystem/types@0.2.6`,
+        /// in the component's order.
+        imports: Vec<String>,
+    },
     /// The session could not start (bad session or audit log unavailable).
     #[error(transparent)]
     Guard(#[from] GuardError),
@@ -59,24 +76,60 @@ pub enum RuntimeError {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<SessionState>,
+    sessions: SessionBudget,
+}
+
+/// What every session of a runtime shares: its limits, the epoch ticker
+/// that enforces CPU time, and the count of sessions running.
+#[derive(Clone)]
+struct SessionBudget {
+    limits: Arc<SessionLimits>,
+    running: Arc<Semaphore>,
+    _ticker: Option<Arc<EpochTicker>>,
 }
 
 impl Runtime {
-    /// Sets up the engine and links the host imports.
+    /// Sets up the engine with the default [`SessionLimits`] and links the
+    /// host imports.
     pub fn new() -> Result<Runtime, RuntimeError> {
+        Self::with_limits(SessionLimits::default())
+    }
+
+    /// Sets up the engine so that every session is held to `limits`, and
+    /// links the host imports.
+    pub fn with_limits(limits: SessionLimits) -> Result<Runtime, RuntimeError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
+        config.epoch_interruption(limits.cpu_time.is_some());
+        config.consume_fuel(limits.fuel.is_some());
+        config.max_wasm_stack(limits.stack_bytes);
+        config.async_stack_size(limiter::async_stack_bytes(&limits));
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let ticker = match limits.cpu_time {
+            Some(_) => Some(Arc::new(EpochTicker::start(&engine).map_err(|e| {
+                RuntimeError::Engine(format!("cannot start the epoch ticker: {e}"))
+            })?)),
+            None => None,
+        };
+        let sessions = SessionBudget {
+            running: Arc::new(Semaphore::new(limits.concurrent_sessions.max(1))),
+            limits: Arc::new(limits),
+            _ticker: ticker,
+        };
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        Agent::add_to_linker::<_, HasSelf<SessionState>>(&mut linker, |s| s)
-            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        Ok(Runtime { engine, linker })
+        lockdown::add_to_linker(&mut linker)
+            .map_err(|e| RuntimeError::Engine(format!("cannot link the host imports: {e:#}")))?;
+        Ok(Runtime {
+            engine,
+            linker,
+            sessions,
+        })
     }
 
     /// Compiles the component at `path` and checks it is an agent: it must
-    /// export `run` and import nothing the host does not provide.
+    /// export `run` and import nothing the host does not provide. A component
+    /// that imports anything outside [`ALLOWED_IMPORTS`] is refused with
+    /// [`RuntimeError::ForbiddenImports`], which lists every such import.
     pub fn load_agent(&self, path: &Path) -> Result<AgentComponent, RuntimeError> {
         let bytes = std::fs::read(path).map_err(|error| RuntimeError::Read {
             path: path.to_path_buf(),
@@ -92,36 +145,11 @@ impl Runtime {
         path: &Path,
         bytes: &[u8],
     ) -> Result<AgentComponent, RuntimeError> {
-        let not_agent = |reason: String| RuntimeError::NotAnAgent {
-            path: path.to_path_buf(),
-            reason,
-        };
-        match bytes.get(..8) {
-            Some([0, b'a', b's', b'm', _, _, 1, 0]) => {}
-            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
-                return Err(not_agent(
-                    "it is a core wasm module, not a component; build the agent for the wasm32-wasip2 target".into(),
-                ));
-            }
-            _ => {
-                return Err(not_agent(
-                    "it is not a webassembly file (no `\\0asm` header)".into(),
-                ));
-            }
-        }
-        let component = Component::from_binary(&self.engine, bytes)
-            .map_err(|e| not_agent(format!("it does not compile: {e:#}")))?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| not_agent(format!("{e:#}; an agent imports only mandate:guard/tools, mandate:guard/session and wasi cli/io/clocks/random")))?;
-        let pre = AgentPre::new(pre).map_err(|e| {
-            not_agent(format!(
-                "{e:#}; an agent exports `run: func(task: string) -> result<string, string>`"
-            ))
-        })?;
+        let component = self.compile(path, bytes)?;
+        let pre = self.prepare(path, &component)?;
         Ok(AgentComponent {
             engine: self.engine.clone(),
+            sessions: self.sessions.clone(),
             pre,
             digest: hex::encode(Sha256::digest(bytes)),
             path: path.to_path_buf(),
@@ -132,6 +160,7 @@ impl Runtime {
 /// A compiled, pre-instantiated agent, reused for every session.
 pub struct AgentComponent {
     engine: Engine,
+    sessions: SessionBudget,
     pre: AgentPre<SessionState>,
     digest: String,
     path: PathBuf,
@@ -177,7 +206,20 @@ impl AgentComponent {
         let session_guard = guard
             .start_session(session, Some(self.digest.clone()))
             .await?;
-        let output = MemoryOutputPipe::new(CAPTURED_OUTPUT);
+        let limits = &self.sessions.limits;
+        // Refused, not queued: a flood of sessions must not pile up waiting.
+        let Ok(_running) = Arc::clone(&self.sessions.running).try_acquire_owned() else {
+            let message = LimitExceeded::ConcurrentSessions {
+                limit: limits.concurrent_sessions,
+            }
+            .to_string();
+            session_guard.fault(&message).await?;
+            return Ok(RunReport {
+                outcome: RunOutcome::Faulted(message),
+                output: String::new(),
+            });
+        };
+        let output = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
         let wasi = WasiCtxBuilder::new()
             .stdout(output.clone())
             .stderr(output.clone())
@@ -186,13 +228,33 @@ impl AgentComponent {
             guard: Arc::new(session_guard),
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(DEFAULT_MEMORY_LIMIT)
-                .build(),
+            limiter: SessionLimiter::new(Arc::clone(limits)),
+            limits: Arc::clone(limits),
+            calls: 0,
             stderr: output.clone(),
         };
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| &mut s.limiter);
+        if let Some(fuel) = limits.fuel {
+            store
+                .set_fuel(fuel)
+                .map_err(|e| RuntimeError::Engine(format!("cannot set the fuel budget: {e}")))?;
+        }
+        // Each tick the guest spends running counts against its CPU time
+        // and lets other sessions run; ticks spent waiting in a tool call
+        // do not count, because the callback runs only in guest code.
+        if let Some(budget) = limiter::cpu_ticks(limits) {
+            let mut used = 0u64;
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(move |_| {
+                used += 1;
+                if used > budget {
+                    Ok(UpdateDeadline::Interrupt)
+                } else {
+                    Ok(UpdateDeadline::Yield(1))
+                }
+            });
+        }
         let result = match self.pre.instantiate_async(&mut store).await {
             Ok(agent) => agent.call_run(&mut store, task).await,
             Err(e) => Err(e),
@@ -205,7 +267,10 @@ impl AgentComponent {
                 RunOutcome::Finished(result)
             }
             Err(trap) => {
-                let message = format!("{trap:#}");
+                let message = match limiter::classify(&trap, limits) {
+                    Some(limit) => limit.to_string(),
+                    None => format!("{trap:#}"),
+                };
                 session.fault(&message).await?;
                 RunOutcome::Faulted(message)
             }

@@ -1,0 +1,389 @@
+//! Hostile agents: guests that loop forever, allocate, recurse, flood the
+//! host with calls, pass huge or malformed arguments, call unknown tools,
+//! reach for another user's data, or trap. Each is stopped or refused as
+//! specified, its session's records end with what happened, the log
+//! verifies, and a well-behaved session running at the same time finishes
+//! normally.
+
+mod common;
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{Env, read_call, report_results, session_with_id};
+use mandate::limits::SessionLimits;
+use mandate::runtime::{AgentComponent, RunOutcome, RunReport, Runtime};
+use serde_json::{Value, json};
+
+/// Limits small enough to hit quickly, as a host for untrusted agents might
+/// set them.
+fn hostile_limits() -> SessionLimits {
+    SessionLimits {
+        memory_bytes: 128 * 1024 * 1024,
+        cpu_time: Some(Duration::from_secs(1)),
+        tool_calls: 50,
+        argument_bytes: 1024 * 1024,
+        ..SessionLimits::default()
+    }
+}
+
+/// The scripted agent under [`hostile_limits`], compiled once.
+fn agent() -> &'static AgentComponent {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    static AGENT: OnceLock<AgentComponent> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        RUNTIME
+            .get_or_init(|| Runtime::with_limits(hostile_limits()).unwrap())
+            .load_agent(Path::new(mandate_tests::SCRIPTED_AGENT))
+            .unwrap()
+    })
+}
+
+/// What a well-behaved agent does meanwhile: read and summarize alice's
+/// document.
+fn good_task() -> Value {
+    json!({"calls": [
+        read_call("doc_88pk3r"),
+        {"tool": "write_summary", "arguments": {"document_id": "doc_88pk3r", "summary": "ok"}},
+    ]})
+}
+
+/// Runs the hostile `task` and the good task side by side in one guard;
+/// checks that the good session finished with both calls allowed, and
+/// returns the hostile session's report.
+async fn side_by_side(env: &Env, agent: &AgentComponent, task: Value) -> RunReport {
+    let started = Instant::now();
+    let task = task.to_string();
+    let hostile = agent.run(&env.guard, session_with_id("sess_hostile"), &task);
+    let good = async {
+        // Start once the hostile guest is busy.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        agent
+            .run(
+                &env.guard,
+                session_with_id("sess_good"),
+                &good_task().to_string(),
+            )
+            .await
+    };
+    let (hostile, good) = tokio::join!(hostile, good);
+    let good = good.unwrap();
+    let results = report_results(&good);
+    assert_eq!(results.len(), 2, "{results:?}");
+    for r in &results {
+        assert!(r.get("ok").is_some(), "the good session was disturbed: {r}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    hostile.unwrap()
+}
+
+/// The hostile session was stopped with `expected` in its message; its
+/// records end with a guest fault and a session end saying so; the log
+/// verifies.
+fn assert_stopped(env: &Env, report: &RunReport, expected: &str) -> String {
+    let RunOutcome::Faulted(message) = &report.outcome else {
+        panic!("expected the guest to be stopped: {:?}", report.outcome);
+    };
+    assert!(message.contains(expected), "{message}");
+    let records: Vec<Value> = env
+        .records()
+        .into_iter()
+        .filter(|r| r["session_id"] == "sess_hostile")
+        .collect();
+    let n = records.len();
+    assert!(n >= 3, "{records:?}");
+    assert_eq!(records[n - 2]["kind"], "guest_fault");
+    assert_eq!(records[n - 2]["detail"]["message"], message.as_str());
+    assert_eq!(records[n - 1]["kind"], "session_end");
+    assert_eq!(records[n - 1]["detail"]["status"], "guest_fault");
+    assert_eq!(records[n - 1]["detail"]["message"], message.as_str());
+    assert_verifies(env);
+    message.clone()
+}
+
+fn assert_verifies(env: &Env) {
+    let records = env.records().len() as u64;
+    env.assert_verifies(records);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_loops_forever_is_stopped_at_its_cpu_time() {
+    let env = Env::example();
+    let started = Instant::now();
+    let report = side_by_side(&env, agent(), json!({"spin": true})).await;
+    let message = assert_stopped(
+        &env,
+        &report,
+        "session limit exceeded: cpu time of 1000 ms running guest code",
+    );
+    // Stopped about when its second of CPU ran out, not much later.
+    assert!(started.elapsed() < Duration::from_secs(20), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_allocates_without_bound_is_stopped_at_its_memory_limit() {
+    let env = Env::example();
+    let report = side_by_side(&env, agent(), json!({"allocate_bytes": 1u64 << 30})).await;
+    assert_stopped(
+        &env,
+        &report,
+        "session limit exceeded: linear memory of 134217728 bytes; the guest asked for",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_recurses_without_bound_is_stopped_at_its_stack_limit() {
+    let env = Env::example();
+    let report = side_by_side(&env, agent(), json!({"recurse": true})).await;
+    assert_stopped(
+        &env,
+        &report,
+        "session limit exceeded: wasm stack of 1048576 bytes",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_whose_own_stack_overflows_its_memory_is_stopped_by_the_fault() {
+    // A Rust guest keeps part of its stack in linear memory; overflowing it
+    // is an out-of-bounds access inside the guest's own memory, which stops
+    // the guest and touches nothing outside it.
+    let env = Env::example();
+    let report = side_by_side(&env, agent(), json!({"recurse_in_memory": true})).await;
+    assert_stopped(&env, &report, "out of bounds memory access");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_floods_the_host_with_calls_is_stopped_at_its_call_limit() {
+    let env = Env::example();
+    let task = json!({"calls": [read_call("doc_88pk3r")], "repeat": 10_000});
+    let report = side_by_side(&env, agent(), task).await;
+    assert_stopped(
+        &env,
+        &report,
+        "session limit exceeded: 50 tool calls per session",
+    );
+    // The 50 calls within the limit were decided and recorded; none after.
+    let decisions = env
+        .records_of("decision")
+        .into_iter()
+        .filter(|r| r["session_id"] == "sess_hostile")
+        .count();
+    assert_eq!(decisions, 50);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_passes_100_mb_of_arguments_is_stopped_before_anything_parses_them() {
+    let env = Env::example();
+    let task = json!({"big_call": {"tool": "read_document", "bytes": 100_000_000}});
+    let report = side_by_side(&env, agent(), task).await;
+    assert_stopped(
+        &env,
+        &report,
+        "session limit exceeded: arguments of 1048576 bytes per call; the guest passed 100000000 bytes to `read_document`",
+    );
+    // No decision record: the call never reached the call path.
+    assert!(
+        env.records_of("decision")
+            .iter()
+            .all(|r| r["session_id"] != "sess_hostile")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_json_unknown_tools_and_another_users_document_are_refused_and_recorded() {
+    let env = Env::example();
+    let task = json!({"calls": [
+        {"tool": "read_document", "raw": "{\"document_id\": \"doc_88pk3r\""},
+        {"tool": "read_document", "raw": "\u{0}\u{1}binary"},
+        {"tool": "delete_everything", "arguments": {"all": true}},
+        {"tool": "read_document", "arguments": {"document_id": "doc_4hq2zt"}},
+        {"tool": "write_summary", "arguments": {"document_id": "doc_4hq2zt", "summary": "mine now"}},
+        {"tool": "read_document", "arguments": {"document_id": "../../etc/passwd"}},
+        {"tool": "read_document", "arguments": {"document_id": "doc_88pk3r", "user": "bob"}},
+    ]});
+    let report = side_by_side(&env, agent(), task).await;
+    let results = report_results(&report);
+    let kinds: Vec<&str> = results
+        .iter()
+        .map(|r| r["error"]["kind"].as_str().unwrap_or("ok"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "invalid-arguments",
+            "invalid-arguments",
+            "unknown-tool",
+            "denied",
+            "denied",
+            "invalid-arguments",
+            "invalid-arguments",
+        ],
+        "{results:#?}"
+    );
+    assert_eq!(
+        results[3]["error"]["policies"],
+        json!(["forbid-document-not-owned"])
+    );
+    assert_eq!(
+        results[4]["error"]["policies"],
+        json!(["forbid-document-not-owned"])
+    );
+    // Every refusal is a decision record; nothing ran.
+    let hostile: Vec<Value> = env
+        .records()
+        .into_iter()
+        .filter(|r| r["session_id"] == "sess_hostile")
+        .collect();
+    let decided_by: Vec<&str> = hostile
+        .iter()
+        .filter(|r| r["kind"] == "decision")
+        .map(|r| r["decision"]["decided_by"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        decided_by,
+        [
+            "invalid_arguments",
+            "invalid_arguments",
+            "unknown_tool",
+            "policy",
+            "policy",
+            "invalid_arguments",
+            "invalid_arguments",
+        ]
+    );
+    assert!(hostile.iter().all(|r| r["kind"] != "outcome"));
+    assert_eq!(hostile.last().unwrap()["detail"]["status"], "completed");
+    assert_verifies(&env);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_traps_on_purpose_is_stopped_and_recorded() {
+    let env = Env::example();
+    let report = side_by_side(&env, agent(), json!({"trap": true})).await;
+    assert_stopped(&env, &report, "unreachable");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fuel_budget_stops_a_compute_bound_guest_and_names_the_budget() {
+    let limits = SessionLimits {
+        fuel: Some(20_000_000),
+        ..SessionLimits::default()
+    };
+    let runtime = Runtime::with_limits(limits).unwrap();
+    let agent = runtime
+        .load_agent(Path::new(mandate_tests::SCRIPTED_AGENT))
+        .unwrap();
+    let env = Env::example();
+    // Within the budget: finishes.
+    let small = side_by_side(&env, &agent, json!({"compute": 1000})).await;
+    assert!(
+        matches!(small.outcome, RunOutcome::Finished(Ok(_))),
+        "{small:?}"
+    );
+    // Past it: stopped, naming the budget.
+    let report = side_by_side(&env, &agent, json!({"compute": 1u64 << 40})).await;
+    assert_stopped(
+        &env,
+        &report,
+        "session limit exceeded: fuel budget of 20000000",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_over_the_result_limit_stops_the_guest_before_it_sees_it() {
+    let limits = SessionLimits {
+        result_bytes: 100,
+        ..SessionLimits::default()
+    };
+    let runtime = Runtime::with_limits(limits).unwrap();
+    let agent = runtime
+        .load_agent(Path::new(mandate_tests::SCRIPTED_AGENT))
+        .unwrap();
+    let env = Env::example();
+    let report = agent
+        .run(
+            &env.guard,
+            session_with_id("sess_hostile"),
+            &json!({"calls": [read_call("doc_88pk3r")]}).to_string(),
+        )
+        .await
+        .unwrap();
+    assert_stopped(
+        &env,
+        &report,
+        "session limit exceeded: results of 100 bytes per call; `read_document` returned",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_over_the_concurrency_limit_is_refused_and_recorded() {
+    let limits = SessionLimits {
+        concurrent_sessions: 1,
+        cpu_time: Some(Duration::from_millis(500)),
+        ..SessionLimits::default()
+    };
+    let runtime = Runtime::with_limits(limits).unwrap();
+    let agent = runtime
+        .load_agent(Path::new(mandate_tests::SCRIPTED_AGENT))
+        .unwrap();
+    let env = Env::example();
+    let spin = json!({"spin": true}).to_string();
+    let busy = agent.run(&env.guard, session_with_id("sess_busy"), &spin);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        agent
+            .run(
+                &env.guard,
+                session_with_id("sess_hostile"),
+                &good_task().to_string(),
+            )
+            .await
+            .unwrap()
+    };
+    let (busy, second) = tokio::join!(busy, second);
+    assert!(matches!(busy.unwrap().outcome, RunOutcome::Faulted(_)));
+    assert_stopped(
+        &env,
+        &second,
+        "host limit reached: 1 concurrent sessions; the session was not run",
+    );
+    // Once the first session is over, a new one runs.
+    let after = agent
+        .run(
+            &env.guard,
+            session_with_id("sess_after"),
+            &good_task().to_string(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(after.outcome, RunOutcome::Finished(Ok(_))),
+        "{after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_guest_prints_is_captured_in_its_session_not_the_hosts_output() {
+    let env = Env::example();
+    let report = agent()
+        .run(
+            &env.guard,
+            session_with_id("sess_print"),
+            &json!({"print": "hello from the guest"}).to_string(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(report.outcome, RunOutcome::Finished(Ok(_))),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.output,
+        "stdout: hello from the guest\nstderr: hello from the guest\n"
+    );
+}
