@@ -43,6 +43,7 @@ impl Reviewer for DomainReviewer {
                 },
                 reviewer: "carol".into(),
                 reason: Some(format!("recipient {to} checked by domain-reviewer")),
+                scope: Default::default(),
             })
         })
     }

@@ -9,5 +9,6 @@ pub mod audit;
 pub mod guard;
 pub mod limits;
 pub mod policy;
+pub mod review_server;
 pub mod runtime;
 pub mod tools;

@@ -45,6 +45,7 @@ impl Reviewer for Saboteur {
                 decision: Verdict::Approve,
                 reviewer: "carol".into(),
                 reason: Some("fine".into()),
+                scope: Default::default(),
             })
         })
     }

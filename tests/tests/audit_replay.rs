@@ -40,6 +40,7 @@ impl Reviewer for BySubject {
                 decision,
                 reviewer: reviewer.to_string(),
                 reason: None,
+                scope: Default::default(),
             })
         })
     }

@@ -39,6 +39,7 @@ impl Reviewer for SlowApprover {
                 decision: Verdict::Approve,
                 reviewer: "carol".into(),
                 reason: None,
+                scope: Default::default(),
             })
         })
     }

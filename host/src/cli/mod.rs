@@ -1,6 +1,10 @@
 //! Argument handling and commands. `anyhow` lives here and nowhere in the
 //! library.
 
+mod approvals;
+mod approvals_decide;
+mod approvals_serve;
+mod approvals_show;
 mod audit;
 mod audit_keygen;
 mod audit_prove;
@@ -40,6 +44,9 @@ enum Command {
     /// Work with policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// See and decide the calls held for a human in an approvals queue.
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -49,6 +56,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Approvals(cmd) => approvals::run(cmd),
     };
     match result {
         Ok(code) => code,

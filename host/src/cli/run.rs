@@ -50,7 +50,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     salt_key: Option<PathBuf>,
     /// Who decides calls that policy holds for a human: `deny` (default),
-    /// `prompt` (ask at this terminal) or `cmd:<program>` (JSON on stdin and stdout).
+    /// `prompt` (ask at this terminal), `cmd:<program>` (JSON on stdin and stdout) or
+    /// `queue:<file>` (the approvals queue: `mandate approvals ...` or the review page).
     #[arg(long, default_value = "deny")]
     approver: String,
     /// Seconds a reviewer has to decide.
@@ -86,9 +87,17 @@ fn reviewer(spec: &str) -> anyhow::Result<Arc<dyn Reviewer>> {
     Ok(match spec {
         "deny" => Arc::new(DenyAll),
         "prompt" => Arc::new(PromptReviewer::new()),
-        _ => match spec.strip_prefix("cmd:") {
-            Some(program) if !program.is_empty() => Arc::new(CommandReviewer::new(program)),
-            _ => bail!("unknown approver `{spec}`: use `deny`, `prompt` or `cmd:<program>`"),
+        _ => match (spec.strip_prefix("cmd:"), spec.strip_prefix("queue:")) {
+            (Some(program), _) if !program.is_empty() => Arc::new(CommandReviewer::new(program)),
+            (_, Some(file)) if !file.is_empty() => {
+                // Opened now so that a queue nobody could reach stops the run
+                // before the agent starts; then afresh for each held call.
+                mandate::guard::queue::ApprovalQueue::open(file.as_ref())?;
+                Arc::new(mandate::guard::queue::QueueReviewer::at(file))
+            }
+            _ => bail!(
+                "unknown approver `{spec}`: use `deny`, `prompt`, `cmd:<program>` or `queue:<file>`"
+            ),
         },
     })
 }

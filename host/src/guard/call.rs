@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use super::approval::PendingApproval;
 use super::evaluate::{ApprovalState, CallRequest, Screening, screen};
 use super::record::{
-    ActionRecord, ApprovalOutcome, ApprovalRecord, CallStatus, DecidedBy, DecisionRecord,
+    ActionRecord, ApprovalOutcome, ApprovalRecord, CallStatus, DecidedBy, DecisionRecord, GrantRef,
     OutcomeRecord, Record, RecordKind, RequestContext, RequestRecord,
 };
 use super::review::ApprovalResult;
@@ -327,32 +327,38 @@ impl SessionGuard {
                     .await;
             }
         };
-        let approval = match screening {
-            Screening::Allowed(decision) => ApprovalResult {
-                record: ApprovalRecord::not_required(),
-                error: None,
-                decision,
-            },
-            Screening::Denied(decision) => ApprovalResult {
-                record: ApprovalRecord::not_required(),
-                error: Some(denial(&decision)),
-                decision,
-            },
+        let resource_text = resource.to_string();
+        let mut approval = match screening {
+            Screening::Allowed(decision) => ApprovalResult::screened(decision, None),
+            Screening::Denied(decision) => {
+                let error = denial(&decision);
+                ApprovalResult::screened(decision, Some(error))
+            }
             Screening::NeedsApproval { demanded_by, .. } => {
-                let pending = PendingApproval {
-                    approval_id: format!("apr:{call_id}"),
-                    session_id: self.session.session_id.clone(),
-                    call_id: call_id.clone(),
-                    tool: tool_name.to_string(),
-                    arguments: action.arguments.clone(),
-                    resource: resource.to_string(),
-                    user: self.session.user.clone(),
-                    agent: self.session.agent.clone(),
-                    delegation_chain: self.session.delegation_chain.clone(),
-                    demanded_by,
-                    deadline: deadline(now, self.inner.approval_timeout),
-                };
-                self.ask_reviewer(pending, &decide).await
+                // A standing grant for this tool and resource decides without
+                // a human, if policy accepts it for this call.
+                let standing = self
+                    .grants
+                    .get(tool_name, &resource_text)
+                    .and_then(|grant| self.use_grant(&grant, &demanded_by, &decide));
+                if let Some(granted) = standing {
+                    granted
+                } else {
+                    let pending = PendingApproval {
+                        approval_id: approval_id(&call_id),
+                        session_id: self.session.session_id.clone(),
+                        call_id: call_id.clone(),
+                        tool: tool_name.to_string(),
+                        arguments: action.arguments.clone(),
+                        resource: resource.to_string(),
+                        user: self.session.user.clone(),
+                        agent: self.session.agent.clone(),
+                        delegation_chain: self.session.delegation_chain.clone(),
+                        demanded_by,
+                        deadline: deadline(now, self.inner.approval_timeout),
+                    };
+                    self.ask_reviewer(pending, &decide).await
+                }
             }
         };
         let request = RequestRecord {
@@ -395,6 +401,19 @@ impl SessionGuard {
             Err(e) => return self.finish(report, Err(audit_unavailable(&e))),
         };
         report.decision_seq = Some(appended.seq);
+        if let Some((approval_id, reviewer)) = approval.session_grant.take() {
+            // Remembered only once the approval is on record, so that every
+            // reuse can point at it.
+            self.grants.remember(
+                tool_name,
+                &resource_text,
+                GrantRef {
+                    approval_id,
+                    reviewer,
+                    decision_seq: appended.seq,
+                },
+            );
+        }
         if let Some(err) = approval.error {
             return self.finish(report, Err(err));
         }
@@ -533,6 +552,20 @@ fn denial(decision: &Decision) -> ToolCallError {
         reasons.push(format!("evaluation error: {}", e.message));
     }
     ToolCallError::Denied { policies, reasons }
+}
+
+/// `apr:<call id>:<8 hex digits>`: the call it is for, made unique so that a
+/// decision can only ever reach the request the reviewer saw, even when a
+/// later run reuses the session id and a queue outlives the run.
+fn approval_id(call_id: &str) -> String {
+    let mut nonce = [0u8; 4];
+    if getrandom::fill(&mut nonce).is_err() {
+        // The clock still tells runs apart; uniqueness is also enforced by
+        // the queue, which refuses an id it already holds.
+        let nanos = Timestamp::now().as_nanosecond().to_le_bytes();
+        nonce.copy_from_slice(nanos.get(..4).unwrap_or(&[0; 4]));
+    }
+    format!("apr:{call_id}:{}", hex::encode(nonce))
 }
 
 fn deadline(now: Timestamp, timeout: std::time::Duration) -> Timestamp {

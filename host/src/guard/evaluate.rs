@@ -17,45 +17,62 @@ pub(crate) enum ApprovalState<'a> {
     Granted,
     /// A reviewer approved: does policy accept this reviewer?
     GrantedBy(&'a EntityUid),
+    /// A reviewer approved an earlier call of the session on the same tool
+    /// and resource for the rest of the session: does policy accept that
+    /// standing grant for this call (`context.approval.standing`)?
+    Standing(&'a EntityUid),
 }
 
-impl ApprovalState<'_> {
+impl<'a> ApprovalState<'a> {
+    /// `granted`, the reviewer, and `standing`.
+    fn parts(self) -> (bool, Option<&'a EntityUid>, bool) {
+        match self {
+            ApprovalState::NotGranted => (false, None, false),
+            ApprovalState::Granted => (true, None, false),
+            ApprovalState::GrantedBy(reviewer) => (true, Some(reviewer), false),
+            ApprovalState::Standing(reviewer) => (true, Some(reviewer), true),
+        }
+    }
+
     /// The `context.approval` record.
     pub(crate) fn expr(self) -> RestrictedExpression {
-        let (granted, reviewer) = match self {
-            ApprovalState::NotGranted => (false, None),
-            ApprovalState::Granted => (true, None),
-            ApprovalState::GrantedBy(reviewer) => (true, Some(reviewer)),
-        };
-        let mut fields = vec![(
-            "granted".to_string(),
-            RestrictedExpression::new_bool(granted),
-        )];
+        let (granted, reviewer, standing) = self.parts();
+        let mut fields = vec![
+            (
+                "granted".to_string(),
+                RestrictedExpression::new_bool(granted),
+            ),
+            (
+                "standing".to_string(),
+                RestrictedExpression::new_bool(standing),
+            ),
+        ];
         if let Some(r) = reviewer {
             fields.push((
                 "reviewer".to_string(),
                 RestrictedExpression::new_entity_uid(r.clone()),
             ));
         }
-        // Two distinct keys cannot collide; were it ever to fail, the bool
-        // below does not fit the schema, so the request is refused: fail closed.
+        // Distinct keys cannot collide; were it ever to fail, the bool below
+        // does not fit the schema, so the request is refused: fail closed.
         RestrictedExpression::new_record(fields)
             .unwrap_or_else(|_| RestrictedExpression::new_bool(false))
     }
 
     /// The same record as Cedar JSON, for requests rebuilt from a record.
     pub(crate) fn json(self) -> serde_json::Value {
-        match self {
-            ApprovalState::NotGranted => serde_json::json!({ "granted": false }),
-            ApprovalState::Granted => serde_json::json!({ "granted": true }),
-            ApprovalState::GrantedBy(reviewer) => serde_json::json!({
-                "granted": true,
-                "reviewer": { "__entity": {
-                    "type": reviewer.type_name().to_string(),
-                    "id": reviewer.id().unescaped(),
-                } },
-            }),
+        let (granted, reviewer, standing) = self.parts();
+        let mut approval = serde_json::json!({ "granted": granted, "standing": standing });
+        if let (Some(r), Some(map)) = (reviewer, approval.as_object_mut()) {
+            map.insert(
+                "reviewer".into(),
+                serde_json::json!({ "__entity": {
+                    "type": r.type_name().to_string(),
+                    "id": r.id().unescaped(),
+                } }),
+            );
         }
+        approval
     }
 }
 

@@ -6,6 +6,7 @@ mod call;
 mod entities;
 mod evaluate;
 mod explain;
+pub mod queue;
 mod record;
 mod redact;
 mod reload;
@@ -25,16 +26,16 @@ use arc_swap::ArcSwap;
 use cedar_policy::{Entities, EntityUid, RestrictedExpression};
 
 pub use approval::{
-    CommandReviewer, DEFAULT_APPROVAL_TIMEOUT, DenyAll, PendingApproval, PromptReviewer,
-    ReviewDecision, ReviewError, Reviewer, Verdict,
+    CommandReviewer, DEFAULT_APPROVAL_TIMEOUT, DenyAll, GrantScope, PendingApproval,
+    PromptReviewer, ReviewDecision, ReviewError, Reviewer, UnknownGrantScope, Verdict,
 };
 pub use call::{CallReport, ToolCallError};
 pub use entities::{EntityError, EntityProvider, StaticEntities};
 pub use explain::{ExplainError, Explanation, HypotheticalCall, explain};
 pub use record::{
     ActionRecord, AgentIdentity, ApprovalOutcome, ApprovalRecord, Authorization, CallStatus,
-    DecidedBy, DecisionRecord, Identity, OutcomeRecord, PolicyReloadRecord, Record, RecordKind,
-    RequestContext, RequestRecord,
+    DecidedBy, DecisionRecord, GrantRef, Identity, OutcomeRecord, PolicyReloadRecord, Record,
+    RecordKind, RequestContext, RequestRecord,
 };
 pub use redact::{
     ARGUMENTS_ROOT, COMMITMENT_PREFIX, KEY_ID_FIELD, Proof, ProveError, REDACTED_FIELD,
@@ -250,6 +251,7 @@ impl Guard {
             identity,
             prepared,
             next_call: AtomicU64::new(1),
+            grants: review::SessionGrants::default(),
         };
         guard
             .write(Record::new(RecordKind::SessionStart, &guard.identity))
@@ -297,6 +299,8 @@ pub struct SessionGuard {
     identity: Arc<Identity>,
     prepared: call::PreparedSession,
     next_call: AtomicU64,
+    /// Standing approvals reviewers gave for the rest of this session.
+    grants: review::SessionGrants,
 }
 
 impl SessionGuard {

@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::approval::GrantScope;
 use super::session::{AgentRef, Session, UserRef};
 use crate::policy::{DeterminingPolicy, Effect, EvaluationError};
 
@@ -270,6 +271,10 @@ pub enum ApprovalOutcome {
     ReviewerFailed,
     /// A reviewer approved but policy does not let that reviewer approve.
     ReviewerNotAllowed,
+    /// Nobody was asked: a reviewer's standing grant for the session, given
+    /// on an earlier call on the same tool and resource, was reused, and
+    /// policy accepted it (`context.approval.standing`). `grant` says which.
+    ApprovedByGrant,
 }
 
 impl std::fmt::Display for ApprovalOutcome {
@@ -281,6 +286,7 @@ impl std::fmt::Display for ApprovalOutcome {
             ApprovalOutcome::TimedOut => "timed out",
             ApprovalOutcome::ReviewerFailed => "reviewer failed",
             ApprovalOutcome::ReviewerNotAllowed => "reviewer not allowed",
+            ApprovalOutcome::ApprovedByGrant => "granted for the session",
         })
     }
 }
@@ -310,6 +316,28 @@ pub struct ApprovalRecord {
     /// The deadline the reviewer had.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deadline: Option<Timestamp>,
+    /// The id of the approval request the reviewer was asked (as in an
+    /// approvals queue).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+    /// How far an approval reaches, when a reviewer approved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<GrantScope>,
+    /// The standing grant reused, for [`ApprovalOutcome::ApprovedByGrant`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<GrantRef>,
+}
+
+/// A reference to the approval that gave a standing grant: the original
+/// decision record is `decision_seq` in the same log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GrantRef {
+    /// The approval request the reviewer approved for the session.
+    pub approval_id: String,
+    /// Who approved it.
+    pub reviewer: String,
+    /// The seq of the decision record of the call it was given on.
+    pub decision_seq: u64,
 }
 
 impl ApprovalRecord {
@@ -324,6 +352,9 @@ impl ApprovalRecord {
             decided_at: None,
             reason: None,
             deadline: None,
+            approval_id: None,
+            scope: None,
+            grant: None,
         }
     }
 }

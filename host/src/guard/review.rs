@@ -3,23 +3,106 @@
 //! reviewer within a deadline; the reviewer's approval counts only if policy
 //! allows the call again with that reviewer in the context.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use jiff::Timestamp;
 
 use super::SessionGuard;
-use super::approval::{PendingApproval, Verdict};
+use super::approval::{GrantScope, PendingApproval, Verdict};
 use super::call::{ToolCallError, uid};
 use super::evaluate::ApprovalState;
-use super::record::{ApprovalOutcome, ApprovalRecord};
-use crate::policy::{Decision, Effect};
+use super::record::{ApprovalOutcome, ApprovalRecord, GrantRef};
+use crate::policy::{Decision, DeterminingPolicy, Effect};
 
 /// How the approval step ended, before it is written down.
 pub(crate) struct ApprovalResult {
     pub(crate) record: ApprovalRecord,
     pub(crate) decision: Decision,
     pub(crate) error: Option<ToolCallError>,
+    /// A reviewer approved for the rest of the session: the approval id and
+    /// the reviewer, to remember once the decision record has its seq.
+    pub(crate) session_grant: Option<(String, String)>,
+}
+
+impl ApprovalResult {
+    /// Policy decided without a human.
+    pub(crate) fn screened(decision: Decision, error: Option<ToolCallError>) -> Self {
+        ApprovalResult {
+            record: ApprovalRecord::not_required(),
+            decision,
+            error,
+            session_grant: None,
+        }
+    }
+
+    fn refused(record: ApprovalRecord, decision: Decision, error: ToolCallError) -> Self {
+        ApprovalResult {
+            record,
+            decision,
+            error: Some(error),
+            session_grant: None,
+        }
+    }
+}
+
+/// The standing grants of one session: for each (tool, resource), the
+/// latest approval a reviewer gave for the rest of the session.
+#[derive(Debug, Default)]
+pub(crate) struct SessionGrants {
+    by_call: Mutex<HashMap<(String, String), GrantRef>>,
+}
+
+impl SessionGrants {
+    /// The grant for `tool` on `resource`, if a reviewer gave one. A lock
+    /// poisoned by a panic elsewhere reads as no grant: the reviewer is
+    /// asked again, never skipped.
+    pub(crate) fn get(&self, tool: &str, resource: &str) -> Option<GrantRef> {
+        let grants = self.by_call.lock().ok()?;
+        grants
+            .get(&(tool.to_string(), resource.to_string()))
+            .cloned()
+    }
+
+    /// Remembers `grant` for later calls on `tool` and `resource`.
+    pub(crate) fn remember(&self, tool: &str, resource: &str, grant: GrantRef) {
+        if let Ok(mut grants) = self.by_call.lock() {
+            grants.insert((tool.to_string(), resource.to_string()), grant);
+        }
+    }
 }
 
 impl SessionGuard {
+    /// Step 6 with a standing grant: the reviewer who approved an earlier
+    /// call on the same tool and resource for the session is put in
+    /// `context.approval` with `standing: true`. `None` when policy does not
+    /// accept the grant for this call: the reviewer is asked as usual.
+    pub(crate) fn use_grant(
+        &self,
+        grant: &GrantRef,
+        demanded_by: &[DeterminingPolicy],
+        decide: &impl Fn(ApprovalState<'_>) -> Result<Decision, String>,
+    ) -> Option<ApprovalResult> {
+        let reviewer = uid("User", &grant.reviewer).ok()?;
+        match decide(ApprovalState::Standing(&reviewer)) {
+            Ok(d) if d.effect == Effect::Allow => Some(ApprovalResult {
+                record: ApprovalRecord {
+                    required: true,
+                    outcome: ApprovalOutcome::ApprovedByGrant,
+                    demanded_by: demanded_by.to_vec(),
+                    reviewer: Some(grant.reviewer.clone()),
+                    scope: Some(GrantScope::Session),
+                    grant: Some(grant.clone()),
+                    ..ApprovalRecord::not_required()
+                },
+                decision: d,
+                error: None,
+                session_grant: None,
+            }),
+            _ => None,
+        }
+    }
+
     /// Step 6: a human decides, within the deadline; then policy decides
     /// whether that reviewer's approval counts.
     pub(crate) async fn ask_reviewer(
@@ -37,6 +120,9 @@ impl SessionGuard {
             decided_at: None,
             reason: None,
             deadline: Some(pending.deadline),
+            approval_id: Some(pending.approval_id.clone()),
+            scope: None,
+            grant: None,
         };
         let wait = pending
             .deadline
@@ -53,20 +139,16 @@ impl SessionGuard {
             Err(_) => {
                 record.outcome = ApprovalOutcome::TimedOut;
                 record.reason = Some(format!("no decision before {}", pending.deadline));
-                return ApprovalResult {
-                    record,
-                    decision: held,
-                    error: Some(ToolCallError::ApprovalTimedOut),
-                };
+                return ApprovalResult::refused(record, held, ToolCallError::ApprovalTimedOut);
             }
             Ok(Err(e)) => {
                 record.outcome = ApprovalOutcome::ReviewerFailed;
                 record.reason = Some(e.to_string());
-                return ApprovalResult {
+                return ApprovalResult::refused(
                     record,
-                    decision: held,
-                    error: Some(ToolCallError::ApprovalDenied(e.to_string())),
-                };
+                    held,
+                    ToolCallError::ApprovalDenied(e.to_string()),
+                );
             }
             Ok(Ok(d)) => d,
         };
@@ -77,31 +159,26 @@ impl SessionGuard {
             let why = decision
                 .reason
                 .unwrap_or_else(|| format!("denied by {}", decision.reviewer));
-            return ApprovalResult {
-                record,
-                decision: held,
-                error: Some(ToolCallError::ApprovalDenied(why)),
-            };
+            return ApprovalResult::refused(record, held, ToolCallError::ApprovalDenied(why));
         }
         let reviewer_uid = match uid("User", &decision.reviewer) {
             Ok(u) => u,
             Err(e) => {
                 record.outcome = ApprovalOutcome::ReviewerFailed;
                 record.reason = Some(e.clone());
-                return ApprovalResult {
-                    record,
-                    decision: held,
-                    error: Some(ToolCallError::ApprovalDenied(e)),
-                };
+                return ApprovalResult::refused(record, held, ToolCallError::ApprovalDenied(e));
             }
         };
         match decide(ApprovalState::GrantedBy(&reviewer_uid)) {
             Ok(d) if d.effect == Effect::Allow => {
                 record.outcome = ApprovalOutcome::Approved;
+                record.scope = Some(decision.scope);
                 ApprovalResult {
                     record,
                     decision: d,
                     error: None,
+                    session_grant: (decision.scope == GrantScope::Session)
+                        .then(|| (pending.approval_id.clone(), decision.reviewer.clone())),
                 }
             }
             Ok(d) => {
@@ -121,20 +198,12 @@ impl SessionGuard {
                         reasons.join("; ")
                     }
                 );
-                ApprovalResult {
-                    record,
-                    decision: d,
-                    error: Some(ToolCallError::ApprovalDenied(why)),
-                }
+                ApprovalResult::refused(record, d, ToolCallError::ApprovalDenied(why))
             }
             Err(e) => {
                 record.outcome = ApprovalOutcome::ReviewerFailed;
                 record.reason = Some(e.clone());
-                ApprovalResult {
-                    record,
-                    decision: held,
-                    error: Some(ToolCallError::ApprovalDenied(e)),
-                }
+                ApprovalResult::refused(record, held, ToolCallError::ApprovalDenied(e))
             }
         }
     }

@@ -60,8 +60,10 @@ type Delegation = { chain: Set<String>, depth: Long };
 
 // `granted` is false on the first evaluation; Mandate evaluates again with
 // `granted: true` to learn whether a human could allow the call, and a third
-// time with the reviewer once one has approved.
-type Approval = { granted: Bool, reviewer?: User };
+// time with the reviewer once one has approved. `standing` is true only when
+// the approval is a reviewer's standing grant for the session, given on an
+// earlier call on the same tool and resource, and reused without asking.
+type Approval = { granted: Bool, reviewer?: User, standing: Bool };
 ";
 
 /// The context fields every action has besides `arguments`.

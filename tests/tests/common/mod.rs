@@ -354,6 +354,7 @@ impl Reviewer for FixedReviewer {
                 decision: self.verdict,
                 reviewer: self.reviewer.clone(),
                 reason: self.reason.clone(),
+                scope: Default::default(),
             })
         })
     }

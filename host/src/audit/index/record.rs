@@ -232,8 +232,9 @@ fn new_call(f: Fields) -> Result<NewCall, RecordProblem> {
         Some(a) => (a.required, a.outcome, a.reviewer),
         None => (false, None, None),
     };
+    // A standing grant reused is still that reviewer's approval.
     let approved_by = match approval_outcome.as_deref() {
-        Some("approved") => reviewer.clone(),
+        Some("approved" | "approved_by_grant") => reviewer.clone(),
         _ => None,
     };
     Ok(NewCall {

@@ -602,3 +602,20 @@ fn every_filter_is_served_by_an_index_even_after_a_cut_short_first_build() {
         assert!(plan(&index, query).contains(expected), "{query:?}");
     }
 }
+
+#[test]
+fn a_call_allowed_by_a_standing_grant_counts_as_approved_by_its_reviewer() {
+    let mut log = TestLog::new();
+    log.append(json!({"kind": "session_start", "session_id": "s"}));
+    let granted = json!({"required": true, "outcome": "approved_by_grant", "reviewer": "carol",
+                         "scope": "session"});
+    log.decision("s", 1, "allow", granted);
+    let mut index = AuditIndex::open(log.path()).unwrap();
+    index.catch_up().unwrap();
+    let rows = index.query(&all()).unwrap();
+    assert_eq!(
+        rows[0].approval_outcome.as_deref(),
+        Some("approved_by_grant")
+    );
+    assert_eq!(rows[0].approved_by.as_deref(), Some("carol"));
+}

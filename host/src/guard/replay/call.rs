@@ -171,6 +171,28 @@ impl Replayer<'_> {
                     },
                 }
             }
+            // A standing grant was reused: does the candidate accept it? If
+            // not, the guard would have asked a reviewer again.
+            (ApprovalOutcome::ApprovedByGrant, Some(reviewer)) => {
+                match uid("User", reviewer).and_then(|r| decide(ApprovalState::Standing(&r))) {
+                    Ok(d) if d.effect == Effect::Allow => ReplayVerdict {
+                        reviewer: Some(reviewer.clone()),
+                        ..verdict(&d, true, ids(&demanded_by))
+                    },
+                    Ok(_) => ReplayVerdict {
+                        reviewer: Some(reviewer.clone()),
+                        message: Some(format!(
+                            "the standing grant of `{reviewer}` is not accepted; a reviewer would be asked again"
+                        )),
+                        ..held(ReplayEffect::Held)
+                    },
+                    Err(e) => ReplayVerdict {
+                        reviewer: Some(reviewer.clone()),
+                        message: Some(format!("reviewer `{reviewer}`: {e}")),
+                        ..held(ReplayEffect::Held)
+                    },
+                }
+            }
             // The human's answer stands.
             (
                 ApprovalOutcome::Denied
@@ -258,6 +280,7 @@ fn outcome(text: &str) -> Option<ApprovalOutcome> {
         "timed_out" => ApprovalOutcome::TimedOut,
         "reviewer_failed" => ApprovalOutcome::ReviewerFailed,
         "reviewer_not_allowed" => ApprovalOutcome::ReviewerNotAllowed,
+        "approved_by_grant" => ApprovalOutcome::ApprovedByGrant,
         _ => return None,
     })
 }

@@ -142,6 +142,49 @@ fn the_recorded_human_answer_is_reused_when_the_candidate_asks_for_one() {
 }
 
 #[test]
+fn a_reused_standing_grant_replays_with_the_standing_state() {
+    let record = email("allow", "approved_by_grant", Some("carol"));
+    // The example policies do not count a standing grant for email: a
+    // reviewer would have been asked again, so the call is held.
+    let policies = example_policies();
+    let change = changed(Replayer::new(&policies).replay_record(&record));
+    assert_eq!(change.new.effect, ReplayEffect::Held);
+    assert_eq!(change.new.reviewer.as_deref(), Some("carol"));
+    assert!(
+        change
+            .new
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("standing grant of `carol` is not accepted")),
+        "{:?}",
+        change.new.message
+    );
+
+    // A candidate that accepts standing grants for email repeats the allow.
+    let dir = tempfile::tempdir().unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let approval = dir.path().join("approval.cedar");
+    let text = std::fs::read_to_string(&approval).unwrap();
+    let accepting = text.replace(
+        "context.approval.granted && !context.approval.standing",
+        "context.approval.granted",
+    );
+    assert_ne!(text, accepting);
+    std::fs::write(&approval, accepting).unwrap();
+    let candidate = Policies::load_dir(dir.path()).unwrap();
+    assert_eq!(
+        Replayer::new(&candidate).replay_record(&record),
+        Some(Replayed::Unchanged)
+    );
+}
+
+#[test]
 fn a_call_nobody_was_asked_about_is_held() {
     let policies = example_policies();
     let replayer = Replayer::new(&policies);

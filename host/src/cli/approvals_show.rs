@@ -1,0 +1,183 @@
+//! `mandate approvals list` and `mandate approvals show <id>`
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use jiff::{SignedDuration, Timestamp};
+use mandate::guard::queue::{QueueStatus, QueuedApproval};
+
+use super::approvals::{ListArgs, ShowArgs, ShowFormat};
+
+pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let queue = args.queue.open()?;
+    let approvals = if args.all {
+        queue.recent(args.limit)?
+    } else {
+        queue.pending()?
+    };
+    let mut out = io::stdout().lock();
+    match args.format {
+        ShowFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &approvals)?;
+            writeln!(out)?;
+        }
+        ShowFormat::Table => write_table(&mut out, &approvals, args.all)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let queue = args.queue.open()?;
+    let Some(approval) = queue.get(&args.id)? else {
+        eprintln!(
+            "error: no approval `{}` in the queue `{}`; `mandate approvals list` shows the pending ones",
+            args.id,
+            args.queue.queue.display()
+        );
+        return Ok(ExitCode::from(1));
+    };
+    let mut out = io::stdout().lock();
+    match args.format {
+        ShowFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &approval)?;
+            writeln!(out)?;
+        }
+        ShowFormat::Table => write_one(&mut out, &approval)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `4m 48s`, to the second.
+fn span(d: SignedDuration) -> String {
+    let secs = SignedDuration::from_secs(d.as_secs());
+    if secs.is_zero() {
+        "0s".into()
+    } else {
+        format!("{secs:#}")
+    }
+}
+
+/// A timestamp to the second, for people.
+fn when(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// `4m 48s left` or `passed 2m ago`.
+fn time_left(approval: &QueuedApproval, now: Timestamp) -> String {
+    let left = approval.pending.deadline.duration_since(now);
+    if left.is_positive() {
+        format!("{} left", span(left))
+    } else {
+        format!("passed {} ago", span(-left))
+    }
+}
+
+fn write_table(out: &mut impl Write, approvals: &[QueuedApproval], all: bool) -> io::Result<()> {
+    let now = Timestamp::now();
+    let mut rows: Vec<Vec<String>> = vec![
+        [
+            "id", "status", "waiting", "deadline", "session", "user", "agent", "tool", "resource",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    ];
+    for a in approvals {
+        let p = &a.pending;
+        rows.push(vec![
+            p.approval_id.clone(),
+            match (&a.status, &a.reviewer) {
+                (QueueStatus::Approved | QueueStatus::Denied, Some(r)) => {
+                    format!("{} by {r}", a.status)
+                }
+                (s, _) => s.to_string(),
+            },
+            // How long it has waited, or waited until it was closed.
+            span(a.decided_at.unwrap_or(now).duration_since(a.submitted_at)),
+            if a.status == QueueStatus::Pending {
+                time_left(a, now)
+            } else {
+                when(p.deadline)
+            },
+            p.session_id.clone(),
+            p.user.id.clone(),
+            p.agent.id.clone(),
+            p.tool.clone(),
+            p.resource.clone(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in &rows {
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(&widths) {
+            line.push_str(&format!("{cell:<width$}  "));
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    let n = approvals.len();
+    let what = if all { "approval" } else { "pending approval" };
+    writeln!(out, "{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+fn write_one(out: &mut impl Write, a: &QueuedApproval) -> io::Result<()> {
+    let p = &a.pending;
+    let now = Timestamp::now();
+    writeln!(out, "approval   {}", p.approval_id)?;
+    let status = match a.status {
+        QueueStatus::Pending => format!("pending, {}", time_left(a, now)),
+        s => s.to_string(),
+    };
+    writeln!(out, "status     {status}")?;
+    writeln!(out, "deadline   {}", when(p.deadline))?;
+    writeln!(out, "submitted  {}", when(a.submitted_at))?;
+    writeln!(out, "session    {} (call {})", p.session_id, p.call_id)?;
+    writeln!(out, "user       {} <{}>", p.user.id, p.user.email)?;
+    writeln!(
+        out,
+        "agent      {} {} ({})",
+        p.agent.name, p.agent.version, p.agent.id
+    )?;
+    let chain: Vec<String> = p.delegation_chain.iter().map(ToString::to_string).collect();
+    writeln!(out, "on behalf  {}", chain.join(" -> "))?;
+    writeln!(out, "tool       {}", p.tool)?;
+    writeln!(out, "resource   {}", p.resource)?;
+    let arguments = serde_json::to_string_pretty(&p.arguments).unwrap_or_default();
+    let mut lines = arguments.lines();
+    writeln!(out, "arguments  {}", lines.next().unwrap_or(""))?;
+    for line in lines {
+        writeln!(out, "           {line}")?;
+    }
+    for (i, policy) in p.demanded_by.iter().enumerate() {
+        let label = if i == 0 { "held by" } else { "" };
+        match &policy.reason {
+            Some(reason) => writeln!(out, "{label:<11}{}: {reason}", policy.id)?,
+            None => writeln!(out, "{label:<11}{}", policy.id)?,
+        }
+    }
+    if let (Some(at), Some(reviewer)) = (a.decided_at, &a.reviewer) {
+        let scope = a.scope.map(|s| format!(", scope {s}")).unwrap_or_default();
+        writeln!(
+            out,
+            "decided    {} by {reviewer} at {}{scope}",
+            a.status,
+            when(at)
+        )?;
+    } else if let Some(at) = a.decided_at {
+        writeln!(
+            out,
+            "closed     {}, no decision before the deadline",
+            when(at)
+        )?;
+    }
+    if let Some(reason) = &a.reason {
+        writeln!(out, "reason     {reason}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! The JSON API behind the review page. Every route needs a reviewer token;
+//! a decision is recorded under the token's reviewer, whatever the request
+//! body says (it cannot say: unknown fields are refused).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::tokens::ReviewerTokens;
+use crate::guard::Verdict;
+use crate::guard::queue::{ApprovalQueue, GrantScope, QueueDecision, QueueError, QueuedApproval};
+
+/// Longest reason a reviewer may give, in characters.
+pub const MAX_REASON_CHARS: usize = 2000;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(super) struct AppState {
+    pub(super) queue: ApprovalQueue,
+    pub(super) tokens: Arc<ReviewerTokens>,
+}
+
+/// An error answer: a status and `{"error": "..."}`.
+#[derive(Debug)]
+pub(super) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn unauthorized(message: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": self.message }));
+        let mut response = (self.status, body).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"mandate approvals\""),
+            );
+        }
+        response
+    }
+}
+
+/// The reviewer whose token the request carries, or 401.
+fn reviewer(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::unauthorized(
+            "no reviewer token: send `Authorization: Bearer <token>`",
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let Some(token) = token else {
+        return Err(ApiError::unauthorized(
+            "the authorization header is not `Bearer <token>`",
+        ));
+    };
+    state
+        .tokens
+        .authenticate(token)
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::unauthorized("the reviewer token is not valid"))
+}
+
+/// Runs a queue operation (SQLite, blocking) off the async workers.
+async fn on_queue<T: Send + 'static>(
+    state: &AppState,
+    op: impl FnOnce(&ApprovalQueue) -> Result<T, QueueError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let queue = state.queue.clone();
+    match tokio::task::spawn_blocking(move || op(&queue)).await {
+        Ok(result) => result.map_err(queue_error),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the approvals queue failed: {e}"),
+        )),
+    }
+}
+
+/// Late and repeated decisions are conflicts the reviewer should read about;
+/// anything else is the server's problem.
+fn queue_error(e: QueueError) -> ApiError {
+    let status = match &e {
+        QueueError::NotFound { .. } => StatusCode::NOT_FOUND,
+        QueueError::AlreadyDecided { .. } | QueueError::PastDeadline { .. } => StatusCode::CONFLICT,
+        QueueError::InvalidDecision { .. } => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(status, e.to_string())
+}
+
+/// A queued approval as the page sees it: the queue's record plus the
+/// seconds left before its deadline, by the server's clock.
+#[derive(Serialize)]
+pub(super) struct Listed {
+    #[serde(flatten)]
+    approval: QueuedApproval,
+    seconds_left: i64,
+}
+
+impl Listed {
+    fn new(approval: QueuedApproval, now: Timestamp) -> Self {
+        let seconds_left = approval
+            .pending
+            .deadline
+            .duration_since(now)
+            .as_secs()
+            .max(0);
+        Listed {
+            approval,
+            seconds_left,
+        }
+    }
+}
+
+/// `GET /api/whoami`: the token's reviewer, so the page can check a token
+/// before it shows anything.
+pub(super) async fn whoami(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let reviewer = reviewer(&state, &headers)?;
+    Ok(Json(serde_json::json!({ "reviewer": reviewer })))
+}
+
+/// `GET /api/pending`: the approvals still waiting, oldest first.
+pub(super) async fn pending(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Listed>>, ApiError> {
+    reviewer(&state, &headers)?;
+    let pending = on_queue(&state, ApprovalQueue::pending).await?;
+    let now = Timestamp::now();
+    Ok(Json(
+        pending.into_iter().map(|a| Listed::new(a, now)).collect(),
+    ))
+}
+
+/// `GET /api/approvals/{id}`: one approval, decided or not.
+pub(super) async fn approval(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Listed>, ApiError> {
+    reviewer(&state, &headers)?;
+    let wanted = id.clone();
+    match on_queue(&state, move |q| q.get(&wanted)).await? {
+        Some(a) => Ok(Json(Listed::new(a, Timestamp::now()))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no approval `{id}` in the queue"),
+        )),
+    }
+}
+
+/// The body of an approve or deny request. The reviewer is not in it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    scope: Option<GrantScope>,
+}
+
+/// `POST /api/approvals/{id}/approve`
+pub(super) async fn approve(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Listed>, ApiError> {
+    decide(state, headers, id, body, Verdict::Approve).await
+}
+
+/// `POST /api/approvals/{id}/deny`
+pub(super) async fn deny(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Listed>, ApiError> {
+    decide(state, headers, id, body, Verdict::Deny).await
+}
+
+async fn decide(
+    state: AppState,
+    headers: HeaderMap,
+    id: String,
+    body: Bytes,
+    verdict: Verdict,
+) -> Result<Json<Listed>, ApiError> {
+    // The token first: without one, the body is not even read.
+    let reviewer = reviewer(&state, &headers)?;
+    let body: DecisionBody = if body.iter().all(u8::is_ascii_whitespace) {
+        DecisionBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the request body is not a decision ({e}); send {{\"reason\": \"...\", \"scope\": \"once\"|\"session\"}}, both optional"
+                ),
+            )
+        })?
+    };
+    let reason = body
+        .reason
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty());
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the reason is longer than {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    let decision = QueueDecision {
+        verdict,
+        reviewer,
+        reason,
+        scope: body.scope.unwrap_or(GrantScope::Once),
+    };
+    let decided = on_queue(&state, move |q| q.decide(&id, &decision)).await?;
+    Ok(Json(Listed::new(decided, Timestamp::now())))
+}
+
+/// Any other path.
+pub(super) async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such page")
+}

@@ -1,0 +1,221 @@
+//! Reviewer tokens: the server's configuration says which bearer token
+//! belongs to which reviewer. A decision's reviewer is the token's user,
+//! never a name the browser sends.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// Shortest token accepted: long enough that guessing one over HTTP is
+/// hopeless (`openssl rand -hex 16` makes 32 characters).
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Why a token file was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The file could not be read.
+    #[error("cannot read the token file `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is neither a JSON object nor a TOML table of strings.
+    #[error(
+        "the token file `{path}` is not a map of token to reviewer user id: {message}; write e.g. {{\"<token>\": \"carol\"}} (JSON) or `\"<token>\" = \"carol\"` (TOML)"
+    )]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// No token at all: nobody could decide anything.
+    #[error(
+        "no reviewer tokens are configured; add at least one `token -> reviewer user id` entry"
+    )]
+    Empty,
+    /// A token too short or with characters a header cannot carry.
+    #[error(
+        "the token of reviewer `{reviewer}` is unusable: it needs at least {MIN_TOKEN_CHARS} visible ASCII characters and no spaces (e.g. `openssl rand -hex 24`)"
+    )]
+    WeakToken {
+        /// Whose token (the token itself is never shown).
+        reviewer: String,
+    },
+    /// A token mapped to an empty reviewer id.
+    #[error("a token maps to an empty reviewer user id; name the reviewer, e.g. `carol`")]
+    EmptyReviewer,
+}
+
+/// The configured tokens, kept only as SHA-256 digests so that comparing a
+/// presented token takes the same time whatever it is.
+#[derive(Clone)]
+pub struct ReviewerTokens {
+    entries: Vec<([u8; 32], String)>,
+}
+
+impl std::fmt::Debug for ReviewerTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reviewers: Vec<&str> = self.entries.iter().map(|(_, r)| r.as_str()).collect();
+        f.debug_struct("ReviewerTokens")
+            .field("reviewers", &reviewers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReviewerTokens {
+    /// Reads a token file: a JSON object or a TOML table mapping each token
+    /// to the reviewer's user id. A `.toml` file is read as TOML, anything
+    /// else as JSON.
+    ///
+    /// ```toml
+    /// "9f2c0d6b7e1a4c3f8b5d2e7a" = "carol"
+    /// ```
+    pub fn from_file(path: &Path) -> Result<Self, TokenError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let is_toml = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+        let parsed: Result<BTreeMap<String, String>, String> = if is_toml {
+            toml::from_str(&text).map_err(|e| e.message().to_string())
+        } else {
+            serde_json::from_str(&text).map_err(|e| e.to_string())
+        };
+        let map = parsed.map_err(|message| TokenError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Self::from_map(map)
+    }
+
+    /// Tokens from `token -> reviewer user id` pairs.
+    ///
+    /// ```
+    /// use mandate::review_server::ReviewerTokens;
+    /// let tokens = ReviewerTokens::from_map([("c4f1d2a9e8b7c6d5".to_string(), "carol".to_string())])?;
+    /// assert_eq!(tokens.authenticate("c4f1d2a9e8b7c6d5"), Some("carol"));
+    /// assert_eq!(tokens.authenticate("guess"), None);
+    /// # Ok::<(), mandate::review_server::TokenError>(())
+    /// ```
+    pub fn from_map(map: impl IntoIterator<Item = (String, String)>) -> Result<Self, TokenError> {
+        let mut entries = Vec::new();
+        for (token, reviewer) in map {
+            let reviewer = reviewer.trim().to_string();
+            if reviewer.is_empty() {
+                return Err(TokenError::EmptyReviewer);
+            }
+            let usable = token.chars().count() >= MIN_TOKEN_CHARS
+                && token.bytes().all(|b| b.is_ascii_graphic());
+            if !usable {
+                return Err(TokenError::WeakToken { reviewer });
+            }
+            entries.push((digest(&token), reviewer));
+        }
+        if entries.is_empty() {
+            return Err(TokenError::Empty);
+        }
+        Ok(ReviewerTokens { entries })
+    }
+
+    /// The reviewer whose token `presented` is, if any. Every configured
+    /// token is compared, each in constant time, so the time taken says
+    /// nothing about how close a guess was.
+    pub fn authenticate(&self, presented: &str) -> Option<&str> {
+        let presented = digest(presented);
+        let mut found = None;
+        for (token, reviewer) in &self.entries {
+            let diff = token
+                .iter()
+                .zip(presented.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if std::hint::black_box(diff) == 0 {
+                found = Some(reviewer.as_str());
+            }
+        }
+        found
+    }
+
+    /// How many reviewers have a token.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Always false: a configuration without tokens is refused.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAROL: &str = "carol-token-0123456789";
+
+    #[test]
+    fn a_token_names_its_reviewer_and_nothing_else_does() {
+        let tokens = ReviewerTokens::from_map([
+            (CAROL.to_string(), "carol".to_string()),
+            ("dave-token-0123456789".to_string(), "dave".to_string()),
+        ])
+        .unwrap();
+        assert_eq!(tokens.authenticate(CAROL), Some("carol"));
+        assert_eq!(tokens.authenticate("dave-token-0123456789"), Some("dave"));
+        assert_eq!(tokens.authenticate(""), None);
+        assert_eq!(tokens.authenticate("carol-token-012345678"), None);
+        assert_eq!(tokens.authenticate("carol"), None);
+        assert!(!format!("{tokens:?}").contains(CAROL));
+    }
+
+    #[test]
+    fn weak_empty_and_missing_tokens_are_refused() {
+        let weak = ReviewerTokens::from_map([("short".to_string(), "carol".to_string())]);
+        assert!(
+            matches!(&weak, Err(TokenError::WeakToken { reviewer }) if reviewer == "carol"),
+            "{weak:?}"
+        );
+        let spaced =
+            ReviewerTokens::from_map([("has a space in it!".to_string(), "carol".to_string())]);
+        assert!(matches!(spaced, Err(TokenError::WeakToken { .. })));
+        let nobody = ReviewerTokens::from_map([(CAROL.to_string(), " ".to_string())]);
+        assert!(matches!(nobody, Err(TokenError::EmptyReviewer)));
+        assert!(matches!(
+            ReviewerTokens::from_map(Vec::new()),
+            Err(TokenError::Empty)
+        ));
+    }
+
+    #[test]
+    fn token_files_are_json_or_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("tokens.json");
+        std::fs::write(&json, format!("{{\"{CAROL}\": \"carol\"}}")).unwrap();
+        let tokens = ReviewerTokens::from_file(&json).unwrap();
+        assert_eq!(tokens.authenticate(CAROL), Some("carol"));
+
+        let toml = dir.path().join("tokens.toml");
+        std::fs::write(&toml, format!("# reviewers\n\"{CAROL}\" = \"carol\"\n")).unwrap();
+        let tokens = ReviewerTokens::from_file(&toml).unwrap();
+        assert_eq!(tokens.authenticate(CAROL), Some("carol"));
+        assert_eq!(tokens.len(), 1);
+
+        std::fs::write(&json, "[\"not a map\"]").unwrap();
+        let e = ReviewerTokens::from_file(&json).unwrap_err().to_string();
+        assert!(e.contains("not a map of token to reviewer user id"), "{e}");
+        let e = ReviewerTokens::from_file(&dir.path().join("missing.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("cannot read the token file"), "{e}");
+    }
+}

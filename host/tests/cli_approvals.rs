@@ -1,0 +1,296 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `mandate approvals list|show|approve|deny` on a queue file filled through
+//! the library, as a guard waiting on it would.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{mandate, policies_dir, s, stderr, stdout, success};
+use jiff::{SignedDuration, Timestamp};
+use mandate::guard::queue::{ApprovalQueue, GrantScope, QueueStatus};
+use mandate::guard::{AgentRef, Delegate, DelegateKind, PendingApproval, UserRef};
+use mandate::policy::DeterminingPolicy;
+use serde_json::{Value, json};
+
+fn pending(id: &str, session: &str, deadline: Timestamp) -> PendingApproval {
+    PendingApproval {
+        approval_id: id.into(),
+        session_id: session.into(),
+        call_id: format!("{session}:3"),
+        tool: "send_email".into(),
+        arguments: json!({"to": "bob@example.com", "subject": "Q3 notes", "body": {"redacted": "sha256:ab", "key_id": "k"}}),
+        resource: "Tool::\"send_email\"".into(),
+        user: UserRef {
+            id: "alice".into(),
+            email: "alice@example.com".into(),
+        },
+        agent: AgentRef {
+            id: "document-summarizer".into(),
+            name: "Document Summarizer".into(),
+            version: "0.1.0".into(),
+        },
+        delegation_chain: vec![
+            Delegate {
+                kind: DelegateKind::User,
+                id: "alice".into(),
+            },
+            Delegate {
+                kind: DelegateKind::Agent,
+                id: "document-summarizer".into(),
+            },
+        ],
+        demanded_by: vec![DeterminingPolicy {
+            id: "email-requires-approval".into(),
+            reason: Some("every outgoing email is reviewed by a human before it is sent".into()),
+        }],
+        deadline,
+    }
+}
+
+fn in_secs(secs: i64) -> Timestamp {
+    Timestamp::now() + SignedDuration::from_secs(secs)
+}
+
+/// A queue with two pending approvals (s1 older than s2) and one whose
+/// deadline has passed.
+fn queue(dir: &Path) -> (PathBuf, ApprovalQueue) {
+    let path = dir.join("approvals.sqlite");
+    let q = ApprovalQueue::open(&path).unwrap();
+    q.submit(&pending("apr:s1:3:0001", "s1", in_secs(300)))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    q.submit(&pending("apr:s2:3:0002", "s2", in_secs(300)))
+        .unwrap();
+    q.submit(&pending("apr:s0:3:0000", "s0", in_secs(-5)))
+        .unwrap();
+    (path, q)
+}
+
+fn approvals(args: &[&str], path: &Path) -> std::process::Output {
+    let mut all = vec!["approvals"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--queue", s(path)]);
+    mandate(&all)
+}
+
+#[test]
+fn list_shows_the_pending_approvals_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _q) = queue(dir.path());
+    let text = success(&approvals(&["list"], &path));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("id "), "{text}");
+    for column in [
+        "status", "deadline", "session", "user", "agent", "tool", "resource",
+    ] {
+        assert!(lines[0].contains(column), "{text}");
+    }
+    assert!(lines[1].starts_with("apr:s1:3:0001  pending"), "{text}");
+    assert!(lines[2].starts_with("apr:s2:3:0002  pending"), "{text}");
+    assert!(lines[1].contains("left") && lines[1].contains("send_email"));
+    assert!(lines[1].contains("Tool::\"send_email\""));
+    assert_eq!(lines.last(), Some(&"2 pending approvals"));
+    assert!(!text.contains("apr:s0"), "{text}");
+
+    let json: Value =
+        serde_json::from_str(&success(&approvals(&["list", "--format", "json"], &path))).unwrap();
+    let ids: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["pending"]["approval_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["apr:s1:3:0001", "apr:s2:3:0002"]);
+
+    let all = success(&approvals(&["list", "--all"], &path));
+    assert!(all.contains("apr:s0:3:0000  expired"), "{all}");
+    assert!(all.ends_with("3 approvals\n"), "{all}");
+}
+
+#[test]
+fn show_has_everything_a_reviewer_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _q) = queue(dir.path());
+    let text = success(&approvals(&["show", "apr:s1:3:0001"], &path));
+    for line in [
+        "approval   apr:s1:3:0001",
+        "session    s1 (call s1:3)",
+        "user       alice <alice@example.com>",
+        "agent      Document Summarizer 0.1.0 (document-summarizer)",
+        "on behalf  user:alice -> agent:document-summarizer",
+        "tool       send_email",
+        "resource   Tool::\"send_email\"",
+        "  \"to\": \"bob@example.com\",",
+        "held by    email-requires-approval: every outgoing email is reviewed by a human before it is sent",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+    assert!(text.contains("status     pending, "), "{text}");
+
+    let json: Value = serde_json::from_str(&success(&approvals(
+        &["show", "apr:s1:3:0001", "--format", "json"],
+        &path,
+    )))
+    .unwrap();
+    assert_eq!(json["status"], "pending");
+    assert_eq!(json["pending"]["tool"], "send_email");
+    assert_eq!(
+        json["pending"]["demanded_by"][0]["id"],
+        "email-requires-approval"
+    );
+
+    let out = approvals(&["show", "apr:nope"], &path);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no approval `apr:nope`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn approve_and_deny_record_the_decision_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, q) = queue(dir.path());
+    let text = success(&approvals(
+        &[
+            "approve",
+            "apr:s1:3:0001",
+            "--reviewer",
+            "carol",
+            "--reason",
+            "internal",
+            "--scope",
+            "session",
+        ],
+        &path,
+    ));
+    assert!(
+        text.starts_with("approved apr:s1:3:0001 as carol"),
+        "{text}"
+    );
+    assert!(
+        text.contains("later send_email calls on Tool::\"send_email\" in session s1"),
+        "{text}"
+    );
+    let row = q.get("apr:s1:3:0001").unwrap().unwrap();
+    assert_eq!(row.status, QueueStatus::Approved);
+    assert_eq!(row.reviewer.as_deref(), Some("carol"));
+    assert_eq!(row.reason.as_deref(), Some("internal"));
+    assert_eq!(row.scope, Some(GrantScope::Session));
+
+    let text = success(&approvals(
+        &["deny", "apr:s2:3:0002", "--reviewer", "carol"],
+        &path,
+    ));
+    assert_eq!(
+        text,
+        "denied apr:s2:3:0002 as carol; the waiting call is refused\n"
+    );
+    assert_eq!(
+        q.get("apr:s2:3:0002").unwrap().unwrap().status,
+        QueueStatus::Denied
+    );
+    assert!(success(&approvals(&["list"], &path)).ends_with("0 pending approvals\n"));
+
+    // A decision stands once made.
+    let out = approvals(&["deny", "apr:s1:3:0001", "--reviewer", "dave"], &path);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "refused: approval `apr:s1:3:0001` was already approved by `carol`; a decision cannot be changed\n"
+    );
+    let shown = success(&approvals(&["show", "apr:s1:3:0001"], &path));
+    assert!(
+        shown.contains("decided    approved by carol at "),
+        "{shown}"
+    );
+    assert!(shown.contains(", scope session"), "{shown}");
+    assert!(shown.contains("reason     internal"), "{shown}");
+
+    let out = approvals(&["approve", "apr:unknown", "--reviewer", "carol"], &path);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no approval `apr:unknown` in the queue"));
+
+    // --reviewer is required; scopes are `once` or `session`.
+    let out = approvals(&["approve", "apr:s1:3:0001"], &path);
+    assert_eq!(out.status.code(), Some(2));
+    let out = approvals(
+        &[
+            "approve",
+            "apr:s1:3:0001",
+            "--reviewer",
+            "carol",
+            "--scope",
+            "forever",
+        ],
+        &path,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown grant scope `forever`: use `once` or `session`"));
+}
+
+#[test]
+fn a_late_decision_is_refused_exits_1_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, q) = queue(dir.path());
+    let out = approvals(&["approve", "apr:s0:3:0000", "--reviewer", "carol"], &path);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("refused: approval `apr:s0:3:0000`: decision refused, the deadline ")
+            && err.contains(
+                "has passed and the call was denied as timed out; your decision was not recorded"
+            ),
+        "{err}"
+    );
+    assert!(stdout(&out).is_empty());
+    let row = q.get("apr:s0:3:0000").unwrap().unwrap();
+    assert_eq!(row.status, QueueStatus::Expired);
+    assert_eq!(row.reviewer, None);
+}
+
+#[test]
+fn a_missing_queue_is_an_error_not_a_new_empty_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nope.sqlite");
+    let out = approvals(&["list"], &path);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "error: no approvals queue at `{}`",
+            path.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!path.exists());
+
+    // `mandate run` with a queue nobody could reach stops before the agent runs.
+    let queue = dir.path().join("no-such-dir/approvals.sqlite");
+    let out = mandate(&[
+        "run",
+        "--agent",
+        s(&dir.path().join("agent.wasm")),
+        "--policies",
+        s(&policies_dir()),
+        "--session",
+        s(&policies_dir().join("session.json")),
+        "--audit",
+        s(&dir.path().join("audit")),
+        "--approver",
+        &format!("queue:{}", queue.display()),
+        "task",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&format!(
+            "cannot open the approvals queue `{}`",
+            queue.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path().join("audit").exists());
+}

@@ -1,0 +1,686 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The review page (`mandate approvals serve`), end to end: a scripted agent
+//! whose `send_email` is held (policies/approval.cedar) waits on a
+//! `QueueReviewer`; the review server runs in-process over the same queue
+//! file; a real headless Chromium, driven through chromedriver, signs in
+//! with a reviewer token and approves or denies the call from the page.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (scripts/test installs
+//! them). Without them these tests fail and say so: they are not skipped.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Env, email_call, policy_ids};
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use mandate::guard::queue::{ApprovalQueue, QueueReviewer, QueueStatus};
+use mandate::review_server::{ReviewServer, ReviewerTokens};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// carol is in `Group::"reviewers"` (policies/entities.json); bob is not.
+const CAROL_TOKEN: &str = "carol-7f3a9c2e51d84b06";
+const BOB_TOKEN: &str = "bob-2c9e4a71f0d35b88";
+
+const SECRET: &str = "the launch slips to October; tell nobody";
+
+/// How long the browser gets for anything to show up.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------
+// The world: a queue file, the review server, and an agent waiting on it.
+
+struct World {
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn queue_path(&self) -> PathBuf {
+        self.dir.path().join("approvals.sqlite")
+    }
+
+    fn queue(&self) -> ApprovalQueue {
+        ApprovalQueue::open(&self.queue_path()).unwrap()
+    }
+
+    /// The tokens, written to a TOML file and read back as the CLI does.
+    fn tokens(&self) -> ReviewerTokens {
+        let path = self.dir.path().join("tokens.toml");
+        std::fs::write(
+            &path,
+            format!("\"{CAROL_TOKEN}\" = \"carol\"\n\"{BOB_TOKEN}\" = \"bob\"\n"),
+        )
+        .unwrap();
+        ReviewerTokens::from_file(&path).unwrap()
+    }
+
+    async fn server_on(&self, addr: SocketAddr) -> ReviewServer {
+        ReviewServer::start(addr, self.queue(), self.tokens())
+            .await
+            .unwrap()
+    }
+
+    async fn server(&self) -> ReviewServer {
+        self.server_on(loopback(0)).await
+    }
+
+    /// An environment whose reviewer is the queue.
+    fn env(&self) -> Env {
+        Env::builder()
+            .reviewer(QueueReviewer::new(self.queue()))
+            .build()
+    }
+
+    /// Waits until the queue holds `n` pending approvals and returns them.
+    async fn pending(&self, n: usize) -> Vec<mandate::guard::queue::QueuedApproval> {
+        let queue = self.queue();
+        let start = Instant::now();
+        loop {
+            let pending = queue.pending().unwrap();
+            if pending.len() >= n {
+                return pending;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "no pending approval appeared in the queue"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Runs the scripted agent over `calls` in the background; the task gives
+/// back the environment (to read the log and outbox) and the results.
+fn agent(env: Env, calls: Value) -> tokio::task::JoinHandle<(Env, Vec<Value>)> {
+    tokio::spawn(async move {
+        let results = env.script(calls).await;
+        (env, results)
+    })
+}
+
+async fn finished(agent: tokio::task::JoinHandle<(Env, Vec<Value>)>) -> (Env, Vec<Value>) {
+    tokio::time::timeout(PATIENCE, agent)
+        .await
+        .expect("the agent is still waiting")
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// The browser: chromedriver in its own process group, headless Chromium.
+
+struct Browser {
+    client: Option<Client>,
+    driver: Child,
+    profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        for program in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                Path::new(program).exists(),
+                "{program} is missing: the review page tests drive a real browser; install Debian's `chromium` and `chromium-driver` (scripts/test does)"
+            );
+        }
+        let port = free_port();
+        let mut command = Command::new(CHROMEDRIVER);
+        command
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Its own process group, so that dropping it ends the browsers it
+        // started too, even when a test fails halfway.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let driver = command.spawn().unwrap();
+        let profile = tempfile::tempdir().unwrap();
+        let mut browser = Browser {
+            client: None,
+            driver,
+            profile,
+        };
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new",
+                    // Tests run as root in CI, where Chromium's sandbox cannot start.
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--no-first-run",
+                    "--window-size=1280,1200",
+                    format!("--user-data-dir={}", browser.profile.path().display()),
+                ],
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let start = Instant::now();
+        let client = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => break client,
+                // chromedriver takes a moment to listen.
+                Err(_) if start.elapsed() < PATIENCE => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("cannot start headless chromium through chromedriver: {e}"),
+            }
+        };
+        browser.client = Some(client);
+        browser
+    }
+
+    fn client(&self) -> &Client {
+        self.client.as_ref().unwrap()
+    }
+
+    async fn open(&self, url: &str) {
+        self.client().goto(url).await.unwrap();
+    }
+
+    async fn wait_for(&self, css: &str) -> Element {
+        self.client()
+            .wait()
+            .at_most(PATIENCE)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("`{css}` never appeared on the page: {e}"))
+    }
+
+    /// Waits until the element `css` is shown and its text contains `what`.
+    async fn wait_for_text(&self, css: &str, what: &str) -> String {
+        let start = Instant::now();
+        loop {
+            if let Ok(el) = self.client().find(Locator::Css(css)).await
+                && el.is_displayed().await.unwrap_or(false)
+                && let Ok(text) = el.text().await
+                && text.contains(what)
+            {
+                return text;
+            }
+            if start.elapsed() > PATIENCE {
+                let shown = match self.client().find(Locator::Css(css)).await {
+                    Ok(el) => el.text().await.unwrap_or_default(),
+                    Err(_) => "(no such element)".into(),
+                };
+                panic!("`{css}` never showed `{what}`; it shows `{shown}`");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn sign_in(&self, token: &str) {
+        let field = self.wait_for("#token").await;
+        field.clear().await.unwrap();
+        field.send_keys(token).await.unwrap();
+        self.client()
+            .find(Locator::Css("#sign-in"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// The card of the approval `id` on the page.
+    async fn card(&self, id: &str) -> Element {
+        self.wait_for(&format!("article.approval[data-approval-id=\"{id}\"]"))
+            .await
+    }
+
+    async fn close(mut self) {
+        if let Some(client) = self.client.take() {
+            let _ = client.close().await;
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // The driver and every browser it started: the process group we made.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(loopback(0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn text_of(card: &Element, css: &str) -> String {
+    card.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("the card has no `{css}`: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn click(card: &Element, css: &str) {
+    card.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Plain HTTP, for what a browser would not show.
+
+struct Answer {
+    status: u16,
+    headers: String,
+    body: Value,
+}
+
+/// One HTTP/1.1 request over a fresh connection.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Answer {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    if !body.is_empty() {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{head}"
+    );
+    Answer {
+        status,
+        headers: head.to_ascii_lowercase(),
+        body: serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reviewer_approves_from_the_page_and_the_waiting_agent_sends_the_email() {
+    let world = World::new();
+    let server = world.server().await;
+    // A subject that would run script if the page inserted it as HTML.
+    let hostile = "<img src=x onerror=\"document.title='pwned'\">";
+    let call = json!({
+        "tool": "send_email",
+        "arguments": {"to": "bob@example.com", "subject": hostile, "body": SECRET},
+    });
+    let agent = agent(world.env(), json!([call]));
+    let pending = world.pending(1).await;
+    let id = pending[0].pending.approval_id.clone();
+
+    let browser = Browser::start().await;
+    browser.open(&server.url()).await;
+    browser.sign_in(CAROL_TOKEN).await;
+    browser.wait_for_text("#whoami", "carol").await;
+    let card = browser.card(&id).await;
+
+    // What a reviewer needs to decide.
+    assert_eq!(text_of(&card, ".tool").await, "send_email");
+    assert_eq!(text_of(&card, ".resource").await, "Tool::\"send_email\"");
+    assert_eq!(text_of(&card, ".user").await, "alice <alice@example.com>");
+    assert!(
+        text_of(&card, ".agent")
+            .await
+            .contains("(document-summarizer)")
+    );
+    assert_eq!(
+        text_of(&card, ".chain").await,
+        "user:alice \u{2192} agent:document-summarizer"
+    );
+    assert_eq!(
+        text_of(&card, ".policies").await,
+        "email-requires-approval: every outgoing email is reviewed by a human before it is sent"
+    );
+    let countdown = text_of(&card, ".countdown").await;
+    assert!(countdown.ends_with(" left"), "{countdown}");
+    let arguments = text_of(&card, ".arguments").await;
+    assert!(arguments.contains("bob@example.com"), "{arguments}");
+    // The body is redacted in the queue as in the log: the page never has it.
+    assert!(arguments.contains("redacted"), "{arguments}");
+    assert!(!arguments.contains("launch slips"), "{arguments}");
+    let source = browser.client().source().await.unwrap();
+    assert!(!source.contains("launch slips"));
+    // The hostile subject is shown as the JSON text it is, not as markup.
+    let as_json = serde_json::to_string(hostile).unwrap();
+    assert!(arguments.contains(&as_json), "{arguments}");
+    assert!(card.find(Locator::Css("img")).await.is_err());
+    assert_ne!(browser.client().title().await.unwrap(), "pwned");
+
+    let reason = card.find(Locator::Css(".reason")).await.unwrap();
+    reason.send_keys("internal recipient").await.unwrap();
+    click(&card, ".approve").await;
+    let line = browser.wait_for_text("#decided-list", "approved").await;
+    assert!(line.contains("send_email"), "{line}");
+    assert!(line.contains("by carol"), "{line}");
+
+    let (env, results) = finished(agent).await;
+    assert_eq!(
+        results[0],
+        json!({"tool": "send_email", "ok": {"queued": true, "message_id": "msg:sess_example_01:1"}})
+    );
+    let outbox = env.outbox();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0]["body"], SECRET);
+
+    let decision = &env.records_of("decision")[0];
+    assert_eq!(decision["decision"]["effect"], "allow");
+    let a = &decision["approval"];
+    assert_eq!(a["outcome"], "approved");
+    assert_eq!(a["reviewer"], "carol");
+    assert_eq!(a["reason"], "internal recipient");
+    assert_eq!(
+        a["reviewer_callback"],
+        format!("queue:{}", world.queue_path().display())
+    );
+    assert!(policy_ids(&a["demanded_by"]).contains(&"email-requires-approval".to_string()));
+
+    let queued = world.queue().get(&id).unwrap().unwrap();
+    assert_eq!(queued.status, QueueStatus::Approved);
+    assert_eq!(queued.reviewer.as_deref(), Some("carol"));
+
+    // The card is gone and the page says nothing is waiting.
+    browser.wait_for_text("#empty", "Nothing is waiting").await;
+    browser.close().await;
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reviewer_denies_from_the_page_with_a_reason_and_the_agent_is_told_it() {
+    let world = World::new();
+    let server = world.server().await;
+    let agent = agent(world.env(), json!([email_call(SECRET)]));
+    let id = world.pending(1).await[0].pending.approval_id.clone();
+
+    let browser = Browser::start().await;
+    browser.open(&server.url()).await;
+    // A wrong token is refused, visibly, and shows nothing.
+    browser.sign_in("not-a-token-anyone-has").await;
+    let error = browser.wait_for_text("#error", "not accepted").await;
+    assert!(error.contains("not valid"), "{error}");
+    assert!(
+        !browser
+            .client()
+            .find(Locator::Css("#main"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap()
+    );
+
+    browser.sign_in(CAROL_TOKEN).await;
+    let card = browser.card(&id).await;
+    let reason = card.find(Locator::Css(".reason")).await.unwrap();
+    reason.send_keys("no launch dates by email").await.unwrap();
+    click(&card, ".deny").await;
+    let line = browser.wait_for_text("#decided-list", "denied").await;
+    assert!(line.contains("no launch dates by email"), "{line}");
+
+    let (env, results) = finished(agent).await;
+    assert_eq!(
+        results[0]["error"],
+        json!({"kind": "approval-denied", "message": "no launch dates by email"})
+    );
+    assert!(env.outbox().is_empty());
+    assert!(env.records_of("outcome").is_empty());
+    let a = &env.records_of("decision")[0]["approval"];
+    assert_eq!(a["outcome"], "denied");
+    assert_eq!(a["reviewer"], "carol");
+    assert_eq!(a["reason"], "no launch dates by email");
+    env.assert_verifies(4);
+
+    let queued = world.queue().get(&id).unwrap().unwrap();
+    assert_eq!(queued.status, QueueStatus::Denied);
+    browser.close().await;
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_valid_token_nothing_is_shown_and_nothing_is_decided() {
+    let world = World::new();
+    let server = world.server().await;
+    let addr = server.local_addr();
+    let agent = agent(world.env(), json!([email_call(SECRET)]));
+    let id = world.pending(1).await[0].pending.approval_id.clone();
+    let approve = format!("/api/approvals/{id}/approve");
+    let deny = format!("/api/approvals/{id}/deny");
+
+    // The page itself is public: it holds no data.
+    let page = http(addr, "GET", "/", None, None).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.headers
+            .contains("content-security-policy: default-src 'none'; script-src 'self'")
+    );
+
+    for (method, path, body) in [
+        ("GET", "/api/pending", None),
+        ("GET", "/api/whoami", None),
+        ("GET", &format!("/api/approvals/{id}") as &str, None),
+        (
+            "POST",
+            &approve as &str,
+            Some(json!({"reason": "trust me"})),
+        ),
+        ("POST", &approve as &str, Some(json!({"reviewer": "carol"}))),
+        ("POST", &deny as &str, Some(json!({}))),
+    ] {
+        for token in [None, Some("carol"), Some("carol-7f3a9c2e51d84b0")] {
+            let answer = http(addr, method, path, token, body.clone()).await;
+            assert_eq!(answer.status, 401, "{method} {path} with {token:?}");
+            assert!(answer.body["error"].is_string(), "{:?}", answer.body);
+            assert!(answer.headers.contains("www-authenticate: bearer"));
+        }
+    }
+    let answer = http(addr, "POST", &approve, Some("Basic Y2Fyb2w6eA=="), None).await;
+    assert_eq!(answer.status, 401);
+    // Nothing was decided.
+    let queued = world.queue().get(&id).unwrap().unwrap();
+    assert_eq!(queued.status, QueueStatus::Pending);
+    assert_eq!(queued.reviewer, None);
+
+    // A valid token cannot name another reviewer: the body has no such field.
+    let answer = http(
+        addr,
+        "POST",
+        &approve,
+        Some(CAROL_TOKEN),
+        Some(json!({"reviewer": "mallory"})),
+    )
+    .await;
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    assert_eq!(
+        world.queue().get(&id).unwrap().unwrap().status,
+        QueueStatus::Pending
+    );
+
+    // With the token: the list, then a decision recorded under its reviewer.
+    let list = http(addr, "GET", "/api/pending", Some(CAROL_TOKEN), None).await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.body[0]["pending"]["approval_id"], id.as_str());
+    assert_eq!(list.body[0]["status"], "pending");
+    let left = list.body[0]["seconds_left"].as_i64().unwrap();
+    assert!((250..=300).contains(&left), "{left}");
+    assert_eq!(
+        list.body[0]["pending"]["arguments"]["to"],
+        "bob@example.com"
+    );
+    assert!(list.body[0]["pending"]["arguments"]["body"]["redacted"].is_string());
+
+    let decided = http(
+        addr,
+        "POST",
+        &approve,
+        Some(CAROL_TOKEN),
+        Some(json!({"reason": "fine", "scope": "once"})),
+    )
+    .await;
+    assert_eq!(decided.status, 200, "{:?}", decided.body);
+    assert_eq!(decided.body["status"], "approved");
+    assert_eq!(decided.body["reviewer"], "carol");
+    let (env, results) = finished(agent).await;
+    assert_eq!(results[0]["ok"]["queued"], true, "{results:?}");
+    assert_eq!(
+        env.records_of("decision")[0]["approval"]["reviewer"],
+        "carol"
+    );
+
+    // A second decision is a conflict the reviewer is told about.
+    let again = http(addr, "POST", &deny, Some(BOB_TOKEN), None).await;
+    assert_eq!(again.status, 409);
+    let message = again.body["error"].as_str().unwrap();
+    assert!(message.contains("already approved by `carol`"), "{message}");
+    let unknown = http(
+        addr,
+        "POST",
+        "/api/approvals/apr:nope/deny",
+        Some(CAROL_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decision_after_the_deadline_is_refused_with_the_reason() {
+    let world = World::new();
+    let server = world.server().await;
+    let addr = server.local_addr();
+    let env = Env::builder()
+        .reviewer(QueueReviewer::new(world.queue()))
+        .approval_timeout(Duration::from_secs(1))
+        .build();
+    let agent = agent(env, json!([email_call(SECRET)]));
+    let id = world.pending(1).await[0].pending.approval_id.clone();
+    let (_env, results) = finished(agent).await;
+    assert_eq!(
+        results[0]["error"]["kind"], "approval-timed-out",
+        "{results:?}"
+    );
+
+    let late = http(
+        addr,
+        "POST",
+        &format!("/api/approvals/{id}/approve"),
+        Some(CAROL_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(late.status, 409, "{:?}", late.body);
+    let message = late.body["error"].as_str().unwrap();
+    assert!(message.contains("deadline"), "{message}");
+    assert!(message.contains("not recorded"), "{message}");
+    let list = http(addr, "GET", "/api/pending", Some(CAROL_TOKEN), None).await;
+    assert_eq!(list.body, json!([]));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_review_server_restarts_while_a_call_waits_and_the_approval_is_still_there() {
+    let world = World::new();
+    let first = world.server().await;
+    let addr = first.local_addr();
+    let agent = agent(world.env(), json!([email_call(SECRET)]));
+    let id = world.pending(1).await[0].pending.approval_id.clone();
+
+    let browser = Browser::start().await;
+    browser.open(&first.url()).await;
+    browser.sign_in(CAROL_TOKEN).await;
+    browser.card(&id).await;
+
+    // The server goes away; the page says it cannot reach it; the call waits.
+    first.shutdown().await.unwrap();
+    browser
+        .wait_for_text("#error", "cannot reach the review server")
+        .await;
+    assert!(!agent.is_finished());
+
+    // A new server over the same queue file, on the same address.
+    let second = world.server_on(addr).await;
+    let list = http(addr, "GET", "/api/pending", Some(CAROL_TOKEN), None).await;
+    assert_eq!(list.body[0]["pending"]["approval_id"], id.as_str());
+    let start = Instant::now();
+    while browser
+        .client()
+        .find(Locator::Css("#error"))
+        .await
+        .unwrap()
+        .is_displayed()
+        .await
+        .unwrap()
+    {
+        assert!(start.elapsed() < PATIENCE, "the page did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let card = browser.card(&id).await;
+    click(&card, ".approve").await;
+    browser.wait_for_text("#decided-list", "approved").await;
+
+    let (env, results) = finished(agent).await;
+    assert_eq!(results[0]["ok"]["queued"], true, "{results:?}");
+    assert_eq!(env.outbox().len(), 1);
+    let a = &env.records_of("decision")[0]["approval"];
+    assert_eq!(a["outcome"], "approved");
+    assert_eq!(a["reviewer"], "carol");
+    browser.close().await;
+    second.shutdown().await.unwrap();
+}
