@@ -1,0 +1,270 @@
+//! What the guard's decision path costs on top of Cedar, for one `read_document` call that the
+//! example policies allow, side by side in one run:
+//!
+//! - `raw_cedar`: `cedar_policy::Authorizer::is_authorized` on a prepared `Request` against the
+//!   example policies (`policies/`), the request and entities built once outside the timed loop;
+//! - `guard_call`: `SessionGuard::call("read_document", "{\"document_id\":\"doc_88pk3r\"}")` with
+//!   a registered tool of that name that does nothing, so the call is the guard's whole path:
+//!   parse and check the JSON arguments, build the Cedar request, decide, write the decision
+//!   record (serialized, hash-chained, appended by the writer thread), run the no-op tool and
+//!   write its outcome record. That is two records per call.
+//!
+//! The log is on a tmpfs (`/dev/shm` unless `DECISION_BENCH_DIR=<dir>` says otherwise), where
+//! `fdatasync` returns at once: what is measured is the CPU work and the hand-off to the writer
+//! thread, not the disk (`audit_append` measures the disk). Small segments with only the newest
+//! two kept keep the run from filling memory.
+//!
+//! Run: `cargo bench -p mandate --bench decision`. Besides criterion's report it prints the
+//! medians (p50) and p99 of single calls, timed one by one in alternating rounds of both, and the
+//! difference in microseconds.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request, Schema,
+};
+use criterion::{Criterion, criterion_group, criterion_main};
+use mandate::audit::{AuditConfig, AuditLog, Retention};
+use mandate::guard::{
+    Guard, ResourceBinding, Session, SessionGuard, Tool, ToolContext, ToolFailure, ToolRegistry,
+    ToolSpec,
+};
+use mandate::policy::Policies;
+use mandate::tools::document_entity_type;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+const TOOL: &str = "read_document";
+const ARGUMENTS: &str = r#"{"document_id":"doc_88pk3r"}"#;
+/// Alternating rounds of the summary, and single calls of each per round.
+const ROUNDS: usize = 20;
+const CALLS_PER_ROUND: usize = 1_000;
+
+/// `read_document` as the policies see it, doing nothing when it runs.
+struct NoopRead;
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct NoopArgs {
+    #[allow(dead_code)]
+    document_id: String,
+}
+
+impl Tool for NoopRead {
+    type Args = NoopArgs;
+
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: TOOL.into(),
+            description: "Does nothing (benchmark).".into(),
+            scope: "documents:read".into(),
+            resource: ResourceBinding::Argument {
+                entity_type: "Document".into(),
+                argument: "document_id".into(),
+            },
+            sensitive: Vec::new(),
+        }
+    }
+
+    async fn run(&self, _ctx: ToolContext, _args: NoopArgs) -> Result<Value, ToolFailure> {
+        Ok(json!({}))
+    }
+}
+
+fn policies_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+}
+
+/// The example policies, schema and entities as plain Cedar values, and the request the guard
+/// makes for the call (first evaluation: no approval).
+struct RawCedar {
+    authorizer: Authorizer,
+    set: PolicySet,
+    entities: Entities,
+    request: Request,
+}
+
+fn raw_cedar(policies: &Policies) -> RawCedar {
+    let dir = policies_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cedar"))
+        .collect();
+    files.sort();
+    let text: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let set = PolicySet::from_str(&text).unwrap();
+    let schema: &Schema = policies.schema();
+    let action = EntityUid::from_str(r#"Action::"read_document""#).unwrap();
+    let context = Context::from_json_value(
+        json!({
+            "session": {
+                "id": "sess_example_01",
+                "scopes": ["documents:read", "documents:write", "email:send"],
+                "type": "human_approved",
+                "expires_at": { "__extn": { "fn": "datetime", "arg": "2099-01-01T00:00:00Z" } },
+            },
+            "user": { "__entity": { "type": "User", "id": "alice" } },
+            "delegation": { "chain": ["user:alice", "agent:document-summarizer"], "depth": 2 },
+            "approval": { "granted": false, "standing": false },
+            "now": { "__extn": { "fn": "datetime", "arg": "2026-11-26T12:00:00Z" } },
+            "arguments": { "document_id": "doc_88pk3r" },
+        }),
+        Some((schema, &action)),
+    )
+    .unwrap();
+    let request = Request::new(
+        EntityUid::from_str(r#"Agent::"document-summarizer""#).unwrap(),
+        action,
+        EntityUid::from_str(r#"Document::"doc_88pk3r""#).unwrap(),
+        context,
+        Some(schema),
+    )
+    .unwrap();
+    RawCedar {
+        authorizer: Authorizer::new(),
+        set,
+        entities: policies.entities().clone(),
+        request,
+    }
+}
+
+impl RawCedar {
+    fn decide(&self) -> Decision {
+        self.authorizer
+            .is_authorized(&self.request, &self.set, &self.entities)
+            .decision()
+    }
+}
+
+struct GuardPath {
+    _dir: tempfile::TempDir,
+    session: SessionGuard,
+    tokio: tokio::runtime::Runtime,
+}
+
+fn guard_path(policies: Policies) -> GuardPath {
+    let base =
+        std::env::var_os("DECISION_BENCH_DIR").map_or_else(|| "/dev/shm".into(), PathBuf::from);
+    let dir = tempfile::Builder::new()
+        .prefix("decision-bench-")
+        .tempdir_in(base)
+        .unwrap();
+    let config = AuditConfig {
+        segment_max_bytes: 8 * 1024 * 1024,
+        retention: Retention {
+            keep_segments: Some(2),
+            max_age: None,
+        },
+        ..AuditConfig::default()
+    };
+    let audit = AuditLog::open_with(dir.path().join("audit"), config).unwrap();
+    let mut tools = ToolRegistry::new();
+    tools
+        .declare_entity_type(document_entity_type())
+        .unwrap()
+        .register(NoopRead)
+        .unwrap();
+    let guard = Guard::builder(policies, audit)
+        .tools(tools)
+        .build()
+        .unwrap();
+    let session = Session::from_file(&policies_dir().join("session.json")).unwrap();
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let session = tokio.block_on(guard.start_session(session, None)).unwrap();
+    GuardPath {
+        _dir: dir,
+        session,
+        tokio,
+    }
+}
+
+impl GuardPath {
+    /// Makes `n` calls one after another; returns each one's time.
+    fn calls(&self, n: usize) -> Vec<Duration> {
+        self.tokio.block_on(async {
+            let mut times = Vec::with_capacity(n);
+            for _ in 0..n {
+                let started = Instant::now();
+                let result = self.session.call(TOOL, ARGUMENTS).await;
+                times.push(started.elapsed());
+                assert_eq!(result.as_deref(), Ok("{}"));
+            }
+            times
+        })
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn bench(c: &mut Criterion) {
+    let policies = Policies::load_dir(&policies_dir()).unwrap();
+    let raw = raw_cedar(&policies);
+    assert_eq!(raw.decide(), Decision::Allow);
+    let guard = guard_path(Policies::load_dir(&policies_dir()).unwrap());
+
+    let mut group = c.benchmark_group("decision");
+    group.bench_function("raw_cedar", |b| b.iter(|| raw.decide()));
+    group.bench_function("guard_call", |b| {
+        b.iter_custom(|iterations| {
+            guard.tokio.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iterations {
+                    guard.session.call(TOOL, ARGUMENTS).await.unwrap();
+                }
+                started.elapsed()
+            })
+        })
+    });
+    group.finish();
+
+    // Single calls timed one by one, the two alternating so that both see the same machine.
+    let (mut cedar, mut call) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        for _ in 0..CALLS_PER_ROUND {
+            let started = Instant::now();
+            let decision = raw.decide();
+            cedar.push(started.elapsed());
+            assert_eq!(decision, Decision::Allow);
+        }
+        call.extend(guard.calls(CALLS_PER_ROUND));
+    }
+    cedar.sort();
+    call.sort();
+    let (cedar50, call50) = (percentile(&cedar, 0.5), percentile(&call, 0.5));
+    println!(
+        "\ndecision: {} single calls each in {ROUNDS} alternating rounds: \
+         raw Cedar p50 {:.1} µs (p99 {:.1} µs), guard call p50 {:.1} µs (p99 {:.1} µs); \
+         the guard adds {:.1} µs at p50 ({:.1}x raw Cedar)",
+        cedar.len(),
+        micros(cedar50),
+        micros(percentile(&cedar, 0.99)),
+        micros(call50),
+        micros(percentile(&call, 0.99)),
+        micros(call50) - micros(cedar50),
+        call50.as_secs_f64() / cedar50.as_secs_f64(),
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
