@@ -851,3 +851,45 @@ fn progress_is_reported_up_to_the_total() {
     assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
     assert_eq!(seen.last(), Some(&(report.bytes, report.bytes)));
 }
+
+/// Found by fuzzing (`fuzz/fuzz_targets/audit_mutate.rs`): the checkpoint file's `record_seq`
+/// makes the verifier count the checkpoint record itself as vouched for
+/// (`last_vouched_seq` = its seq, so `audit verify` says nothing is left to the chain alone),
+/// but only the record's `checkpoint` and `signature` fields are compared with the file. Its
+/// timestamp, or any field added to it, can be rewritten with the hashes recomputed and the log
+/// still verifies with the key and the checkpoint file.
+#[test]
+#[ignore = "known gap: a rewritten checkpoint record is still reported as vouched for"]
+fn a_rewritten_checkpoint_record_is_not_reported_as_vouched_for() {
+    let signer = CheckpointSigner::generate().unwrap();
+    let mut log = small_log(&signer, None);
+    // Seq 11, the last record, is the checkpoint that vouches for seq 10.
+    let last = log.segments.last_mut().unwrap();
+    let record: Value = serde_json::from_slice(last.lines.last().unwrap()).unwrap();
+    let prev = record["prev_hash"].as_str().unwrap().to_owned();
+    let mut body = record.clone();
+    for key in ["seq", "prev_hash", "timestamp", "hash"] {
+        body.as_object_mut().unwrap().remove(key);
+    }
+    body["note"] = json!("inserted after the fact");
+    let forged = encode_line(
+        11,
+        &prev,
+        Timestamp::from_millisecond(1_800_000_000_000).unwrap(),
+        &BodyFields::new(&body).unwrap(),
+    );
+    *last.lines.last_mut().unwrap() = forged.bytes;
+    let fixture = Fixture::new(&log);
+
+    match fixture.with_file(&signer) {
+        Err(error) => assert_eq!(error.first_bad_seq(), Some(11), "{error}"),
+        Ok(report) => {
+            assert_eq!(report.head_seq, 11);
+            assert!(
+                report.checkpoints.last_vouched_seq < Some(11),
+                "the rewritten record 11 is reported as vouched for: {:?}",
+                report.checkpoints
+            );
+        }
+    }
+}
