@@ -77,6 +77,50 @@ pub const ARGUMENTS_ROOT: &str = "arguments";
 /// Longest declared path, in steps (fields and `[]`); keeps redaction shallow.
 pub const MAX_PATH_STEPS: usize = 32;
 
+/// Whether `value` is what redaction left in place of a sensitive value: an
+/// object with a [`REDACTED_FIELD`].
+pub(crate) fn is_commitment(value: &Value) -> bool {
+    value
+        .as_object()
+        .is_some_and(|m| m.contains_key(REDACTED_FIELD))
+}
+
+/// The concrete paths of the commitments under `value`, which sits at `path`
+/// (`arguments.attachments[1].content`), at most `limit` of them.
+pub(crate) fn commitment_paths(value: &Value, path: &str, limit: usize) -> Vec<String> {
+    fn walk(value: &Value, path: &mut String, found: &mut Vec<String>, limit: usize) {
+        if found.len() >= limit {
+            return;
+        }
+        if is_commitment(value) {
+            found.push(path.clone());
+            return;
+        }
+        let len = path.len();
+        match value {
+            Value::Object(map) => {
+                for (name, v) in map {
+                    path.push('.');
+                    path.push_str(name);
+                    walk(v, path, found, limit);
+                    path.truncate(len);
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    path.push_str(&format!("[{i}]"));
+                    walk(v, path, found, limit);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(value, &mut path.to_string(), &mut found, limit);
+    found
+}
+
 /// A declared sensitive path that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("sensitive path `{path}` is malformed: {reason}")]

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::commitment_paths;
 use super::{
     ARGUMENTS_ROOT, COMMITMENT_PREFIX, KEY_ID_FIELD, REDACTED_FIELD, RedactionKey, commitment,
 };
@@ -207,37 +208,6 @@ fn as_commitment(value: &Value) -> Option<(Option<&str>, Option<&str>)> {
     ))
 }
 
-/// The concrete paths of the commitments under `value`, at most
-/// [`HINT_PATHS`] of them.
-fn redacted_paths(value: &Value, path: &mut String, found: &mut Vec<String>) {
-    if found.len() >= HINT_PATHS {
-        return;
-    }
-    if as_commitment(value).is_some() {
-        found.push(path.clone());
-        return;
-    }
-    let len = path.len();
-    match value {
-        Value::Object(map) => {
-            for (name, v) in map {
-                path.push('.');
-                path.push_str(name);
-                redacted_paths(v, path, found);
-                path.truncate(len);
-            }
-        }
-        Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                path.push_str(&format!("[{i}]"));
-                redacted_paths(v, path, found);
-                path.truncate(len);
-            }
-        }
-        _ => {}
-    }
-}
-
 /// Reads the line of record `seq` from the log at `log` (a log directory
 /// or a single segment file). Stops at the first larger seq.
 fn find_record(log: &Path, seq: u64) -> Result<Vec<u8>, ProveError> {
@@ -294,11 +264,7 @@ pub fn prove(
     ) else {
         return Err(ProveError::NotACall { seq });
     };
-    let hint = || {
-        let mut found = Vec::new();
-        redacted_paths(arguments, &mut ARGUMENTS_ROOT.to_string(), &mut found);
-        found
-    };
+    let hint = || commitment_paths(arguments, ARGUMENTS_ROOT, HINT_PATHS);
     let mut node = arguments;
     for step in &steps {
         let next = match step {

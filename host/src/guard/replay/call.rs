@@ -12,10 +12,11 @@ use super::{
     CallRef, NotReplayable, NotReplayableReason, RecordedVerdict, ReplayChange, ReplayEffect,
     ReplayVerdict, Replayed, Replayer,
 };
+use crate::guard::ARGUMENTS_ROOT;
 use crate::guard::call::uid;
 use crate::guard::evaluate::{ApprovalState, Screening, screen};
 use crate::guard::record::ApprovalOutcome;
-use crate::guard::{ARGUMENTS_ROOT, KEY_ID_FIELD, REDACTED_FIELD};
+use crate::guard::redact::{commitment_paths, is_commitment};
 use crate::policy::{Decision, DeterminingPolicy, Effect};
 
 /// The recorded request, parsed.
@@ -342,13 +343,6 @@ fn request_parts(request: &Value, arguments: &Value) -> Result<RequestParts, Str
     })
 }
 
-/// Whether `value` is a commitment left by redaction.
-fn is_commitment(value: &Value) -> bool {
-    value
-        .as_object()
-        .is_some_and(|m| m.contains_key(REDACTED_FIELD) && m.contains_key(KEY_ID_FIELD))
-}
-
 /// The redacted arguments: which top-level ones hold a commitment, and the
 /// concrete path of every commitment (`arguments.attachments[1].content`).
 fn redacted(arguments: &Value) -> (Redacted, Vec<String>) {
@@ -361,40 +355,15 @@ fn redacted(arguments: &Value) -> (Redacted, Vec<String>) {
     }
     if let Value::Object(map) = arguments {
         for (name, value) in map {
-            let before = paths.len();
-            collect(value, &mut format!("{ARGUMENTS_ROOT}.{name}"), &mut paths);
-            if paths.len() > before {
+            let found_here =
+                commitment_paths(value, &format!("{ARGUMENTS_ROOT}.{name}"), usize::MAX);
+            if !found_here.is_empty() {
                 found.fields.insert(name.clone());
+                paths.extend(found_here);
             }
         }
     }
     (found, paths)
-}
-
-fn collect(value: &Value, path: &mut String, paths: &mut Vec<String>) {
-    if is_commitment(value) {
-        paths.push(path.clone());
-        return;
-    }
-    let len = path.len();
-    match value {
-        Value::Object(map) => {
-            for (name, v) in map {
-                path.push('.');
-                path.push_str(name);
-                collect(v, path, paths);
-                path.truncate(len);
-            }
-        }
-        Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                path.push_str(&format!("[{i}]"));
-                collect(v, path, paths);
-                path.truncate(len);
-            }
-        }
-        _ => {}
-    }
 }
 
 /// The top-level argument of a concrete path: `body` of `arguments.body[0]`.
