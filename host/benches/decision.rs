@@ -3,6 +3,12 @@
 //!
 //! - `raw_cedar`: `cedar_policy::Authorizer::is_authorized` on a prepared `Request` against the
 //!   example policies (`policies/`), the request and entities built once outside the timed loop;
+//! - `decision_path`: `SessionGuard::dry_run` of the same call, the guard's decision path from
+//!   tool name and JSON arguments to the hashed decision record, without fsync: the call path's
+//!   own steps (look the tool up, parse and check the arguments, derive the resource, build the
+//!   Cedar request from the session's prepared context, screen it through the policy index),
+//!   then the decision record built, serialized and hashed as the log's next line
+//!   (`AuditLog::preview`, the writer's own framing), but not written;
 //! - `guard_call`: `SessionGuard::call("read_document", "{\"document_id\":\"doc_88pk3r\"}")` with
 //!   a registered tool of that name that does nothing, so the call is the guard's whole path:
 //!   parse and check the JSON arguments, build the Cedar request, decide, write the decision
@@ -15,8 +21,8 @@
 //! two kept keep the run from filling memory.
 //!
 //! Run: `cargo bench -p mandate --bench decision`. Besides criterion's report it prints the
-//! medians (p50) and p99 of single calls, timed one by one in alternating rounds of both, and the
-//! difference in microseconds.
+//! medians (p50) and p99 of single calls, timed one by one in alternating rounds of the three,
+//! and the differences from raw Cedar in microseconds.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -225,6 +231,9 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("decision");
     group.bench_function("raw_cedar", |b| b.iter(|| raw.decide()));
+    group.bench_function("decision_path", |b| {
+        b.iter(|| guard.session.dry_run(TOOL, ARGUMENTS).unwrap())
+    });
     group.bench_function("guard_call", |b| {
         b.iter_custom(|iterations| {
             guard.tokio.block_on(async {
@@ -238,8 +247,8 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    // Single calls timed one by one, the two alternating so that both see the same machine.
-    let (mut cedar, mut call) = (Vec::new(), Vec::new());
+    // Single calls timed one by one, the three alternating so that all see the same machine.
+    let (mut cedar, mut path, mut call) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         for _ in 0..CALLS_PER_ROUND {
             let started = Instant::now();
@@ -247,22 +256,36 @@ fn bench(c: &mut Criterion) {
             cedar.push(started.elapsed());
             assert_eq!(decision, Decision::Allow);
         }
+        for _ in 0..CALLS_PER_ROUND {
+            let started = Instant::now();
+            let line = guard.session.dry_run(TOOL, ARGUMENTS);
+            path.push(started.elapsed());
+            assert!(line.unwrap().contains(r#""effect":"allow""#));
+        }
         call.extend(guard.calls(CALLS_PER_ROUND));
     }
-    cedar.sort();
-    call.sort();
-    let (cedar50, call50) = (percentile(&cedar, 0.5), percentile(&call, 0.5));
+    for times in [&mut cedar, &mut path, &mut call] {
+        times.sort();
+    }
+    let (cedar50, path50, call50) = (
+        percentile(&cedar, 0.5),
+        percentile(&path, 0.5),
+        percentile(&call, 0.5),
+    );
     println!(
-        "\ndecision: {} single calls each in {ROUNDS} alternating rounds: \
-         raw Cedar p50 {:.1} µs (p99 {:.1} µs), guard call p50 {:.1} µs (p99 {:.1} µs); \
-         the guard adds {:.1} µs at p50 ({:.1}x raw Cedar)",
+        "\ndecision: {} single calls each in {ROUNDS} alternating rounds, p50 (p99):\n  \
+         raw Cedar {:.1} µs ({:.1})\n  \
+         decision path {:.1} µs ({:.1}), {:+.1} µs over raw Cedar\n  \
+         whole call {:.1} µs ({:.1}), {:+.1} µs over raw Cedar",
         cedar.len(),
         micros(cedar50),
         micros(percentile(&cedar, 0.99)),
+        micros(path50),
+        micros(percentile(&path, 0.99)),
+        micros(path50) - micros(cedar50),
         micros(call50),
         micros(percentile(&call, 0.99)),
         micros(call50) - micros(cedar50),
-        call50.as_secs_f64() / cedar50.as_secs_f64(),
     );
 }
 

@@ -32,7 +32,8 @@
 //! | audit writer queue | `AuditConfig::queue_capacity` (4,096 records) | appenders wait for room |
 //! | audit batch | `AuditConfig::max_batch` (512 records) | one write and one sync each |
 //! | audit writer gather wait | 50 µs per batch | then the batch commits |
-//! | reviewer tasks, call-path tasks | one per call in flight | calls per session are sequential |
+//! | reviewer tasks | one per call in flight | calls per session are sequential; the call path itself runs on the session's task |
+//! | instance pool | `concurrent_sessions` sessions at their `instances`, `memories`, `tables` limits | reserved once per runtime |
 //!
 //! The guest's arguments are copied out of its memory before they can be
 //! measured, so that copy is bounded by the guest's memory limit, and then

@@ -13,136 +13,30 @@
 //!
 //! The tool is `read_document` doing nothing, and the log is on a tmpfs (`/dev/shm` unless
 //! `ROUNDTRIP_BENCH_DIR=<dir>`), so neither a file read nor the disk is measured. The runtime
-//! is `Runtime::new()` as shipped: default limits (epoch interruption on) and wasmtime's default
-//! on-demand instance allocator, not the pooling allocator.
+//! is `Runtime::new()` as shipped: default limits (epoch interruption on) and the pooling
+//! instance allocator. The `session_start` bench measures the sandbox apart from the guard.
 //!
 //! Run: `cargo bench -p mandate-tests --bench roundtrip`. Besides criterion's report it prints
 //! medians of alternating rounds and the differences in microseconds.
 
-use std::path::{Path, PathBuf};
+#[allow(dead_code)]
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{ARGUMENTS, Setup, TOOL, check_report, micros, setup, task};
 use criterion::{Criterion, criterion_group, criterion_main};
-use mandate::audit::{AuditConfig, AuditLog, Retention};
-use mandate::guard::{
-    Guard, ResourceBinding, Session, Tool, ToolContext, ToolFailure, ToolRegistry, ToolSpec,
-};
-use mandate::policy::Policies;
-use mandate::runtime::{AgentComponent, RunOutcome, Runtime};
-use mandate::tools::document_entity_type;
-use serde_json::{Value, json};
+use mandate::runtime::RunOutcome;
 
-const TOOL: &str = "read_document";
-const ARGUMENTS: &str = r#"{"document_id":"doc_88pk3r"}"#;
 /// Calls per session in the round-trip measurement (the default limit is 1,000).
 const N: u64 = 200;
 /// Alternating rounds of the summary.
 const ROUNDS: usize = 30;
 
-/// `read_document` as the policies see it, doing nothing when it runs.
-struct NoopRead;
-
-impl Tool for NoopRead {
-    type Args = Value;
-
-    fn spec(&self) -> ToolSpec {
-        ToolSpec {
-            name: TOOL.into(),
-            description: "Does nothing (benchmark).".into(),
-            scope: "documents:read".into(),
-            resource: ResourceBinding::Argument {
-                entity_type: "Document".into(),
-                argument: "document_id".into(),
-            },
-            sensitive: Vec::new(),
-        }
-    }
-
-    async fn run(&self, _ctx: ToolContext, _args: Value) -> Result<Value, ToolFailure> {
-        Ok(json!({}))
-    }
-}
-
-struct Setup {
-    _dir: tempfile::TempDir,
-    guard: Guard,
-    session: Session,
-    agent: AgentComponent,
-    tokio: tokio::runtime::Runtime,
-    sessions: std::cell::Cell<u64>,
-}
-
-fn policies_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
-}
-
-fn setup() -> Setup {
-    let base =
-        std::env::var_os("ROUNDTRIP_BENCH_DIR").map_or_else(|| "/dev/shm".into(), PathBuf::from);
-    let dir = tempfile::Builder::new()
-        .prefix("roundtrip-bench-")
-        .tempdir_in(base)
-        .expect("temp dir");
-    let policies = Policies::load_dir(&policies_dir()).expect("example policies");
-    let config = AuditConfig {
-        segment_max_bytes: 8 * 1024 * 1024,
-        retention: Retention {
-            keep_segments: Some(2),
-            max_age: None,
-        },
-        ..AuditConfig::default()
-    };
-    let audit = AuditLog::open_with(dir.path().join("audit"), config).expect("audit log");
-    let mut tools = ToolRegistry::new();
-    tools
-        .declare_entity_type(document_entity_type())
-        .expect("entity type")
-        .register(NoopRead)
-        .expect("tool");
-    let guard = Guard::builder(policies, audit)
-        .tools(tools)
-        .build()
-        .expect("guard");
-    let session = Session::from_file(&policies_dir().join("session.json")).expect("session");
-    let runtime = Runtime::new().expect("runtime");
-    let agent = runtime
-        .load_agent(Path::new(mandate_tests::SCRIPTED_AGENT))
-        .expect("scripted agent");
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio");
-    Setup {
-        _dir: dir,
-        guard,
-        session,
-        agent,
-        tokio,
-        sessions: std::cell::Cell::new(0),
-    }
-}
-
 impl Setup {
-    fn session(&self) -> Session {
-        let n = self.sessions.get() + 1;
-        self.sessions.set(n);
-        let mut session = self.session.clone();
-        session.session_id = format!("sess_bench_{n}");
-        session
-    }
-
     /// One guest session making `calls` calls; how long it took.
     fn guest(&self, calls: u64) -> Duration {
-        let task = if calls == 0 {
-            json!({ "calls": [] })
-        } else {
-            json!({
-                "calls": [{ "tool": TOOL, "arguments": { "document_id": "doc_88pk3r" } }],
-                "repeat": calls,
-            })
-        };
-        let task = task.to_string();
+        let task = task(calls);
         let session = self.session();
         let started = Instant::now();
         let report = self
@@ -151,12 +45,7 @@ impl Setup {
             .expect("run");
         let elapsed = started.elapsed();
         match &report.outcome {
-            RunOutcome::Finished(Ok(text)) => {
-                let report: Value = serde_json::from_str(text).expect("report");
-                let results = report["results"].as_array().expect("results");
-                assert_eq!(results.len() as u64, calls);
-                assert!(results.iter().all(|r| r.get("ok").is_some()), "{text}");
-            }
+            RunOutcome::Finished(Ok(text)) => check_report(text, calls),
             other => panic!("{other:?}"),
         }
         elapsed
@@ -185,10 +74,6 @@ impl Setup {
 fn median(mut xs: Vec<Duration>) -> Duration {
     xs.sort();
     xs[xs.len() / 2]
-}
-
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
 }
 
 fn bench(c: &mut Criterion) {
@@ -234,7 +119,7 @@ fn bench(c: &mut Criterion) {
     println!(
         "session: one-call session through the sandbox (AgentComponent::run) {:.0} µs, the \
          same made directly on the guard {:.0} µs: the sandbox (Store, instantiation, guest \
-         run, no pooling allocator) adds {:.0} µs ({:.1}x)",
+         run) adds {:.0} µs ({:.1}x)",
         micros(guest_1),
         micros(direct_1),
         micros(guest_1) - micros(direct_1),

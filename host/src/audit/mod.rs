@@ -84,6 +84,9 @@
 
 mod chain;
 mod checkpoint;
+pub(crate) use chain::FixedKeys;
+#[cfg(test)]
+pub(crate) use chain::check_body_keys;
 pub(crate) use checkpoint::write_private;
 mod config;
 mod error;

@@ -7,21 +7,22 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use cedar_policy::{EntityId, EntityTypeName, EntityUid, RestrictedExpression};
+use cedar_policy::{Entities, EntityId, EntityTypeName, EntityUid};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
 
 use super::approval::PendingApproval;
-use super::evaluate::{ApprovalState, CallRequest, Screening, screen};
+use super::context::{self, CallRequest, SessionContext};
+use super::evaluate::{ApprovalState, Screening, screen};
 use super::record::{
     ActionRecord, ApprovalOutcome, ApprovalRecord, CallStatus, DecidedBy, DecisionRecord, GrantRef,
     OutcomeRecord, Record, RecordKind, RequestContext, RequestRecord,
 };
 use super::review::ApprovalResult;
 use super::session::Session;
-use super::tools::ToolContext;
+use super::tools::{ParsedArgs, RegisteredTool, ToolContext};
 use super::{GuardError, SessionGuard};
-use crate::policy::{Decision, Effect, Policies, to_cedar};
+use crate::policy::{Decision, Effect, Policies};
 
 /// What the agent gets back instead of a result. Mirrors the WIT
 /// `tool-error` variant; a denial is a value, never a trap.
@@ -85,7 +86,10 @@ pub struct CallReport {
 /// session, built once at session start.
 pub(crate) struct PreparedSession {
     pub(crate) principal: EntityUid,
-    pub(crate) parts: Vec<(String, RestrictedExpression)>,
+    /// `principal` as text, for every decision record.
+    pub(crate) principal_text: String,
+    /// `session`, `user` and `delegation`, evaluated once.
+    pub(crate) context: SessionContext,
     /// The same parts as Cedar JSON, for the request each decision records.
     pub(crate) parts_json: Arc<Map<String, Value>>,
 }
@@ -100,8 +104,14 @@ fn datetime_text(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-pub(crate) fn cedar_datetime(t: Timestamp) -> RestrictedExpression {
-    RestrictedExpression::new_datetime(datetime_text(t))
+/// A datetime as Cedar evaluates it.
+pub(crate) fn cedar_datetime(t: Timestamp) -> Result<cedar_policy_core::ast::Value, String> {
+    context::datetime(&datetime_text(t))
+}
+
+/// A datetime in Cedar JSON, from [`datetime_text`].
+fn datetime_json_text(text: &str) -> Value {
+    json!({ "__extn": { "fn": "datetime", "arg": text } })
 }
 
 /// A datetime in Cedar JSON.
@@ -116,47 +126,6 @@ pub(crate) fn entity_json(ty: &str, id: &str) -> Value {
 
 impl PreparedSession {
     pub(crate) fn new(session: &Session) -> Result<Self, String> {
-        let record = |fields: Vec<(&str, RestrictedExpression)>| {
-            RestrictedExpression::new_record(fields.into_iter().map(|(k, v)| (k.to_string(), v)))
-                .map_err(|e| e.to_string())
-        };
-        let session_expr = record(vec![
-            (
-                "id",
-                RestrictedExpression::new_string(session.session_id.clone()),
-            ),
-            (
-                "scopes",
-                RestrictedExpression::new_set(
-                    session
-                        .scopes
-                        .iter()
-                        .map(|s| RestrictedExpression::new_string(s.clone())),
-                ),
-            ),
-            (
-                "type",
-                RestrictedExpression::new_string(session.session_type.as_str().to_string()),
-            ),
-            ("expires_at", cedar_datetime(session.expires_at)),
-        ])?;
-        let delegation = record(vec![
-            (
-                "chain",
-                RestrictedExpression::new_set(
-                    session
-                        .delegation_chain
-                        .iter()
-                        .map(|d| RestrictedExpression::new_string(d.to_string())),
-                ),
-            ),
-            (
-                "depth",
-                RestrictedExpression::new_long(
-                    i64::try_from(session.delegation_chain.len()).unwrap_or(i64::MAX),
-                ),
-            ),
-        ])?;
         let chain: Vec<String> = session
             .delegation_chain
             .iter()
@@ -175,17 +144,12 @@ impl PreparedSession {
         let Value::Object(parts_json) = parts_json else {
             return Err("session context is not a record".into());
         };
+        let principal = uid("Agent", &session.agent.id)?;
         Ok(PreparedSession {
+            context: SessionContext::from_json(&parts_json)?,
             parts_json: Arc::new(parts_json),
-            principal: uid("Agent", &session.agent.id)?,
-            parts: vec![
-                ("session".into(), session_expr),
-                (
-                    "user".into(),
-                    RestrictedExpression::new_entity_uid(uid("User", &session.user.id)?),
-                ),
-                ("delegation".into(), delegation),
-            ],
+            principal_text: principal.to_string(),
+            principal,
         })
     }
 }
@@ -199,134 +163,44 @@ impl SessionGuard {
         let policies = self.inner.policies.load_full();
         let n = self.next_call.fetch_add(1, Ordering::Relaxed);
         let call_id = format!("{}:{n}", self.session.session_id);
-        let parsed: Result<Value, _> = serde_json::from_str(arguments);
-
-        let Some(tool) = self.inner.tools.get(tool_name).cloned() else {
-            let action = ActionRecord {
-                kind: "tool_call",
-                tool: tool_name.to_string(),
-                scope: None,
-                arguments: parsed.unwrap_or_else(|_| Value::String(arguments.to_string())),
-                resource: None,
-            };
-            let err = ToolCallError::UnknownTool(tool_name.to_string());
-            return self
-                .refuse(&policies, call_id, action, DecidedBy::UnknownTool, err)
-                .await;
-        };
-        let spec = tool.spec();
-        let mut action = ActionRecord {
-            kind: "tool_call",
-            tool: tool_name.to_string(),
-            scope: Some(spec.scope.clone()),
-            arguments: match &parsed {
-                // Sensitive values become commitments before the arguments
-                // reach a record or a reviewer.
-                Ok(v) => tool
-                    .sensitive_paths()
-                    .redact(v, &self.inner.redaction_key, &call_id),
-                // Unparseable text may hold a secret too; keep only its size.
-                Err(_) if !tool.sensitive_paths().is_empty() => {
-                    Value::String(format!("[unparsed, {} bytes]", arguments.len()))
-                }
-                Err(_) => Value::String(arguments.to_string()),
-            },
-            resource: None,
-        };
-
-        let now = Timestamp::now();
-        if self.session.is_expired(now) {
-            return self
-                .refuse(
-                    &policies,
+        let screened = match self.screen_call(&policies, call_id, tool_name, arguments) {
+            Ok(s) => *s,
+            Err(r) => {
+                let Refusal {
                     call_id,
                     action,
-                    DecidedBy::SessionExpired,
-                    ToolCallError::SessionExpired,
-                )
-                .await;
-        }
-
-        let args = match parsed {
-            Ok(v) => v,
-            Err(e) => {
-                let err =
-                    ToolCallError::InvalidArguments(format!("arguments are not valid json: {e}"));
+                    decided_by,
+                    err,
+                } = *r;
                 return self
-                    .refuse(&policies, call_id, action, DecidedBy::InvalidArguments, err)
+                    .refuse(&policies, call_id, action, decided_by, err)
                     .await;
             }
         };
-        let resource = match tool.resource(&args) {
-            Ok(r) => r,
-            Err(e) => {
-                let err = ToolCallError::InvalidArguments(e);
-                return self
-                    .refuse(&policies, call_id, action, DecidedBy::InvalidArguments, err)
-                    .await;
-            }
-        };
-        action.resource = Some(resource.to_string());
-        let typed = match tool.parse(&args) {
-            Ok(t) => t,
-            Err(e) => {
-                // serde quotes the offending value; for a tool with secrets
-                // that value may be one, and the message goes into the log.
-                let e = if tool.sensitive_paths().is_empty() {
-                    e
-                } else {
-                    without_values(&e)
-                };
-                let err = ToolCallError::InvalidArguments(e);
-                return self
-                    .refuse(&policies, call_id, action, DecidedBy::InvalidArguments, err)
-                    .await;
-            }
-        };
-        let cedar_args = match to_cedar(&args, "arguments") {
-            Ok(a) => a,
-            Err(e) => {
-                let err = ToolCallError::InvalidArguments(e.to_string());
-                return self
-                    .refuse(&policies, call_id, action, DecidedBy::InvalidArguments, err)
-                    .await;
-            }
-        };
-        let entities = match self.inner.entities_for(&policies, &self.session, &resource) {
-            Ok(e) => e,
-            Err(e) => {
-                let err = ToolCallError::Denied {
-                    policies: Vec::new(),
-                    reasons: vec![e.to_string()],
-                };
-                return self
-                    .refuse(&policies, call_id, action, DecidedBy::EntityLookup, err)
-                    .await;
-            }
-        };
-
+        let Screened {
+            call_id,
+            tool,
+            typed,
+            action,
+            resource,
+            entities,
+            now,
+            now_text,
+            cedar_now,
+            cedar_args,
+            screening,
+        } = screened;
         let call_request = CallRequest {
             principal: self.principal(),
             action: tool.action(),
+            action_text: tool.action_text(),
             resource: &resource,
-            session_parts: self.context_parts(),
-            now: cedar_datetime(now),
+            session: self.session_context(),
+            now: cedar_now,
             arguments: cedar_args,
         };
         let decide =
             |approval: ApprovalState<'_>| call_request.decide(&policies, &entities, approval);
-        let screening = match screen(&decide) {
-            Ok(s) => s,
-            Err(e) => {
-                let err = ToolCallError::InvalidArguments(format!(
-                    "arguments do not match the schema of action `{}`: {e}",
-                    tool.action()
-                ));
-                return self
-                    .refuse(&policies, call_id, action, DecidedBy::InvalidArguments, err)
-                    .await;
-            }
-        };
         let resource_text = resource.to_string();
         let mut approval = match screening {
             Screening::Allowed(decision) => ApprovalResult::screened(decision, None),
@@ -361,24 +235,10 @@ impl SessionGuard {
                 }
             }
         };
-        let request = RequestRecord {
-            principal: self.principal().to_string(),
-            action: tool.action().to_string(),
-            resource: resource.to_string(),
-            context: RequestContext {
-                session: Arc::clone(&self.prepared.parts_json),
-                now: datetime_json(now),
-            },
-        };
-
         let allowed = approval.error.is_none() && approval.decision.effect == Effect::Allow;
-        let mut record = Record::new(RecordKind::Decision, &self.identity);
-        record.call_id = Some(call_id.clone());
-        record.action = Some(action);
-        let mut decision = decision_record(&policies, &approval.decision, DecidedBy::Policy, None);
-        decision.request = Some(request);
-        record.decision = Some(decision);
-        record.approval = Some(approval.record.clone());
+        let record = self.decision_of(
+            &policies, &call_id, action, &tool, &resource, &now_text, &approval,
+        );
         let mut report = CallReport {
             call_id: call_id.clone(),
             tool: tool_name.to_string(),
@@ -456,6 +316,235 @@ impl SessionGuard {
         self.finish(report, result)
     }
 
+    /// Steps 2 to 6 of the call path, everything before a reviewer, the log
+    /// or the tool: look the tool up, check the session and the arguments,
+    /// build the Cedar request and screen it. Nothing here waits.
+    fn screen_call(
+        &self,
+        policies: &Policies,
+        call_id: String,
+        tool_name: &str,
+        arguments: &str,
+    ) -> Result<Box<Screened>, Box<Refusal>> {
+        let parsed: Result<Value, _> = serde_json::from_str(arguments);
+
+        let Some(tool) = self.inner.tools.get(tool_name).cloned() else {
+            let action = ActionRecord {
+                kind: "tool_call",
+                tool: tool_name.to_string(),
+                scope: None,
+                arguments: parsed.unwrap_or_else(|_| Value::String(arguments.to_string())),
+                resource: None,
+            };
+            let err = ToolCallError::UnknownTool(tool_name.to_string());
+            return Err(refusal(call_id, action, DecidedBy::UnknownTool, err));
+        };
+        let spec = tool.spec();
+        let mut action = ActionRecord {
+            kind: "tool_call",
+            tool: tool_name.to_string(),
+            scope: Some(spec.scope.clone()),
+            arguments: match &parsed {
+                // Sensitive values become commitments before the arguments
+                // reach a record or a reviewer.
+                Ok(v) => tool
+                    .sensitive_paths()
+                    .redact(v, &self.inner.redaction_key, &call_id),
+                // Unparseable text may hold a secret too; keep only its size.
+                Err(_) if !tool.sensitive_paths().is_empty() => {
+                    Value::String(format!("[unparsed, {} bytes]", arguments.len()))
+                }
+                Err(_) => Value::String(arguments.to_string()),
+            },
+            resource: None,
+        };
+
+        let now = Timestamp::now();
+        if self.session.is_expired(now) {
+            return Err(refusal(
+                call_id,
+                action,
+                DecidedBy::SessionExpired,
+                ToolCallError::SessionExpired,
+            ));
+        }
+
+        let args = match parsed {
+            Ok(v) => v,
+            Err(e) => {
+                let err =
+                    ToolCallError::InvalidArguments(format!("arguments are not valid json: {e}"));
+                return Err(refusal(call_id, action, DecidedBy::InvalidArguments, err));
+            }
+        };
+        let resource = match tool.resource(&args) {
+            Ok(r) => r,
+            Err(e) => {
+                let err = ToolCallError::InvalidArguments(e);
+                return Err(refusal(call_id, action, DecidedBy::InvalidArguments, err));
+            }
+        };
+        action.resource = Some(resource.to_string());
+        let typed = match tool.parse(&args) {
+            Ok(t) => t,
+            Err(e) => {
+                // serde quotes the offending value; for a tool with secrets
+                // that value may be one, and the message goes into the log.
+                let e = if tool.sensitive_paths().is_empty() {
+                    e
+                } else {
+                    without_values(&e)
+                };
+                let err = ToolCallError::InvalidArguments(e);
+                return Err(refusal(call_id, action, DecidedBy::InvalidArguments, err));
+            }
+        };
+        let cedar_args = match context::arguments(&args, "arguments") {
+            Ok(a) => a,
+            Err(e) => {
+                let err = ToolCallError::InvalidArguments(e.to_string());
+                return Err(refusal(call_id, action, DecidedBy::InvalidArguments, err));
+            }
+        };
+        let entities = match self.inner.entities_for(policies, &self.session, &resource) {
+            Ok(e) => e,
+            Err(e) => {
+                let err = ToolCallError::Denied {
+                    policies: Vec::new(),
+                    reasons: vec![e.to_string()],
+                };
+                return Err(refusal(call_id, action, DecidedBy::EntityLookup, err));
+            }
+        };
+
+        let now_text = datetime_text(now);
+        let cedar_now = match context::now(now.as_millisecond(), &now_text) {
+            Ok(now) => now,
+            // Cannot happen for a time formatted above; were it to,
+            // the call is denied and recorded, like any failed decision.
+            Err(e) => {
+                let err = ToolCallError::Denied {
+                    policies: Vec::new(),
+                    reasons: vec![format!("cannot evaluate the call's time: {e}")],
+                };
+                return Err(refusal(call_id, action, DecidedBy::Policy, err));
+            }
+        };
+        let call_request = CallRequest {
+            principal: self.principal(),
+            action: tool.action(),
+            action_text: tool.action_text(),
+            resource: &resource,
+            session: self.session_context(),
+            now: cedar_now.clone(),
+            arguments: cedar_args.clone(),
+        };
+        let decide =
+            |approval: ApprovalState<'_>| call_request.decide(policies, &entities, approval);
+        let screening = match screen(&decide) {
+            Ok(s) => s,
+            Err(e) => {
+                let err = ToolCallError::InvalidArguments(format!(
+                    "arguments do not match the schema of action `{}`: {e}",
+                    tool.action()
+                ));
+                return Err(refusal(call_id, action, DecidedBy::InvalidArguments, err));
+            }
+        };
+        Ok(Box::new(Screened {
+            call_id,
+            tool,
+            typed,
+            action,
+            resource,
+            entities,
+            now,
+            now_text,
+            cedar_now,
+            cedar_args,
+            screening,
+        }))
+    }
+
+    /// The decision record of a screened (and, if needed, reviewed) call.
+    #[allow(clippy::too_many_arguments)]
+    fn decision_of(
+        &self,
+        policies: &Policies,
+        call_id: &str,
+        action: ActionRecord,
+        tool: &RegisteredTool,
+        resource: &EntityUid,
+        now_text: &str,
+        approval: &ApprovalResult,
+    ) -> Record {
+        let request = RequestRecord {
+            principal: self.prepared.principal_text.clone(),
+            action: tool.action_text().to_string(),
+            // Written once by the screening, for the action record.
+            resource: action
+                .resource
+                .clone()
+                .unwrap_or_else(|| resource.to_string()),
+            context: RequestContext {
+                session: Arc::clone(&self.prepared.parts_json),
+                now: datetime_json_text(now_text),
+            },
+        };
+        let mut record = Record::new(RecordKind::Decision, &self.identity);
+        record.call_id = Some(call_id.to_string());
+        record.action = Some(action);
+        let mut decision = decision_record(policies, &approval.decision, DecidedBy::Policy, None);
+        decision.request = Some(request);
+        record.decision = Some(decision);
+        record.approval = Some(approval.record.clone());
+        record
+    }
+
+    /// The decision record a call of `tool_name` with `arguments` would get
+    /// now, as the line the audit log would write next ([`AuditLog::preview`]),
+    /// without asking a reviewer, writing anything or running the tool. It
+    /// goes through the call path's own steps, so it costs what deciding a
+    /// call costs. A call refused before policy gets that refusal; one that
+    /// needs a reviewer gets [`ToolCallError::ApprovalDenied`], since a dry
+    /// run asks nobody. The call id is `<session>:dry-run`.
+    ///
+    /// [`AuditLog::preview`]: crate::audit::AuditLog::preview
+    pub fn dry_run(&self, tool_name: &str, arguments: &str) -> Result<String, ToolCallError> {
+        let policies = self.inner.policies.load_full();
+        let call_id = format!("{}:dry-run", self.session.session_id);
+        let screened = self
+            .screen_call(&policies, call_id, tool_name, arguments)
+            .map_err(|r| r.err)?;
+        let approval = match screened.screening.clone() {
+            Screening::Allowed(decision) => ApprovalResult::screened(decision, None),
+            Screening::Denied(decision) => {
+                let error = denial(&decision);
+                ApprovalResult::screened(decision, Some(error))
+            }
+            Screening::NeedsApproval { .. } => {
+                return Err(ToolCallError::ApprovalDenied(
+                    "a dry run does not ask a reviewer".into(),
+                ));
+            }
+        };
+        let Screened {
+            call_id,
+            tool,
+            action,
+            resource,
+            now_text,
+            ..
+        } = *screened;
+        let record = self.decision_of(
+            &policies, &call_id, action, &tool, &resource, &now_text, &approval,
+        );
+        self.inner
+            .audit
+            .preview_fixed(&record)
+            .map_err(|e| ToolCallError::AuditUnavailable(e.to_string()))
+    }
+
     /// Records a call refused before policy evaluation and returns `err`.
     async fn refuse(
         &self,
@@ -517,6 +606,44 @@ impl SessionGuard {
         }
         result
     }
+}
+
+/// A call refused before policy evaluation: recorded, then returned.
+struct Refusal {
+    call_id: String,
+    action: ActionRecord,
+    decided_by: DecidedBy,
+    err: ToolCallError,
+}
+
+fn refusal(
+    call_id: String,
+    action: ActionRecord,
+    decided_by: DecidedBy,
+    err: ToolCallError,
+) -> Box<Refusal> {
+    Box::new(Refusal {
+        call_id,
+        action,
+        decided_by,
+        err,
+    })
+}
+
+/// A call through steps 2 to 6: what the rest of the call path needs.
+struct Screened {
+    call_id: String,
+    tool: Arc<RegisteredTool>,
+    typed: ParsedArgs,
+    action: ActionRecord,
+    resource: EntityUid,
+    entities: Arc<Entities>,
+    now: Timestamp,
+    /// `now` as Cedar's datetime text.
+    now_text: String,
+    cedar_now: cedar_policy_core::ast::Value,
+    cedar_args: cedar_policy_core::ast::Value,
+    screening: Screening,
 }
 
 fn decision_record(

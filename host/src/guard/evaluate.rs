@@ -4,9 +4,9 @@
 //! call path, `explain`, `policy test` and `audit replay` all decide through
 //! here, so what they report cannot drift from what the guard does.
 
-use cedar_policy::{Context, Entities, EntityUid, Request, RestrictedExpression, Schema};
+use cedar_policy::EntityUid;
 
-use crate::policy::{Decision, DeterminingPolicy, Effect, Policies};
+use crate::policy::{Decision, DeterminingPolicy, Effect};
 
 /// What `context.approval` says in one evaluation.
 #[derive(Debug, Clone, Copy)]
@@ -25,38 +25,13 @@ pub(crate) enum ApprovalState<'a> {
 
 impl<'a> ApprovalState<'a> {
     /// `granted`, the reviewer, and `standing`.
-    fn parts(self) -> (bool, Option<&'a EntityUid>, bool) {
+    pub(crate) fn parts(self) -> (bool, Option<&'a EntityUid>, bool) {
         match self {
             ApprovalState::NotGranted => (false, None, false),
             ApprovalState::Granted => (true, None, false),
             ApprovalState::GrantedBy(reviewer) => (true, Some(reviewer), false),
             ApprovalState::Standing(reviewer) => (true, Some(reviewer), true),
         }
-    }
-
-    /// The `context.approval` record.
-    pub(crate) fn expr(self) -> RestrictedExpression {
-        let (granted, reviewer, standing) = self.parts();
-        let mut fields = vec![
-            (
-                "granted".to_string(),
-                RestrictedExpression::new_bool(granted),
-            ),
-            (
-                "standing".to_string(),
-                RestrictedExpression::new_bool(standing),
-            ),
-        ];
-        if let Some(r) = reviewer {
-            fields.push((
-                "reviewer".to_string(),
-                RestrictedExpression::new_entity_uid(r.clone()),
-            ));
-        }
-        // Distinct keys cannot collide; were it ever to fail, the bool below
-        // does not fit the schema, so the request is refused: fail closed.
-        RestrictedExpression::new_record(fields)
-            .unwrap_or_else(|_| RestrictedExpression::new_bool(false))
     }
 
     /// The same record as Cedar JSON, for requests rebuilt from a record.
@@ -73,49 +48,6 @@ impl<'a> ApprovalState<'a> {
             );
         }
         approval
-    }
-}
-
-/// The parts of one call's Cedar request; only `context.approval` varies
-/// between its evaluations.
-pub(crate) struct CallRequest<'a> {
-    pub(crate) principal: &'a EntityUid,
-    pub(crate) action: &'a EntityUid,
-    pub(crate) resource: &'a EntityUid,
-    /// `session`, `user` and `delegation`, prepared at session start.
-    pub(crate) session_parts: &'a [(String, RestrictedExpression)],
-    pub(crate) now: RestrictedExpression,
-    pub(crate) arguments: RestrictedExpression,
-}
-
-impl CallRequest<'_> {
-    /// The request, validated against `schema`: arguments that do not fit
-    /// the action's context are an error here, not a silent non-match.
-    fn request(&self, schema: &Schema, approval: ApprovalState<'_>) -> Result<Request, String> {
-        let mut pairs = Vec::with_capacity(self.session_parts.len() + 3);
-        pairs.extend_from_slice(self.session_parts);
-        pairs.push(("approval".into(), approval.expr()));
-        pairs.push(("now".into(), self.now.clone()));
-        pairs.push(("arguments".into(), self.arguments.clone()));
-        let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
-        Request::new(
-            self.principal.clone(),
-            self.action.clone(),
-            self.resource.clone(),
-            context,
-            Some(schema),
-        )
-        .map_err(|e| e.to_string())
-    }
-
-    /// One evaluation under `approval`.
-    pub(crate) fn decide(
-        &self,
-        policies: &Policies,
-        entities: &Entities,
-        approval: ApprovalState<'_>,
-    ) -> Result<Decision, String> {
-        Ok(policies.decide(&self.request(policies.schema(), approval)?, entities))
     }
 }
 

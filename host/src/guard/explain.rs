@@ -9,10 +9,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::call::{PreparedSession, cedar_datetime, uid};
-use super::evaluate::{ApprovalState, CallRequest, Screening, screen};
+use super::context::{self, CallRequest};
+use super::evaluate::{ApprovalState, Screening, screen};
 use super::session::Session;
 use super::tools::ToolRegistry;
-use crate::policy::{Decision, DeterminingPolicy, Effect, Policies, to_cedar};
+use crate::policy::{Decision, DeterminingPolicy, Effect, Policies};
 
 /// A call to evaluate.
 #[derive(Debug, Clone)]
@@ -126,7 +127,7 @@ pub fn explain(
         .map_err(ExplainError::InvalidArguments)?;
     tool.parse(call.arguments)
         .map_err(ExplainError::InvalidArguments)?;
-    let arguments = to_cedar(call.arguments, "arguments")
+    let arguments = context::arguments(call.arguments, "arguments")
         .map_err(|e| ExplainError::InvalidArguments(e.to_string()))?;
     let reviewer = call
         .reviewer
@@ -137,9 +138,10 @@ pub fn explain(
     let request = CallRequest {
         principal: &prepared.principal,
         action: tool.action(),
+        action_text: tool.action_text(),
         resource: &resource,
-        session_parts: &prepared.parts,
-        now: cedar_datetime(call.now),
+        session: &prepared.context,
+        now: cedar_datetime(call.now).map_err(ExplainError::Session)?,
         arguments,
     };
     let decide = |approval: ApprovalState<'_>| request.decide(policies, entities, approval);

@@ -3,6 +3,7 @@
 
 mod approval;
 mod call;
+mod context;
 mod entities;
 mod evaluate;
 mod explain;
@@ -23,7 +24,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use cedar_policy::{Entities, EntityUid, RestrictedExpression};
+use cedar_policy::{Entities, EntityUid};
 
 pub use approval::{
     CommandReviewer, DEFAULT_APPROVAL_TIMEOUT, DenyAll, GrantScope, PendingApproval,
@@ -342,7 +343,7 @@ impl SessionGuard {
     async fn write(&self, record: Record) -> Result<crate::audit::Appended, GuardError> {
         self.inner
             .audit
-            .append_async(&record)
+            .append_fixed_async(&record)
             .await
             .map_err(GuardError::Audit)
     }
@@ -351,7 +352,7 @@ impl SessionGuard {
         &self.prepared.principal
     }
 
-    pub(crate) fn context_parts(&self) -> &[(String, RestrictedExpression)] {
-        &self.prepared.parts
+    pub(crate) fn session_context(&self) -> &context::SessionContext {
+        &self.prepared.context
     }
 }

@@ -128,6 +128,10 @@ pub struct Record {
     pub detail: Option<Value>,
 }
 
+// Every field name of `Record` and the `Identity` it flattens is fixed, and
+// none is `seq`, `prev_hash`, `timestamp` or `hash`: the test below checks it.
+impl crate::audit::FixedKeys for Record {}
+
 impl Record {
     /// A record of `kind` with only the identity filled in.
     pub fn new(kind: RecordKind, identity: &Arc<Identity>) -> Self {
@@ -381,4 +385,66 @@ pub struct OutcomeRecord {
     /// The tool's error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::guard::Session;
+    use crate::policy::{Decision, Effect};
+
+    /// `Record` is appended without the reserved and repeated key check
+    /// (`FixedKeys`): with every optional part present, its keys pass it.
+    #[test]
+    fn a_record_with_every_part_has_no_reserved_or_repeated_key() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let session = Session::from_file(&dir.join("session.json")).unwrap();
+        let mut identity = Identity::new(&session, Some("sha256:00".into()));
+        identity.authorization.approved_by = Some("carol".into());
+        identity.authorization.approved_at = Some(session.expires_at);
+        let mut record = Record::new(RecordKind::Decision, &Arc::new(identity));
+        record.call_id = Some("s:1".into());
+        record.action = Some(ActionRecord {
+            kind: "tool_call",
+            tool: "send_email".into(),
+            scope: Some("email:send".into()),
+            arguments: json!({ "seq": 1, "hash": "x" }),
+            resource: Some("Tool::\"send_email\"".into()),
+        });
+        let decision = Decision {
+            effect: Effect::Allow,
+            determining_policies: Vec::new(),
+            errors: Vec::new(),
+        };
+        record.decision = Some(DecisionRecord {
+            effect: decision.effect,
+            decided_by: DecidedBy::Policy,
+            determining_policies: Vec::new(),
+            errors: Vec::new(),
+            message: Some("m".into()),
+            policy_digest: "d".into(),
+            request: Some(RequestRecord {
+                principal: "Agent::\"a\"".into(),
+                action: "Action::\"send_email\"".into(),
+                resource: "Tool::\"send_email\"".into(),
+                context: RequestContext {
+                    session: Arc::new(serde_json::Map::new()),
+                    now: json!("now"),
+                },
+            }),
+        });
+        record.approval = Some(ApprovalRecord::not_required());
+        record.outcome = Some(OutcomeRecord {
+            decision_seq: 1,
+            status: CallStatus::Ok,
+            latency_us: 1,
+            error: Some("e".into()),
+        });
+        record.detail = Some(json!({ "timestamp": 1 }));
+        crate::audit::check_body_keys(&record).unwrap();
+    }
 }

@@ -144,6 +144,8 @@ pub struct RegisteredTool {
     spec: ToolSpec,
     argument_schema: String,
     action: EntityUid,
+    /// `action` as text, for every decision record.
+    action_text: String,
     tool_entity: EntityUid,
     resource_type: Option<(EntityTypeName, String)>,
     sensitive: SensitivePaths,
@@ -164,6 +166,11 @@ impl RegisteredTool {
     /// `Action::"<name>"`.
     pub fn action(&self) -> &EntityUid {
         &self.action
+    }
+
+    /// [`RegisteredTool::action`] as text.
+    pub fn action_text(&self) -> &str {
+        &self.action_text
     }
 
     /// The sensitive paths of [`ToolSpec::sensitive`], parsed.
@@ -303,6 +310,7 @@ impl ToolRegistry {
             Arc::new(RegisteredTool {
                 spec,
                 argument_schema,
+                action_text: action.to_string(),
                 action,
                 tool_entity,
                 resource_type,

@@ -47,13 +47,50 @@ pub struct Decision {
     pub errors: Vec<EvaluationError>,
 }
 
+/// Shapes remembered as checked, per policy set; past this, requests of
+/// new shapes are checked every time.
+const VALIDATED_SHAPES: usize = 4096;
+
 impl Policies {
-    /// Evaluates `request` against the policy set and `entities`.
+    /// Checks `request` against the schema: principal and resource types for
+    /// the action, and the context's type. What that check sees depends only
+    /// on `shape` (the action, the entity types, the context's attribute
+    /// names and value types), so each shape is checked by Cedar once and
+    /// remembered.
+    pub(crate) fn check_request(
+        &self,
+        request: &cedar_policy_core::ast::Request,
+        shape: String,
+    ) -> Result<(), String> {
+        if self
+            .validated
+            .read()
+            .is_ok_and(|seen| seen.contains(&shape))
+        {
+            return Ok(());
+        }
+        cedar_policy_core::ast::RequestSchema::validate_request(
+            self.schema.as_ref(),
+            request,
+            cedar_policy_core::extensions::Extensions::all_available(),
+        )
+        .map_err(|e| e.to_string())?;
+        if let Ok(mut seen) = self.validated.write()
+            && seen.len() < VALIDATED_SHAPES
+        {
+            seen.insert(shape);
+        }
+        Ok(())
+    }
+
+    /// Evaluates `request` against the policy set and `entities`: only the
+    /// policies whose scope matches the request, through the index, which
+    /// answers exactly as evaluating them all would.
     pub fn decide(&self, request: &Request, entities: &Entities) -> Decision {
-        let response = self.authorizer.is_authorized(request, &self.set, entities);
-        let diagnostics = response.diagnostics();
-        let errors: Vec<EvaluationError> = diagnostics
-            .errors()
+        let response = self.index.is_authorized(request, entities);
+        let errors: Vec<EvaluationError> = response
+            .errors
+            .iter()
             .map(|e| match e {
                 cedar_policy::AuthorizationError::PolicyEvaluationError(e) => EvaluationError {
                     policy: e.policy_id().to_string(),
@@ -61,15 +98,16 @@ impl Policies {
                 },
             })
             .collect();
-        let mut determining_policies: Vec<DeterminingPolicy> = diagnostics
-            .reason()
+        // The index sorts the determining policies by id.
+        let determining_policies: Vec<DeterminingPolicy> = response
+            .reasons
+            .iter()
             .map(|id| DeterminingPolicy {
-                id: id.to_string(),
+                id: AsRef::<str>::as_ref(id).to_owned(),
                 reason: self.info(id).and_then(|i| i.reason.clone()),
             })
             .collect();
-        determining_policies.sort_by(|a, b| a.id.cmp(&b.id));
-        let allowed = response.decision() == cedar_policy::Decision::Allow && errors.is_empty();
+        let allowed = response.decision == cedar_policy::Decision::Allow && errors.is_empty();
         Decision {
             effect: if allowed { Effect::Allow } else { Effect::Deny },
             determining_policies,

@@ -3,14 +3,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use cedar_policy::{
-    Authorizer, Entities, Policy, PolicyId, PolicySet, Schema, ValidationMode, Validator,
-};
+use cedar_policy::{Entities, Policy, PolicyId, PolicySet, Schema, ValidationMode, Validator};
 use sha2::{Digest, Sha256};
 
 use super::error::{Hints, PolicyLoadError, Problem, merge_per_action};
+use super::index::PolicyIndex;
 use super::source::{SourceFile, SourcePos};
 
 /// Name of the schema file in a policy directory.
@@ -35,7 +34,12 @@ pub struct Policies {
     pub(crate) set: PolicySet,
     pub(crate) schema: Schema,
     pub(crate) entities: Arc<Entities>,
-    pub(crate) authorizer: Authorizer,
+    /// The set split by scope, so a request evaluates only the policies
+    /// that can apply to it.
+    pub(crate) index: PolicyIndex,
+    /// Shapes of requests that passed the schema check (see
+    /// [`Policies::check_request`]).
+    pub(crate) validated: RwLock<rustc_hash::FxHashSet<String>>,
     info: HashMap<PolicyId, PolicyInfo>,
     digest: String,
     warnings: Vec<Problem>,
@@ -168,10 +172,13 @@ impl Policies {
             return Err(PolicyLoadError::Problems(problems));
         }
         Ok(Policies {
-            set,
             schema,
             entities: Arc::new(entities),
-            authorizer: Authorizer::new(),
+            // The loader adds static policies only; were a template ever
+            // loaded, the whole set is evaluated instead.
+            index: PolicyIndex::new(&set).unwrap_or_else(|_| PolicyIndex::whole(&set)),
+            set,
+            validated: RwLock::new(rustc_hash::FxHashSet::default()),
             info,
             digest: hex::encode(hasher.finalize()),
             warnings,

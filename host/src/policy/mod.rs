@@ -5,12 +5,15 @@
 
 mod decide;
 mod error;
+mod index;
 mod json;
 mod load;
 mod source;
+pub mod synthetic;
 
 pub use decide::{Decision, DeterminingPolicy, Effect, EvaluationError};
 pub use error::{PolicyLoadError, Problem};
+pub use index::{IndexError, IndexedResponse, PolicyIndex, evaluate_whole};
 pub use json::{ArgumentError, to_cedar};
 pub use load::{ENTITIES_FILE, Policies, PolicyInfo, SCHEMA_FILE};
 pub use source::{SourceFile, SourcePos};

@@ -9,6 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::mandate::guard::{session, tools};
 use super::bindings::{Denial, ToolError, ToolInfo};
+use super::host_calls::{CallFuture, HostCalls};
 use super::limiter::SessionLimiter;
 use crate::guard::{SessionGuard, ToolCallError};
 use crate::limits::{LimitExceeded, SessionLimits};
@@ -16,13 +17,22 @@ use crate::limits::{LimitExceeded, SessionLimits};
 /// Per-session store data.
 pub struct SessionState {
     pub(crate) guard: Arc<SessionGuard>,
+    /// Where the `call` import hands its calls to the session's task.
+    pub(crate) calls: Arc<HostCalls>,
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: SessionLimiter,
     pub(crate) limits: Arc<SessionLimits>,
     /// Tool calls made so far.
-    pub(crate) calls: u64,
+    pub(crate) call_count: u64,
     pub(crate) stderr: MemoryOutputPipe,
+}
+
+impl SessionState {
+    /// What the guest wrote to stdout and stderr so far.
+    pub(crate) fn captured(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+    }
 }
 
 impl WasiView for SessionState {
@@ -52,10 +62,10 @@ impl From<ToolCallError> for ToolError {
 }
 
 impl tools::Host for SessionState {
-    /// The call path runs as its own task on a regular tokio worker, not on
-    /// the guest's fiber stack: Cedar measures the remaining stack of the
-    /// thread it runs on and misreads it on a wasmtime fiber ("recursion
-    /// limit reached").
+    /// The call path does not run here, on the guest's fiber stack, but on
+    /// the session task's own stack (see the `host_calls` module): Cedar
+    /// measures the remaining stack of the thread it runs on and misreads
+    /// it on a wasmtime fiber ("recursion limit reached").
     ///
     /// A call over the session's call count or argument size stops the guest
     /// before the call path sees it; a result over the result size stops it
@@ -65,8 +75,8 @@ impl tools::Host for SessionState {
         name: String,
         arguments: String,
     ) -> wasmtime::Result<Result<String, ToolError>> {
-        self.calls += 1;
-        if self.calls > self.limits.tool_calls {
+        self.call_count += 1;
+        if self.call_count > self.limits.tool_calls {
             return Err(LimitExceeded::ToolCalls {
                 limit: self.limits.tool_calls,
             }
@@ -81,21 +91,10 @@ impl tools::Host for SessionState {
             .into());
         }
         let guard = Arc::clone(&self.guard);
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return Ok(Err(ToolError::ToolFailed(
-                "the host runs agents outside a tokio runtime".into(),
-            )));
-        };
         let tool = name.clone();
-        let result = match handle
-            .spawn(async move { guard.call(&name, &arguments).await })
-            .await
-        {
-            Ok(result) => result.map_err(ToolError::from),
-            // The task only ends without a value if it panicked or the
-            // runtime shut down; nothing ran past its decision record then.
-            Err(e) => Err(ToolError::ToolFailed(format!("the call path failed: {e}"))),
-        };
+        let call: CallFuture = Box::pin(async move { guard.call(&name, &arguments).await });
+        let result = self.calls.run(call).await;
+        let result = result.map_err(ToolError::from);
         if let Ok(text) = &result
             && text.len() > self.limits.result_bytes
         {

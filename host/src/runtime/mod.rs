@@ -10,27 +10,29 @@
 
 mod bindings;
 mod host;
+mod host_calls;
 mod inspect;
 mod limiter;
 mod lockdown;
+mod pool;
+mod sandbox;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
-use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, UpdateDeadline};
-use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy};
 
 use crate::guard::{Guard, GuardError, Session};
-use crate::limits::{CAPTURED_OUTPUT_BYTES, LimitExceeded, SessionLimits};
+use crate::limits::SessionLimits;
 use bindings::AgentPre;
 pub use host::SessionState;
 pub use inspect::{ExportReport, ImportReport, Inspection};
-use limiter::{EpochTicker, SessionLimiter};
+use limiter::EpochTicker;
 pub use lockdown::{ALLOWED_IMPORTS, AllowedImport};
+pub use sandbox::{Sandbox, SandboxError};
 
 /// Why a component could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +106,11 @@ impl Runtime {
         config.consume_fuel(limits.fuel.is_some());
         config.max_wasm_stack(limits.stack_bytes);
         config.async_stack_size(limiter::async_stack_bytes(&limits));
+        // Slots reserved once per runtime instead of mappings made per
+        // session (see `pool`); memories are still initialized copy-on-write
+        // from the component's image, as by default.
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool::config(&limits)));
+        config.memory_init_cow(true);
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let ticker = match limits.cpu_time {
             Some(_) => Some(Arc::new(EpochTicker::start(&engine).map_err(|e| {
@@ -195,89 +202,35 @@ impl AgentComponent {
         &self.path
     }
 
-    /// Runs one session: starts it in the guard (session-start record), runs
-    /// the agent's `run(task)` in a fresh store, and records how it ended.
+    /// Runs one session: starts it in the guard (session-start record),
+    /// runs the agent's `run(task)` in a fresh [`Sandbox`], and records how
+    /// it ended.
     pub async fn run(
         &self,
         guard: &Guard,
         session: Session,
         task: &str,
     ) -> Result<RunReport, RuntimeError> {
-        let session_guard = guard
-            .start_session(session, Some(self.digest.clone()))
-            .await?;
-        let limits = &self.sessions.limits;
-        // Refused, not queued: a flood of sessions must not pile up waiting.
-        let Ok(_running) = Arc::clone(&self.sessions.running).try_acquire_owned() else {
-            let message = LimitExceeded::ConcurrentSessions {
-                limit: limits.concurrent_sessions,
-            }
-            .to_string();
-            session_guard.fault(&message).await?;
-            return Ok(RunReport {
+        let session_guard = Arc::new(
+            guard
+                .start_session(session, Some(self.digest.clone()))
+                .await?,
+        );
+        let report = match self.sandbox(Arc::clone(&session_guard)).await {
+            Ok(sandbox) => sandbox.run(task).await,
+            Err(SandboxError::Faulted { message, output }) => RunReport {
                 outcome: RunOutcome::Faulted(message),
+                output,
+            },
+            Err(refused) => RunReport {
+                outcome: RunOutcome::Faulted(refused.to_string()),
                 output: String::new(),
-            });
+            },
         };
-        let output = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
-        let wasi = WasiCtxBuilder::new()
-            .stdout(output.clone())
-            .stderr(output.clone())
-            .build();
-        let state = SessionState {
-            guard: Arc::new(session_guard),
-            wasi,
-            table: ResourceTable::new(),
-            limiter: SessionLimiter::new(Arc::clone(limits)),
-            limits: Arc::clone(limits),
-            calls: 0,
-            stderr: output.clone(),
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        if let Some(fuel) = limits.fuel {
-            store
-                .set_fuel(fuel)
-                .map_err(|e| RuntimeError::Engine(format!("cannot set the fuel budget: {e}")))?;
+        match &report.outcome {
+            RunOutcome::Finished(result) => session_guard.end(result).await?,
+            RunOutcome::Faulted(message) => session_guard.fault(message).await?,
         }
-        // Each tick the guest spends running counts against its CPU time
-        // and lets other sessions run; ticks spent waiting in a tool call
-        // do not count, because the callback runs only in guest code.
-        if let Some(budget) = limiter::cpu_ticks(limits) {
-            let mut used = 0u64;
-            store.set_epoch_deadline(1);
-            store.epoch_deadline_callback(move |_| {
-                used += 1;
-                if used > budget {
-                    Ok(UpdateDeadline::Interrupt)
-                } else {
-                    Ok(UpdateDeadline::Yield(1))
-                }
-            });
-        }
-        let result = match self.pre.instantiate_async(&mut store).await {
-            Ok(agent) => agent.call_run(&mut store, task).await,
-            Err(e) => Err(e),
-        };
-        let captured = String::from_utf8_lossy(&store.data().stderr.contents()).into_owned();
-        let session = &store.data().guard;
-        let outcome = match result {
-            Ok(result) => {
-                session.end(&result).await?;
-                RunOutcome::Finished(result)
-            }
-            Err(trap) => {
-                let message = match limiter::classify(&trap, limits) {
-                    Some(limit) => limit.to_string(),
-                    None => format!("{trap:#}"),
-                };
-                session.fault(&message).await?;
-                RunOutcome::Faulted(message)
-            }
-        };
-        Ok(RunReport {
-            outcome,
-            output: captured,
-        })
+        Ok(report)
     }
 }

@@ -28,9 +28,10 @@ use jiff::Timestamp;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use super::chain::BodyFields;
+use super::chain::{BodyFields, FixedKeys, encode_line, now_millis};
 use super::config::AuditConfig;
 use super::error::AuditError;
+use super::error::BodyError;
 use block::block_on;
 use core::Shared;
 #[doc(hidden)]
@@ -157,7 +158,22 @@ impl AuditLog {
         &self,
         body: &T,
     ) -> impl Future<Output = Result<Appended, AuditError>> + Send + 'static {
-        let body = BodyFields::new(body).map_err(|error| AuditError::Body {
+        self.append_fields(BodyFields::new(body))
+    }
+
+    /// [`AuditLog::append_async`] of a record whose keys its type fixes.
+    pub(crate) fn append_fixed_async<T: Serialize + FixedKeys>(
+        &self,
+        body: &T,
+    ) -> impl Future<Output = Result<Appended, AuditError>> + Send + 'static {
+        self.append_fields(BodyFields::with_fixed_keys(body))
+    }
+
+    fn append_fields(
+        &self,
+        body: Result<BodyFields, BodyError>,
+    ) -> impl Future<Output = Result<Appended, AuditError>> + Send + 'static {
+        let body = body.map_err(|error| AuditError::Body {
             path: self.dir.clone(),
             error,
         });
@@ -173,6 +189,38 @@ impl AuditLog {
                 .await
                 .unwrap_or(Err(AuditError::WriterStopped { path: dir }))
         }
+    }
+
+    /// The line `body` would be written as if it were the next record now: stamped after the
+    /// current head and hashed exactly as the writer does, but not written. Nothing changes in
+    /// the log; an append made meanwhile takes the seq shown.
+    pub fn preview<T: Serialize + ?Sized>(&self, body: &T) -> Result<String, AuditError> {
+        let body = BodyFields::new(body).map_err(|error| AuditError::Body {
+            path: self.dir.clone(),
+            error,
+        })?;
+        Ok(self.preview_fields(&body))
+    }
+
+    /// [`AuditLog::preview`] of a record whose keys its type fixes.
+    pub(crate) fn preview_fixed<T: Serialize + FixedKeys>(
+        &self,
+        body: &T,
+    ) -> Result<String, AuditError> {
+        let body = BodyFields::with_fixed_keys(body).map_err(|error| AuditError::Body {
+            path: self.dir.clone(),
+            error,
+        })?;
+        Ok(self.preview_fields(&body))
+    }
+
+    fn preview_fields(&self, body: &BodyFields) -> String {
+        let (seq, prev_hash) = self.head();
+        let line = encode_line(seq + 1, &prev_hash, now_millis(), body);
+        // The framing is ASCII around serde_json's UTF-8, so this never
+        // replaces anything.
+        String::from_utf8(line.bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
     /// The log directory.
