@@ -1,11 +1,12 @@
 //! What the sandbox costs around the guard, with the scripted agent, side by side in one run:
 //!
 //! - the WIT round trip: the guest calling a cheap tool `N` times in one session
-//!   (`{"calls": [read_document], "repeat": N}`) against the same session with no calls, and
-//!   against the same `N` calls made directly on `SessionGuard::call`. Per call, the guest's
-//!   cost is `(session with N calls - session with none) / N`; the difference from a direct
-//!   call is what crossing the component boundary adds (argument and result strings copied in
-//!   and out, the host import's bookkeeping, the guest's own loop);
+//!   (`{"calls": [read_document], "repeat": N, "tally": true}`: the guest counts the results
+//!   rather than parsing and listing each) against the same session with no calls, and against
+//!   the same `N` calls made directly on `SessionGuard::call`. Per call, the guest's cost is
+//!   `(session with N calls - session with none) / N`; the difference from a direct call is what
+//!   crossing the component boundary adds (argument and result strings copied in and out, the
+//!   host import's bookkeeping, the fiber switches, the guest's own loop);
 //! - a new session's sandbox plus its first call: `AgentComponent::run` of a one-call task (the
 //!   session-start record, a fresh `Store`, instantiation from the pre-instantiated component,
 //!   the call, the session-end record), against the same session made directly on the guard

@@ -13,6 +13,7 @@
 //!   "session": true,
 //!   "print": "to stdout and stderr",
 //!   "repeat": 1,
+//!   "tally": false,
 //!   "big_call": {"tool": "read_document", "bytes": 104857600},
 //!   "compute": 1000000,
 //!   "allocate_bytes": 1048576,
@@ -25,7 +26,9 @@
 //!
 //! `arguments` (any JSON value, `{}` when absent) is serialized and passed to
 //! `tools::call`; `raw` (alias `raw_arguments`) is passed verbatim instead.
-//! `print` is written to stdout and to stderr first. The calls are made `repeat` times (a flood, for the call limit). Then, in
+//! `print` is written to stdout and to stderr first. The calls are made `repeat` times (a flood, for the call limit);
+//! with `tally`, their results are only counted (`"tally": {"ok": n, "error": m}` in the report)
+//! instead of parsed and listed, so that a benchmark measures the calls, not the report. Then, in
 //! this order and each only when asked: one call to `big_call.tool` with
 //! arguments padded to `big_call.bytes` bytes (for the argument limit);
 //! `compute` rounds of integer hashing, reported as `compute` (a CPU-bound
@@ -75,11 +78,22 @@ impl Guest for ScriptedAgent {
             eprintln!("stderr: {text}");
         }
         let mut results = Vec::new();
+        let (mut ok, mut failed) = (0u64, 0u64);
         for _ in 0..script.repeat {
             for call in &script.calls {
                 let outcome = tools::call(&call.tool, &call.arguments);
-                results.push(call_result(&call.tool, outcome));
+                if script.tally {
+                    match outcome {
+                        Ok(_) => ok += 1,
+                        Err(_) => failed += 1,
+                    }
+                } else {
+                    results.push(call_result(&call.tool, outcome));
+                }
             }
+        }
+        if script.tally {
+            report.insert("tally".into(), json!({ "ok": ok, "error": failed }));
         }
         if let Some((tool, bytes)) = &script.big_call {
             let outcome = tools::call(tool, &padded_arguments(*bytes));
@@ -157,6 +171,7 @@ struct Script {
     compute: Option<u64>,
     list_tools: bool,
     session: bool,
+    tally: bool,
     allocate_bytes: Option<u64>,
     recurse: bool,
     recurse_in_memory: bool,
@@ -174,6 +189,7 @@ impl Default for Script {
             compute: None,
             list_tools: false,
             session: false,
+            tally: false,
             allocate_bytes: None,
             recurse: false,
             recurse_in_memory: false,
@@ -245,6 +261,7 @@ impl Script {
             compute: count("compute")?,
             list_tools: flag("list_tools")?,
             session: flag("session")?,
+            tally: flag("tally")?,
             allocate_bytes: count("allocate_bytes")?,
             recurse: flag("recurse")?,
             recurse_in_memory: flag("recurse_in_memory")?,

@@ -27,7 +27,7 @@ use ref_cast::RefCast;
 use serde_json::{Map, Value as Json};
 
 use super::evaluate::ApprovalState;
-use crate::policy::{ArgumentError, Policies};
+use crate::policy::Policies;
 
 /// `session`, `user` and `delegation`, evaluated at session start.
 #[derive(Debug, Clone)]
@@ -94,42 +94,9 @@ pub(crate) fn now(millis: i64, text: &str) -> Result<Value, String> {
     Ok(value)
 }
 
-/// The tool's JSON arguments as a Cedar value: the same conversion and
-/// errors as [`crate::policy::to_cedar`], without an expression to evaluate.
-pub(crate) fn arguments(value: &Json, path: &str) -> Result<Value, ArgumentError> {
-    let err = |what: &str| ArgumentError {
-        path: path.to_string(),
-        what: what.to_string(),
-    };
-    Ok(match value {
-        Json::Null => return Err(err("null has no cedar equivalent; leave the field out")),
-        Json::Bool(b) => Value::from(*b),
-        Json::String(s) => Value::from(s.as_str()),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) => Value::from(i),
-            None if n.is_u64() => return Err(err("integer is larger than cedar's 64-bit long")),
-            None => {
-                return Err(err(
-                    "fractional numbers have no cedar equivalent; send an integer or a string",
-                ));
-            }
-        },
-        Json::Array(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                out.push(arguments(item, &format!("{path}[{i}]"))?);
-            }
-            Value::set(out, None)
-        }
-        Json::Object(fields) => {
-            let mut out = Vec::with_capacity(fields.len());
-            for (k, v) in fields {
-                out.push((k.as_str(), arguments(v, &format!("{path}.{k}"))?));
-            }
-            Value::record(out, None)
-        }
-    })
-}
+/// The tool's JSON arguments as a Cedar value: [`crate::policy::to_cedar`]'s
+/// conversion and errors, without an expression to evaluate.
+pub(crate) use crate::policy::to_value as arguments;
 
 /// `context.approval`.
 fn approval(state: ApprovalState<'_>) -> Value {

@@ -3,6 +3,8 @@
 //! dropped or approximated.
 
 use cedar_policy::RestrictedExpression;
+use cedar_policy_core::ast::{RestrictedExpr, Value as CedarValue};
+use ref_cast::RefCast;
 use serde_json::Value;
 
 /// A JSON value that Cedar cannot hold.
@@ -22,16 +24,23 @@ pub struct ArgumentError {
 /// `null` and fractional or out-of-range numbers have no Cedar equivalent and
 /// are errors.
 pub fn to_cedar(value: &Value, path: &str) -> Result<RestrictedExpression, ArgumentError> {
+    let value = RestrictedExpr::from(to_value(value, path)?);
+    Ok(RestrictedExpression::ref_cast(&value).clone())
+}
+
+/// [`to_cedar`] as an evaluated Cedar value, for the guard's call path,
+/// which adds it to a prepared context without evaluating anything again.
+pub(crate) fn to_value(value: &Value, path: &str) -> Result<CedarValue, ArgumentError> {
     let err = |what: &str| ArgumentError {
         path: path.to_string(),
         what: what.to_string(),
     };
     Ok(match value {
         Value::Null => return Err(err("null has no cedar equivalent; leave the field out")),
-        Value::Bool(b) => RestrictedExpression::new_bool(*b),
-        Value::String(s) => RestrictedExpression::new_string(s.clone()),
+        Value::Bool(b) => CedarValue::from(*b),
+        Value::String(s) => CedarValue::from(s.as_str()),
         Value::Number(n) => match n.as_i64() {
-            Some(i) => RestrictedExpression::new_long(i),
+            Some(i) => CedarValue::from(i),
             None if n.is_u64() => return Err(err("integer is larger than cedar's 64-bit long")),
             None => {
                 return Err(err(
@@ -42,16 +51,16 @@ pub fn to_cedar(value: &Value, path: &str) -> Result<RestrictedExpression, Argum
         Value::Array(items) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                out.push(to_cedar(item, &format!("{path}[{i}]"))?);
+                out.push(to_value(item, &format!("{path}[{i}]"))?);
             }
-            RestrictedExpression::new_set(out)
+            CedarValue::set(out, None)
         }
         Value::Object(fields) => {
             let mut out = Vec::with_capacity(fields.len());
             for (k, v) in fields {
-                out.push((k.clone(), to_cedar(v, &format!("{path}.{k}"))?));
+                out.push((k.as_str(), to_value(v, &format!("{path}.{k}"))?));
             }
-            RestrictedExpression::new_record(out).map_err(|e| err(&e.to_string()))?
+            CedarValue::record(out, None)
         }
     })
 }

@@ -14,6 +14,7 @@ pub mod synthetic;
 pub use decide::{Decision, DeterminingPolicy, Effect, EvaluationError};
 pub use error::{PolicyLoadError, Problem};
 pub use index::{IndexError, IndexedResponse, PolicyIndex, evaluate_whole};
+pub(crate) use json::to_value;
 pub use json::{ArgumentError, to_cedar};
 pub use load::{ENTITIES_FILE, Policies, PolicyInfo, SCHEMA_FILE};
 pub use source::{SourceFile, SourcePos};
