@@ -22,7 +22,7 @@ use super::review::ApprovalResult;
 use super::session::Session;
 use super::tools::{ParsedArgs, RegisteredTool, ToolContext};
 use super::{GuardError, SessionGuard};
-use crate::policy::{Decision, Effect, Policies};
+use crate::policy::{Decision, DeterminingPolicy, Effect, Policies};
 
 /// What the agent gets back instead of a result. Mirrors the WIT
 /// `tool-error` variant; a denial is a value, never a trap.
@@ -190,25 +190,13 @@ impl SessionGuard {
             cedar_args,
             screening,
         } = screened;
-        let call_request = CallRequest {
-            principal: self.principal(),
-            action: tool.action(),
-            action_text: tool.action_text(),
-            resource: &resource,
-            session: self.session_context(),
-            now: cedar_now,
-            arguments: cedar_args,
-        };
+        let call_request = self.call_request(&tool, &resource, &cedar_now, &cedar_args);
         let decide =
             |approval: ApprovalState<'_>| call_request.decide(&policies, &entities, approval);
         let resource_text = resource.to_string();
-        let mut approval = match screening {
-            Screening::Allowed(decision) => ApprovalResult::screened(decision, None),
-            Screening::Denied(decision) => {
-                let error = denial(&decision);
-                ApprovalResult::screened(decision, Some(error))
-            }
-            Screening::NeedsApproval { demanded_by, .. } => {
+        let mut approval = match settled(screening) {
+            Ok(settled) => settled,
+            Err(demanded_by) => {
                 // A standing grant for this tool and resource decides without
                 // a human, if policy accepts it for this call.
                 let standing = self
@@ -430,15 +418,7 @@ impl SessionGuard {
                 return Err(refusal(call_id, action, DecidedBy::Policy, err));
             }
         };
-        let call_request = CallRequest {
-            principal: self.principal(),
-            action: tool.action(),
-            action_text: tool.action_text(),
-            resource: &resource,
-            session: self.session_context(),
-            now: cedar_now.clone(),
-            arguments: cedar_args.clone(),
-        };
+        let call_request = self.call_request(&tool, &resource, &cedar_now, &cedar_args);
         let decide =
             |approval: ApprovalState<'_>| call_request.decide(policies, &entities, approval);
         let screening = match screen(&decide) {
@@ -464,6 +444,26 @@ impl SessionGuard {
             cedar_args,
             screening,
         }))
+    }
+
+    /// The Cedar request of a call of `tool` on `resource`, over the
+    /// session's prepared context.
+    fn call_request<'a>(
+        &'a self,
+        tool: &'a RegisteredTool,
+        resource: &'a EntityUid,
+        now: &'a cedar_policy_core::ast::Value,
+        arguments: &'a cedar_policy_core::ast::Value,
+    ) -> CallRequest<'a> {
+        CallRequest {
+            principal: self.principal(),
+            action: tool.action(),
+            action_text: tool.action_text(),
+            resource,
+            session: self.session_context(),
+            now,
+            arguments,
+        }
     }
 
     /// The decision record of a screened (and, if needed, reviewed) call.
@@ -516,17 +516,10 @@ impl SessionGuard {
         let screened = self
             .screen_call(&policies, call_id, tool_name, arguments)
             .map_err(|r| r.err)?;
-        let approval = match screened.screening.clone() {
-            Screening::Allowed(decision) => ApprovalResult::screened(decision, None),
-            Screening::Denied(decision) => {
-                let error = denial(&decision);
-                ApprovalResult::screened(decision, Some(error))
-            }
-            Screening::NeedsApproval { .. } => {
-                return Err(ToolCallError::ApprovalDenied(
-                    "a dry run does not ask a reviewer".into(),
-                ));
-            }
+        let Ok(approval) = settled(screened.screening.clone()) else {
+            return Err(ToolCallError::ApprovalDenied(
+                "a dry run does not ask a reviewer".into(),
+            ));
         };
         let Screened {
             call_id,
@@ -644,6 +637,19 @@ struct Screened {
     cedar_now: cedar_policy_core::ast::Value,
     cedar_args: cedar_policy_core::ast::Value,
     screening: Screening,
+}
+
+/// The outcome of a screening that needs no reviewer; else the policies
+/// that demand one.
+fn settled(screening: Screening) -> Result<ApprovalResult, Vec<DeterminingPolicy>> {
+    match screening {
+        Screening::Allowed(decision) => Ok(ApprovalResult::screened(decision, None)),
+        Screening::Denied(decision) => {
+            let error = denial(&decision);
+            Ok(ApprovalResult::screened(decision, Some(error)))
+        }
+        Screening::NeedsApproval { demanded_by, .. } => Err(demanded_by),
+    }
 }
 
 fn decision_record(

@@ -122,9 +122,9 @@ pub(crate) struct CallRequest<'a> {
     pub(crate) resource: &'a EntityUid,
     pub(crate) session: &'a SessionContext,
     /// [`datetime`] of the call's time.
-    pub(crate) now: Value,
+    pub(crate) now: &'a Value,
     /// [`arguments`] of the call.
-    pub(crate) arguments: Value,
+    pub(crate) arguments: &'a Value,
 }
 
 impl CallRequest<'_> {
@@ -148,8 +148,8 @@ impl CallRequest<'_> {
         .map_err(|e| e.to_string())?;
         shape.push_str(&self.session.shape);
         shape_of_pair("approval", &approval, &mut shape);
-        shape_of_pair("now", &self.now, &mut shape);
-        shape_of_pair("arguments", &self.arguments, &mut shape);
+        shape_of_pair("now", self.now, &mut shape);
+        shape_of_pair("arguments", self.arguments, &mut shape);
         let mut map = match &self.session.context {
             ast::Context::Value(map) => (**map).clone(),
             ast::Context::RestrictedResidual(_) => {
@@ -279,8 +279,8 @@ mod tests {
             action_text: r#"Action::"read_document""#,
             resource: &resource,
             session: &prepared.context,
-            now: cedar_datetime(Timestamp::from_second(1_790_000_000).unwrap()).unwrap(),
-            arguments: arguments(&args, "arguments").unwrap(),
+            now: &cedar_datetime(Timestamp::from_second(1_790_000_000).unwrap()).unwrap(),
+            arguments: &arguments(&args, "arguments").unwrap(),
         };
         request
             .decide(policies, policies.entities(), ApprovalState::NotGranted)

@@ -135,14 +135,15 @@ pub fn explain(
         .transpose()
         .map_err(ExplainError::Reviewer)?;
 
+    let now = cedar_datetime(call.now).map_err(ExplainError::Session)?;
     let request = CallRequest {
         principal: &prepared.principal,
         action: tool.action(),
         action_text: tool.action_text(),
         resource: &resource,
         session: &prepared.context,
-        now: cedar_datetime(call.now).map_err(ExplainError::Session)?,
-        arguments,
+        now: &now,
+        arguments: &arguments,
     };
     let decide = |approval: ApprovalState<'_>| request.decide(policies, entities, approval);
     let invalid = |e: String| {
