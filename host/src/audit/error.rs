@@ -537,8 +537,19 @@ pub enum Malformed {
         /// The 1-based column (byte) in the line.
         column: usize,
     },
+    /// The line holds a carriage return, which no record does.
+    #[error("a carriage return at column {column}: records end with a bare newline")]
+    CarriageReturn {
+        /// The 1-based column (byte) of the carriage return.
+        column: usize,
+    },
+    /// The line does not start with `{"seq":N,`, N a seq of at least 1 without leading zeros.
+    #[error(
+        "the line does not start with `{{\"seq\":N,` where N is a seq of 1 or more without leading zeros"
+    )]
+    NoSeqPrefix,
     /// The line is longer than any record the verifier accepts.
-    #[error("the line is longer than {limit} bytes")]
+    #[error("the line is longer than {limit} bytes with its newline")]
     TooLong {
         /// The longest line accepted, in bytes.
         limit: usize,

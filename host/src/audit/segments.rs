@@ -10,8 +10,10 @@
 //! <log>/torn/                                torn tails set aside by crash repair
 //! ```
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+
+use super::chain::MAX_RECORD_BYTES;
 
 /// File name prefix of a segment.
 pub const SEGMENT_PREFIX: &str = "segment-";
@@ -99,6 +101,15 @@ pub struct RawRecord {
     pub bytes: Vec<u8>,
 }
 
+impl RawRecord {
+    /// Checks the line against the one definition of a valid record line that the verifier
+    /// and the index apply too (hash, framing, UTF-8, seq prefix, one JSON object without
+    /// repeated keys, [`MAX_RECORD_BYTES`]).
+    pub fn check(&self) -> Result<(), super::error::ChainProblem> {
+        super::chain::check_record_line(&self.bytes).map(|_| ())
+    }
+}
+
 impl RecordReader {
     /// Reads the log at `path`: a log directory, or a single segment file.
     pub fn open(path: &Path) -> std::io::Result<Self> {
@@ -133,8 +144,26 @@ impl Iterator for RecordReader {
             }
             let (path, reader) = self.current.as_mut()?;
             let mut bytes = Vec::new();
-            match reader.read_until(b'\n', &mut bytes) {
+            // The one record limit all readers share: a longer line is refused, not buffered.
+            match (&mut *reader)
+                .take(MAX_RECORD_BYTES as u64)
+                .read_until(b'\n', &mut bytes)
+            {
                 Ok(0) => self.current = None,
+                Ok(_) if bytes.len() >= MAX_RECORD_BYTES && bytes.last() != Some(&b'\n') => {
+                    let error = std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "`{}` line {}: malformed record: the line is longer than {MAX_RECORD_BYTES} bytes with its newline",
+                            path.display(),
+                            self.line + 1
+                        ),
+                    );
+                    // Nothing after an unreadable line is read: its end is not known.
+                    self.current = None;
+                    self.segments = Vec::new().into_iter();
+                    return Some(Err(error));
+                }
                 Ok(_) => {
                     self.line += 1;
                     if bytes.last() == Some(&b'\n') {

@@ -21,15 +21,17 @@ use super::RebuildReason;
 use super::error::{IndexError, RecordProblem};
 use super::record::{self, CallOutcome, Change, NewCall, Parsed};
 use super::schema::{self, Position};
-use crate::audit::chain::split_framed;
+use crate::audit::chain::{MAX_RECORD_BYTES, check_record_line, split_framed};
+use crate::audit::error::ChainProblem;
 use crate::audit::segments::{Segment, line_seq, list_segments, segment_name};
 
 /// Records per transaction: large enough that commits cost little, small
 /// enough that a long first build makes progress another process can see.
 pub(super) const BATCH_RECORDS: u64 = 50_000;
 
-/// Longest line the index reads; a longer one is refused rather than buffered.
-const MAX_LINE: u64 = 64 * 1024 * 1024;
+/// Longest line the index reads, without its newline: the one record limit all readers share
+/// (a longer one is refused rather than buffered).
+const MAX_LINE: u64 = MAX_RECORD_BYTES as u64 - 1;
 
 /// What one batch did.
 #[derive(Debug, Default)]
@@ -177,13 +179,22 @@ fn read_on(
             };
             let Some(line) = buf.strip_suffix(b"\n") else {
                 if buf.len() as u64 > MAX_LINE {
-                    return Err(bad(RecordProblem::TooLong { limit: MAX_LINE }));
+                    return Err(bad(RecordProblem::TooLong {
+                        limit: MAX_RECORD_BYTES as u64,
+                    }));
                 }
                 if i + 1 == segments.len() {
                     return Ok(());
                 }
                 return Err(bad(RecordProblem::TornInside));
             };
+            // The one definition of a valid record line, as the verifier checks it.
+            check_record_line(line).map_err(|problem| {
+                bad(match problem {
+                    ChainProblem::HashMismatch => RecordProblem::HashMismatch,
+                    other => RecordProblem::Json(other.to_string()),
+                })
+            })?;
             let parsed = record::parse(line).map_err(bad)?;
             if let Some(prev) = &batch.head {
                 let expected = prev.seq.saturating_add(1);

@@ -2,7 +2,9 @@
 
 use serde::Deserialize;
 
-use crate::audit::chain::{FORMAT, HASH_HEX_LEN, LOG_START_KIND, RECORD_START, split_framed};
+use crate::audit::chain::{
+    FORMAT, HASH_HEX_LEN, LOG_START_KIND, RECORD_START, check_record_line, split_framed,
+};
 use crate::audit::error::{
     ChainBroken, ChainProblem, Malformed, NotALog, NotALogReason, VerifyError, json_message,
 };
@@ -55,9 +57,9 @@ pub(super) fn check_first(line: &[u8], terminated: bool) -> Result<First, Verify
         })
     })?;
     let head: RecordHead = serde_json::from_str(text).map_err(invalid_json)?;
-    if !framed.hash_matches() {
-        return Err(broken(ChainProblem::HashMismatch));
-    }
+    // Line 1 is a record of this log from here on: anything else wrong with it breaks the
+    // chain at seq 1.
+    check_record_line(line).map_err(broken)?;
     let mut hash: HexHash = [0; HASH_HEX_LEN];
     hash.copy_from_slice(framed.hash.as_bytes());
     if head.seq != 1 {

@@ -14,9 +14,8 @@
 //! `retention` record written that way accounts for nothing, so the log fails to verify.
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
-use crate::audit::chain::{HASH_HEX_LEN, LOG_START_KIND, split_framed};
+use crate::audit::chain::{HASH_HEX_LEN, LOG_START_KIND, check_record_line};
 use crate::audit::checkpoint::CHECKPOINT_KIND;
 use crate::audit::error::{ChainProblem, Malformed};
 use crate::audit::segments::SEGMENT_START_KIND;
@@ -93,19 +92,12 @@ impl PrevHash<'_> {
     }
 }
 
-/// Checks one line (without its newline) on its own: framing, hash, UTF-8, then the seq,
-/// `prev_hash` and kind.
+/// Checks one line (without its newline) on its own, as [`check_record_line`] defines a valid
+/// record, then reads its seq, `prev_hash` and kind.
 pub(super) fn parse_line(line: &[u8]) -> Result<Line<'_>, ChainProblem> {
-    let framed = split_framed(line).ok_or(ChainProblem::Malformed(Malformed::NotFramed))?;
-    let hash = hash_hex(framed.prefix);
-    if hash != framed.hash.as_bytes() {
-        return Err(ChainProblem::HashMismatch);
-    }
-    // A fast path for the common case: plain ASCII needs no UTF-8 decoding.
-    if !line.is_ascii() {
-        std::str::from_utf8(line)
-            .map_err(|error| ChainProblem::Malformed(Malformed::from_utf8(error)))?;
-    }
+    let framed = check_record_line(line)?;
+    let mut hash: HexHash = [0; HASH_HEX_LEN];
+    hash.copy_from_slice(framed.hash.as_bytes());
     if let Some(prefix) = read_prefix(framed.prefix) {
         let kind = match prefix.kind {
             PrefixKind::Plain(kind) => kind,
@@ -125,14 +117,6 @@ pub(super) fn parse_line(line: &[u8]) -> Result<Line<'_>, ChainProblem> {
         hash,
         kind,
     })
-}
-
-/// Lowercase hex SHA-256 of `bytes`, without allocating.
-pub(super) fn hash_hex(bytes: &[u8]) -> HexHash {
-    let mut hex = [0u8; HASH_HEX_LEN];
-    // 32 bytes always fit in 64 hex digits, so this cannot fail.
-    let _ = hex::encode_to_slice(Sha256::digest(bytes), &mut hex);
-    hex
 }
 
 /// The fields every record carries besides its hash, for a line parsed as JSON.
@@ -259,29 +243,62 @@ mod tests {
     }
 
     #[test]
-    fn lines_of_another_shape_are_parsed_as_json_with_the_same_result() {
+    fn lines_that_do_not_start_with_a_seq_are_not_records() {
         let hash = "ab".repeat(32);
         let other_order = framed(&format!(
             "{{\"prev_hash\":\"{hash}\",\"seq\":7,\"kind\":\"checkpoint\""
         ));
-        let line = parse_line(&other_order).unwrap();
-        assert_eq!(line.seq, 7);
-        assert_eq!(line.prev_hash.as_bytes(), hash.as_bytes());
-        assert_eq!(line.kind, Kind::Checkpoint);
+        assert_eq!(
+            parse_line(&other_order),
+            Err(ChainProblem::Malformed(Malformed::NoSeqPrefix))
+        );
+        // A leading zero, or seq 0, which no record has.
+        for seq in ["07", "0"] {
+            let line = framed(&format!(
+                "{{\"seq\":{seq},\"prev_hash\":\"{hash}\",\"timestamp\":\"t\""
+            ));
+            assert_eq!(
+                parse_line(&line),
+                Err(ChainProblem::Malformed(Malformed::NoSeqPrefix))
+            );
+        }
+    }
 
-        // An escaped kind is what JSON says it is, not what its bytes look like.
+    #[test]
+    fn an_escaped_kind_is_what_json_says_it_is() {
+        let hash = "ab".repeat(32);
         let escaped = framed(&format!(
             "{{\"seq\":7,\"prev_hash\":\"{hash}\",\"timestamp\":\"t\",\"kind\":\"check\\u0070oint\""
         ));
         assert_eq!(parse_line(&escaped).unwrap().kind, Kind::Checkpoint);
+    }
 
-        // A leading zero is not JSON.
-        let zero = framed(&format!(
-            "{{\"seq\":07,\"prev_hash\":\"{hash}\",\"timestamp\":\"t\""
-        ));
+    #[test]
+    fn a_hash_valid_line_that_is_not_one_json_object_without_repeated_keys_is_malformed() {
+        let hash = "ab".repeat(32);
+        let start = format!("{{\"seq\":7,\"prev_hash\":\"{hash}\",\"timestamp\":\"t\"");
+        for body in [
+            ",\"kind\":\"decision\",\"x\":[1,}",
+            ",\"kind\":\"decision\",\"x\":tru",
+            ",\"kind\":\"decision\",\"kind\":\"checkpoint\"",
+            ",\"kind\":\"decision\",\"a\":{\"b\":1,\"\\u0062\":2}",
+            "} {\"a\":1",
+        ] {
+            let line = framed(&format!("{start}{body}"));
+            assert!(
+                matches!(
+                    parse_line(&line),
+                    Err(ChainProblem::Malformed(Malformed::InvalidJson { .. }))
+                ),
+                "{}: {:?}",
+                String::from_utf8_lossy(&line),
+                parse_line(&line)
+            );
+        }
+        let crlf = framed(&format!("{start},\"a\":\"x\ry\""));
         assert!(matches!(
-            parse_line(&zero),
-            Err(ChainProblem::Malformed(Malformed::InvalidJson { .. }))
+            parse_line(&crlf),
+            Err(ChainProblem::Malformed(Malformed::CarriageReturn { .. }))
         ));
     }
 

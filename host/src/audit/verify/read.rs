@@ -3,14 +3,15 @@
 
 use std::io::{self, Read};
 
+use crate::audit::chain::MAX_RECORD_BYTES;
 use crate::audit::error::VerifyError;
 
 /// Bytes asked for per read: large enough that system calls cost nothing next to hashing.
 pub(super) const CHUNK: usize = 1 << 20;
 
-/// The longest line accepted. Records are written whole by one process; a longer "line" is
-/// not one of them, and holding it would take unbounded memory.
-pub(super) const MAX_LINE: usize = 256 << 20;
+/// The longest line held: one more than a record may be, so that a longer line is seen whole
+/// enough to be refused, without holding unbounded memory.
+pub(super) const MAX_LINE: usize = MAX_RECORD_BYTES;
 
 /// Why reading lines stopped early.
 pub(super) enum Stop {

@@ -893,3 +893,75 @@ fn a_rewritten_checkpoint_record_is_not_reported_as_vouched_for() {
         }
     }
 }
+
+/// Found by fuzzing (`scripts/fuzz 900 audit_mutate`, issue 12 item 10; the input is
+/// `fuzz/regressions/audit_mutate-first-seq-zero.bin`): the oldest segments removed and the
+/// rest renumbered, re-chained and renamed so that the oldest one left starts at seq 0. Seqs
+/// start at 1, so no record has seq 0, yet the log verified as starting with its `log_start`
+/// record, with a report whose `first_seq` is 0.
+#[test]
+fn a_log_renumbered_to_start_at_seq_zero_is_refused() {
+    let mut prev = "ab".repeat(32);
+    let mut lines = Vec::new();
+    for (seq, body) in [
+        (
+            0,
+            json!({"kind": "segment_start", "previous_segment": segment_name(1)}),
+        ),
+        (1, json!({"kind": "decision", "call_id": "s:1"})),
+        (2, json!({"kind": "outcome", "call_id": "s:1"})),
+    ] {
+        let line = encode_line(
+            seq,
+            &prev,
+            Timestamp::from_millisecond(1_790_000_000_000).unwrap(),
+            &BodyFields::new(&body).unwrap(),
+        );
+        prev = line.hash.clone();
+        lines.push(line.bytes);
+    }
+    let log = Log {
+        segments: vec![SegmentFile {
+            name: segment_name(0),
+            lines,
+        }],
+        checkpoints: Vec::new(),
+    };
+    let fixture = Fixture::new(&log);
+    assert_eq!(bad_seq(fixture.plain()), Some(0));
+}
+
+/// Issue 12 item 4: a line whose hash is right but which is not JSON was taken as a record by
+/// the verifier, while `audit query` and the writer refused the log.
+#[test]
+fn a_hash_valid_line_that_is_not_json_is_refused_and_names_its_seq() {
+    let signer = CheckpointSigner::generate().unwrap();
+    let mut log = small_log(&signer, None);
+    // Seq 3 (segment 1, line 3) rewritten as a line that is not JSON, with a correct hash; seq
+    // 4 is re-linked to it, so only the JSON check can tell.
+    let segment = &mut log.segments[0];
+    let old: Value = serde_json::from_slice(&segment.lines[2]).unwrap();
+    let prefix = format!(
+        "{{\"seq\":3,\"prev_hash\":\"{}\",\"timestamp\":\"{}\",\"kind\":\"decision\",\"x\":tru",
+        old["prev_hash"].as_str().unwrap(),
+        old["timestamp"].as_str().unwrap()
+    );
+    let hash = crate::audit::chain::hash_prefix(prefix.as_bytes());
+    segment.lines[2] = format!("{prefix},\"hash\":\"{hash}\"}}\n").into_bytes();
+    let mut next: Value = serde_json::from_slice(&segment.lines[3]).unwrap();
+    let body = next.as_object_mut().unwrap();
+    for key in ["seq", "prev_hash", "timestamp", "hash"] {
+        body.remove(key);
+    }
+    let relinked = encode_line(
+        4,
+        &hash,
+        Timestamp::from_millisecond(1_790_000_000_100).unwrap(),
+        &BodyFields::new(&next).unwrap(),
+    );
+    segment.lines[3] = relinked.bytes;
+    let fixture = Fixture::new(&log);
+    let error = fixture.plain().unwrap_err();
+    assert_eq!(error.first_bad_seq(), Some(3), "{error}");
+    assert!(error.to_string().contains("malformed record"), "{error}");
+}
