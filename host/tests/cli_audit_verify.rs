@@ -259,3 +259,17 @@ fn verify_needs_the_key_for_a_checkpoint_file_and_a_readable_key() {
     let err = stderr(&out);
     assert!(err.contains("is not a mandate public key"), "{err}");
 }
+
+/// A log that is not there cannot be read: exit 2, as for any unreadable input, not 1, which
+/// says the log was tampered with.
+#[test]
+fn verify_of_a_missing_log_exits_2_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-log");
+    let out = mandate(&["audit", "verify", s(&missing)]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.starts_with("error: cannot read"), "{err}");
+    assert!(err.contains(s(&missing)), "{err}");
+    assert!(!err.contains("tampered"), "{err}");
+}

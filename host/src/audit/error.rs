@@ -351,6 +351,22 @@ impl VerifyError {
         }
     }
 
+    /// Whether the input could not be read at all (missing, unreadable, not an audit log, or
+    /// asked for wrongly), as opposed to a log that was read and failed a check: `mandate audit
+    /// verify` exits 2 for the first and 1 for the second.
+    pub fn is_unreadable(&self) -> bool {
+        match self {
+            Self::NotALog(_) | Self::Io(_) | Self::CheckpointsNeedKey(_) => true,
+            Self::CheckpointFile(error) => {
+                matches!(error, crate::audit::CheckpointFileError::Read { .. })
+            }
+            Self::Broken(_)
+            | Self::UnexplainedStart(_)
+            | Self::Rewritten(_)
+            | Self::CutShort(_) => false,
+        }
+    }
+
     /// The 1-based line number at fault, when there is one.
     pub fn line(&self) -> Option<u64> {
         match self {

@@ -49,6 +49,12 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             print!("{}", summary(&report));
             Ok(ExitCode::SUCCESS)
         }
+        // 2 for input that cannot be read at all, as elsewhere; 1 only for a log that was read
+        // and failed a check, so that scripts can tell tampering from a wrong path.
+        Err(e) if e.is_unreadable() => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(2))
+        }
         Err(e) => {
             match e.first_bad_seq() {
                 Some(seq) => eprintln!("tampered: first bad seq {seq}: {e}"),
