@@ -273,3 +273,73 @@ fn verify_of_a_missing_log_exits_2_and_names_it() {
     assert!(err.contains(s(&missing)), "{err}");
     assert!(!err.contains("tampered"), "{err}");
 }
+
+/// Appends a record with `body` to the last segment of `log`, linked and hashed as the writer
+/// would, as anyone who can write the files can.
+fn append_record(log: &Path, body: &serde_json::Value) {
+    let last = list_segments(log).unwrap().pop().unwrap().path;
+    let mut bytes = std::fs::read(&last).unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let head: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let body = serde_json::to_string(body).unwrap();
+    let prefix = format!(
+        "{{\"seq\":{},\"prev_hash\":\"{}\",\"timestamp\":\"2026-09-21T12:00:01.000Z\",{}",
+        head["seq"].as_u64().unwrap() + 1,
+        head["hash"].as_str().unwrap(),
+        &body[1..body.len() - 1]
+    );
+    let own = hex::encode(Sha256::digest(prefix.as_bytes()));
+    bytes.extend_from_slice(format!("{prefix},\"hash\":\"{own}\"}}\n").as_bytes());
+    std::fs::write(&last, bytes).unwrap();
+}
+
+/// Issue 12 item 1: the oldest segment deleted and a keyless `retention` record appended to
+/// excuse it passed `verify --key --checkpoints`; only a retention record that a signed
+/// checkpoint covers excuses a missing start.
+#[test]
+fn verify_with_the_key_refuses_a_forged_retention_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path());
+    let log = signed_log(dir.path(), "log", 1, &CheckpointSigner::load(&key).unwrap());
+    let shipped = dir.path().join("shipped.jsonl");
+    std::fs::copy(log.join(CHECKPOINT_FILE), &shipped).unwrap();
+
+    let segments = list_segments(&log).unwrap();
+    let second = std::fs::read_to_string(&segments[1].path).unwrap();
+    let first_kept: serde_json::Value =
+        serde_json::from_str(second.lines().next().unwrap()).unwrap();
+    std::fs::remove_file(&segments[0].path).unwrap();
+    append_record(
+        &log,
+        &serde_json::json!({
+            "kind": "retention",
+            "removed_segments": [segments[0].path.file_name().unwrap().to_str().unwrap()],
+            "removed_through_seq": segments[1].first_seq - 1,
+            "removed_through_hash": first_kept["prev_hash"],
+        }),
+    );
+
+    let out = mandate(&[
+        "audit",
+        "verify",
+        "--key",
+        s(&public),
+        "--checkpoints",
+        s(&shipped),
+        s(&log),
+    ]);
+    let err = tampered(&out, 1);
+    assert!(
+        err.contains("is not covered by a signed checkpoint"),
+        "{err}"
+    );
+
+    // Without a key it cannot be checked, and the summary says so.
+    let out = success(&mandate(&["audit", "verify", s(&log)]));
+    assert!(
+        out.contains(
+            "retention record at seq 302 is not covered by a checked signature: verify with --key"
+        ),
+        "{out}"
+    );
+}

@@ -69,6 +69,10 @@ pub enum Origin {
     Retention {
         /// The seq of that `retention` record.
         record_seq: u64,
+        /// Whether a checkpoint whose signature was checked covers it. Always true with a key
+        /// (an uncovered retention record is refused then); false without one, when anyone could
+        /// have written it.
+        signed: bool,
     },
     /// With the first record of a single segment file given on its own: its link to the
     /// segment before it was not checked (verify the log directory for that).
@@ -227,17 +231,33 @@ pub fn verify_log(path: &Path, options: &VerifyOptions<'_>) -> Result<VerifyRepo
     let file = chain.take_checkpoint_file();
     let walked = chain.finish()?;
 
+    // The largest seq a checkpoint whose signature was checked vouches for, in the log or in
+    // the checkpoint file.
+    let signed_through = walked
+        .last_signed_seq
+        .max(file.as_ref().and_then(|file| file.confirmed_through));
+    let unexplained = |uncovered_retention| {
+        VerifyError::UnexplainedStart(UnexplainedStart {
+            log: path.to_path_buf(),
+            segment: segments.first().map(|s| s.path.clone()).unwrap_or_default(),
+            first_seq: walked.first_seq,
+            first_missing: walked.first_unaccounted,
+            uncovered_retention,
+        })
+    };
     let origin = match walked.retention_seq {
         _ if walked.first_seq <= 1 => Origin::LogStart,
-        Some(record_seq) => Origin::Retention { record_seq },
-        None if metadata.is_dir() => {
-            return Err(VerifyError::UnexplainedStart(UnexplainedStart {
-                log: path.to_path_buf(),
-                segment: segments.first().map(|s| s.path.clone()).unwrap_or_default(),
-                first_seq: walked.first_seq,
-                first_missing: walked.first_unaccounted,
-            }));
+        Some(record_seq) => {
+            // Anyone can append a `retention` record and recompute the hashes: it excuses the
+            // missing start only once a signed checkpoint at or after it vouches for it. With
+            // a key that is required; without one nothing can be checked, which the report says.
+            let signed = signed_through.is_some_and(|through| through >= record_seq);
+            if options.key.is_some() && !signed {
+                return Err(unexplained(Some(record_seq)));
+            }
+            Origin::Retention { record_seq, signed }
         }
+        None if metadata.is_dir() => return Err(unexplained(None)),
         None => Origin::Unlinked,
     };
     let mut checkpoints = CheckpointReport::default();

@@ -93,11 +93,16 @@ fn summary(report: &VerifyReport) -> String {
     );
     match report.origin {
         Origin::LogStart => {}
-        Origin::Retention { record_seq } => {
+        Origin::Retention { record_seq, signed } => {
             out += &format!(
                 "  records before seq {} were removed by retention (retention record at seq {record_seq})\n",
                 report.first_seq
             );
+            if !signed {
+                out += &format!(
+                    "  note: retention record at seq {record_seq} is not covered by a checked signature: verify with --key\n"
+                );
+            }
         }
         Origin::Unlinked => {
             out += &format!(

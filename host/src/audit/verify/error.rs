@@ -118,11 +118,21 @@ pub enum RetentionProblem {
 }
 
 /// The oldest remaining record is not seq 1 and no `retention` record accounts for the records
-/// before it.
+/// before it; or, with a key, the one that would is not covered by a signed checkpoint.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "audit log `{}` starts at seq {first_seq} (`{}`) but no retention record accounts for seqs {first_missing} to {}: records were removed from the start of the log",
-    log.display(), segment.display(), first_seq.saturating_sub(1)
+    "audit log `{}` starts at seq {first_seq} (`{}`) but {}: records were removed from the start of the log",
+    log.display(), segment.display(),
+    match uncovered_retention {
+        Some(seq) => format!(
+            "the retention record at seq {seq} that accounts for seqs {first_missing} to {} is not covered by a signed checkpoint, so anyone could have written it",
+            first_seq.saturating_sub(1)
+        ),
+        None => format!(
+            "no retention record accounts for seqs {first_missing} to {}",
+            first_seq.saturating_sub(1)
+        ),
+    }
 )]
 pub struct UnexplainedStart {
     /// The log directory.
@@ -134,6 +144,9 @@ pub struct UnexplainedStart {
     /// The first seq nothing accounts for: one after the last seq an older retention record
     /// removed, else 1.
     pub first_missing: u64,
+    /// The seq of the `retention` record that would account for the missing records but that no
+    /// checkpoint verified with the key covers.
+    pub uncovered_retention: Option<u64>,
 }
 
 /// How a checkpoint file shows that the log was rewritten.

@@ -674,7 +674,13 @@ fn a_log_trimmed_by_retention_verifies_from_its_oldest_segment() {
         let report = fixture.plain().unwrap();
         assert_eq!(report.first_seq, 4 * gone as u64 + 1);
         assert_eq!(report.records, 15 - 4 * gone as u64);
-        assert_eq!(report.origin, Origin::Retention { record_seq: 14 });
+        assert_eq!(
+            report.origin,
+            Origin::Retention {
+                record_seq: 14,
+                signed: false
+            }
+        );
     }
 }
 
@@ -736,12 +742,21 @@ fn a_checkpoint_for_the_last_removed_record_is_held_against_the_oldest_link() {
         .as_str()
         .unwrap()
         .to_owned();
+    // And one for the head, seq 15, which covers the retention record at seq 14: with a key,
+    // only a signed retention record excuses the missing start.
+    let last = log.segments.last().unwrap().lines.last().unwrap();
+    let hash15 = serde_json::from_slice::<Value>(last).unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let at = Timestamp::from_millisecond(1_790_000_000_000).unwrap();
     let write_file = |hash: &str| {
-        let signed = signer.sign(4, hash, at);
-        let mut line = serde_json::to_vec(&signed).unwrap();
-        line.push(b'\n');
-        fs::write(&fixture.shipped, line).unwrap();
+        let mut lines = Vec::new();
+        for signed in [signer.sign(4, hash, at), signer.sign(15, &hash15, at)] {
+            lines.extend(serde_json::to_vec(&signed).unwrap());
+            lines.push(b'\n');
+        }
+        fs::write(&fixture.shipped, lines).unwrap();
     };
     let mut trimmed = log.clone();
     trimmed.segments.remove(0);
@@ -749,7 +764,7 @@ fn a_checkpoint_for_the_last_removed_record_is_held_against_the_oldest_link() {
 
     write_file(&hash4);
     let report = fixture.with_file(&signer).unwrap();
-    assert_eq!(report.checkpoints.last_vouched_seq, Some(4));
+    assert_eq!(report.checkpoints.last_vouched_seq, Some(15));
     write_file(&"cd".repeat(32));
     let error = fixture.with_file(&signer).unwrap_err();
     assert!(matches!(error, VerifyError::Rewritten(_)), "{error}");
@@ -964,4 +979,81 @@ fn a_hash_valid_line_that_is_not_json_is_refused_and_names_its_seq() {
     let error = fixture.plain().unwrap_err();
     assert_eq!(error.first_bad_seq(), Some(3), "{error}");
     assert!(error.to_string().contains("malformed record"), "{error}");
+}
+
+/// A log of 3 segments with a signed checkpoint in each, from which the first `removed`
+/// segments are gone and a keyless `retention` record, hash recomputed, accounts for them at
+/// the end: issue 12 item 1's attack. With `checkpoint_after`, the writer's signed checkpoint
+/// follows the retention record, as it does for a real one.
+fn forged_retention(signer: &CheckpointSigner, checkpoint_after: bool) -> Log {
+    let mut b = Builder::new(signer);
+    let mut ends = Vec::new();
+    for segment in 0..3u64 {
+        while b.seq < 4 * (segment + 1) - 1 {
+            b.call(b.seq + 1, false);
+        }
+        b.checkpoint();
+        ends.push((b.seq, b.prev.clone()));
+        if segment < 2 {
+            b.rotate();
+        }
+    }
+    let (through, hash) = ends[1].clone();
+    let names: Vec<String> = b.log.segments[..2].iter().map(|s| s.name.clone()).collect();
+    b.push(json!({
+        "kind": "retention",
+        "removed_segments": names,
+        "removed_through_seq": through,
+        "removed_through_hash": hash,
+    }));
+    if checkpoint_after {
+        b.checkpoint();
+    }
+    b.log.segments.drain(..2);
+    b.log
+}
+
+#[test]
+fn a_forged_retention_record_is_refused_with_a_key() {
+    let signer = CheckpointSigner::generate().unwrap();
+    let fixture = Fixture::new(&forged_retention(&signer, false));
+
+    // With the key (and with the shipped file, which vouches for the deleted records) the
+    // missing start is not excused.
+    for result in [fixture.with_key(&signer), fixture.with_file(&signer)] {
+        let error = result.unwrap_err();
+        assert_eq!(error.first_bad_seq(), Some(1), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("retention record at seq 13 that accounts for seqs 1 to 8 is not covered by a signed checkpoint"),
+            "{error}"
+        );
+    }
+    // Without a key nothing can be checked: it verifies, and the report says so.
+    let report = fixture.plain().unwrap();
+    assert_eq!(
+        report.origin,
+        Origin::Retention {
+            record_seq: 13,
+            signed: false
+        }
+    );
+}
+
+#[test]
+fn a_retention_record_covered_by_a_signed_checkpoint_excuses_the_missing_start() {
+    let signer = CheckpointSigner::generate().unwrap();
+    let fixture = Fixture::new(&forged_retention(&signer, true));
+    for result in [fixture.with_key(&signer), fixture.with_file(&signer)] {
+        let report = result.unwrap();
+        assert_eq!(report.first_seq, 9);
+        assert_eq!(
+            report.origin,
+            Origin::Retention {
+                record_seq: 13,
+                signed: true
+            }
+        );
+    }
 }
