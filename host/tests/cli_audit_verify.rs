@@ -59,7 +59,9 @@ fn signed_log(dir: &Path, name: &str, seed: u64, signer: &CheckpointSigner) -> P
         ..SyntheticSpec::default()
     };
     let (seq, hash) = write_synthetic_log(&log, &spec).unwrap();
-    let signed = signer.sign(seq, &hash, Timestamp::from_second(1_790_000_000).unwrap());
+    // Signed at the record's own timestamp, as the writer does.
+    let at: Timestamp = "2026-09-21T12:00:00Z".parse().unwrap();
+    let signed = signer.sign(seq, &hash, at);
     let body = serde_json::json!({
         "kind": "checkpoint",
         "checkpoint": signed.checkpoint,
@@ -192,6 +194,7 @@ fn verify_with_a_shipped_checkpoint_file_catches_a_log_rewritten_wholesale() {
         "verify",
         "--key",
         s(&public),
+        "--allow-unsigned-tail",
         s(&forged),
     ]));
 
@@ -340,6 +343,63 @@ fn verify_with_the_key_refuses_a_forged_retention_record() {
         out.contains(
             "retention record at seq 302 is not covered by a checked signature: verify with --key"
         ),
+        "{out}"
+    );
+}
+
+/// Issue 12 item 3: with a key, a log with no checkpoint at all (a re-chained edit with every
+/// checkpoint stripped and the checkpoint file deleted) passed with a note. Records no signed
+/// checkpoint covers are a failure unless the user accepts an unsigned tail, and the summary
+/// says how much is covered.
+#[test]
+fn verify_with_the_key_refuses_records_no_signed_checkpoint_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path());
+    let unsigned = dir.path().join("unsigned");
+    let spec = SyntheticSpec {
+        records: 300,
+        segment_records: 100,
+        ..SyntheticSpec::default()
+    };
+    write_synthetic_log(&unsigned, &spec).unwrap();
+    let out = mandate(&["audit", "verify", "--key", s(&public), s(&unsigned)]);
+    let err = tampered(&out, 1);
+    assert!(
+        err.contains("has 300 records after the start of the log that no signed checkpoint covers"),
+        "{err}"
+    );
+    assert!(err.contains("--allow-unsigned-tail"), "{err}");
+    let out = success(&mandate(&[
+        "audit",
+        "verify",
+        "--key",
+        s(&public),
+        "--allow-unsigned-tail",
+        s(&unsigned),
+    ]));
+    assert!(
+        out.contains("signed: no record of 300 is covered; unsigned tail: 300 records (allowed by --allow-unsigned-tail)"),
+        "{out}"
+    );
+
+    // A signed log with records appended after its last checkpoint.
+    let log = signed_log(dir.path(), "log", 1, &CheckpointSigner::load(&key).unwrap());
+    success(&mandate(&["audit", "verify", "--key", s(&public), s(&log)]));
+    for n in 0..2 {
+        append_record(&log, &serde_json::json!({"kind": "decision", "n": n}));
+    }
+    let out = mandate(&["audit", "verify", "--key", s(&public), s(&log)]);
+    tampered(&out, 302);
+    let out = success(&mandate(&[
+        "audit",
+        "verify",
+        "--key",
+        s(&public),
+        "--allow-unsigned-tail",
+        s(&log),
+    ]));
+    assert!(
+        out.contains("signed: seq 1..=301 of 303 covered by 1 checkpoint; unsigned tail: 2 records (allowed by --allow-unsigned-tail)"),
         "{out}"
     );
 }

@@ -57,6 +57,7 @@ fn with_key(
             key: Some(signer.public_key()),
             checkpoints: file,
             progress: None,
+            allow_unsigned_tail: false,
         },
     )
 }
@@ -129,7 +130,8 @@ fn a_closed_log_cut_at_any_record_boundary_is_caught_by_its_checkpoint_file() {
 }
 
 #[test]
-fn a_log_rewritten_wholesale_is_caught_only_with_the_shipped_checkpoint_file() {
+fn a_log_rewritten_wholesale_is_an_unsigned_tail_with_the_key_and_contradicted_by_the_shipped_file()
+{
     let dir = tempfile::tempdir().unwrap();
     let signer = Arc::new(CheckpointSigner::generate().unwrap());
     let original = dir.path().join("original");
@@ -141,7 +143,10 @@ fn a_log_rewritten_wholesale_is_caught_only_with_the_shipped_checkpoint_file() {
     let forged = dir.path().join("forged");
     write_log(&forged, None, 12, None);
     verify_file(&forged).unwrap();
-    with_key(&forged, &signer, None).unwrap();
+    // With the key, no record is covered by a signed checkpoint.
+    let error = with_key(&forged, &signer, None).unwrap_err();
+    assert!(matches!(error, VerifyError::UnsignedTail(_)), "{error}");
+    assert_eq!(error.first_bad_seq(), Some(1));
 
     let error = with_key(&forged, &signer, Some(shipped)).unwrap_err();
     assert!(matches!(error, VerifyError::Rewritten(_)), "{error}");

@@ -322,6 +322,9 @@ pub enum VerifyError {
     /// The checkpoint file cannot be read or does not verify with the key.
     #[error(transparent)]
     CheckpointFile(CheckpointFileError),
+    /// With a key, records that no signed checkpoint covers, and no `--allow-unsigned-tail`.
+    #[error(transparent)]
+    UnsignedTail(crate::audit::verify::UnsignedTail),
     /// A checkpoint file was given without the public key to check its signatures.
     #[error(
         "checkpoint file `{}` can only be checked with the public key that signed it: give the key too",
@@ -344,6 +347,7 @@ impl VerifyError {
             Self::UnexplainedStart(start) => Some(start.first_missing),
             Self::Rewritten(rewritten) => Some(rewritten.seq),
             Self::CutShort(short) => Some(short.head_seq.saturating_add(1)),
+            Self::UnsignedTail(tail) => Some(tail.first_unsigned()),
             Self::NotALog(_)
             | Self::Io(_)
             | Self::CheckpointFile(_)
@@ -363,7 +367,8 @@ impl VerifyError {
             Self::Broken(_)
             | Self::UnexplainedStart(_)
             | Self::Rewritten(_)
-            | Self::CutShort(_) => false,
+            | Self::CutShort(_)
+            | Self::UnsignedTail(_) => false,
         }
     }
 
@@ -379,6 +384,7 @@ impl VerifyError {
             Self::Io(_)
             | Self::UnexplainedStart(_)
             | Self::CutShort(_)
+            | Self::UnsignedTail(_)
             | Self::CheckpointFile(_)
             | Self::CheckpointsNeedKey(_) => None,
         }
@@ -395,6 +401,7 @@ impl VerifyError {
             other @ (Self::UnexplainedStart(_)
             | Self::Rewritten(_)
             | Self::CutShort(_)
+            | Self::UnsignedTail(_)
             | Self::CheckpointFile(_)
             | Self::CheckpointsNeedKey(_)) => other,
         }

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 pub use self::error::{
     CheckpointFileError, CheckpointProblem, CutShort, Evidence, RetentionProblem, Rewritten,
-    SegmentProblem, UnexplainedStart,
+    SegmentProblem, UnexplainedStart, UnsignedTail,
 };
 
 use self::checkpoint_file::CheckpointFile;
@@ -96,6 +96,12 @@ pub struct CheckpointReport {
     /// The largest seq a checkpoint with a verified signature vouches for: records after it
     /// are protected by the chain alone.
     pub last_vouched_seq: Option<u64>,
+    /// With a key, the largest seq a checkpoint with a verified signature covers: the records
+    /// it vouches for and, when its record is exactly what was signed, that record itself.
+    pub signed_through_seq: Option<u64>,
+    /// With a key, the number of records after `signed_through_seq` (all of them when it is
+    /// `None`): accepted only with [`VerifyOptions::allow_unsigned_tail`].
+    pub unsigned_tail: u64,
 }
 
 /// How to verify a log: see [`verify_log`].
@@ -109,6 +115,9 @@ pub struct VerifyOptions<'a> {
     pub checkpoints: Option<PathBuf>,
     /// Called after every read with the bytes read so far and the total.
     pub progress: Option<&'a dyn Fn(u64, u64)>,
+    /// With `key`, accept records after the last one a signed checkpoint covers instead of
+    /// failing (the report still counts them).
+    pub allow_unsigned_tail: bool,
 }
 
 impl std::fmt::Debug for VerifyOptions<'_> {
@@ -117,6 +126,7 @@ impl std::fmt::Debug for VerifyOptions<'_> {
             .field("key", &self.key)
             .field("checkpoints", &self.checkpoints)
             .field("progress", &self.progress.is_some())
+            .field("allow_unsigned_tail", &self.allow_unsigned_tail)
             .finish()
     }
 }
@@ -234,8 +244,9 @@ pub fn verify_log(path: &Path, options: &VerifyOptions<'_>) -> Result<VerifyRepo
     // The largest seq a checkpoint whose signature was checked vouches for, in the log or in
     // the checkpoint file.
     let signed_through = walked
-        .last_signed_seq
-        .max(file.as_ref().and_then(|file| file.confirmed_through));
+        .signed_through
+        .max(file.as_ref().and_then(|file| file.confirmed_through))
+        .filter(|_| options.key.is_some());
     let unexplained = |uncovered_retention| {
         VerifyError::UnexplainedStart(UnexplainedStart {
             log: path.to_path_buf(),
@@ -278,6 +289,23 @@ pub fn verify_log(path: &Path, options: &VerifyOptions<'_>) -> Result<VerifyRepo
             last_vouched_seq: file.confirmed_through,
             ..CheckpointReport::default()
         };
+    }
+    if options.key.is_some() {
+        let covered_through = signed_through.unwrap_or(walked.first_seq.saturating_sub(1));
+        let unsigned = walked
+            .head_seq
+            .saturating_sub(covered_through)
+            .min(walked.records);
+        if unsigned > 0 && !options.allow_unsigned_tail {
+            return Err(VerifyError::UnsignedTail(UnsignedTail {
+                log: path.to_path_buf(),
+                first_seq: walked.first_seq,
+                signed_through,
+                head_seq: walked.head_seq,
+            }));
+        }
+        checkpoints.signed_through_seq = signed_through;
+        checkpoints.unsigned_tail = unsigned;
     }
     checkpoints.in_log = walked.checkpoints_in_log;
     checkpoints.key_id = options.key.as_ref().map(|key| key.key_id().to_owned());

@@ -35,6 +35,10 @@ pub struct VerifyArgs {
     /// Checkpoint file shipped elsewhere (default: <log>/checkpoints.jsonl when --key is given).
     #[arg(long)]
     pub checkpoints: Option<PathBuf>,
+    /// With --key, accept records after the last signed checkpoint (the unsigned tail)
+    /// instead of failing; the summary still says how many there are.
+    #[arg(long, requires = "key")]
+    pub allow_unsigned_tail: bool,
     /// Never show a progress bar.
     #[arg(long)]
     pub no_progress: bool,

@@ -39,6 +39,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         key,
         checkpoints: args.checkpoints.clone(),
         progress: Some(&progress),
+        allow_unsigned_tail: args.allow_unsigned_tail,
     };
     let result = verify_log(&args.log, &options);
     if let Some(bar) = bar.get() {
@@ -131,15 +132,29 @@ fn summary(report: &VerifyReport) -> String {
                     out += "  no checkpoint file: a log cut short or rewritten after its last checkpoint goes unnoticed (pass --checkpoints)\n";
                 }
             }
-            match checkpoints.last_vouched_seq {
-                Some(seq) if seq < report.head_seq => {
-                    out += &format!(
-                        "  records after seq {seq} are not covered by a checkpoint yet, only by the chain\n"
-                    );
-                }
-                Some(_) => {}
-                None => out += "  no record is covered by a signed checkpoint\n",
+            let count = |n: u64| match n {
+                1 => "1 checkpoint".to_owned(),
+                n => format!("{n} checkpoints"),
+            };
+            let covering = checkpoints.in_log.max(checkpoints.file_matched);
+            let mut line = match checkpoints.signed_through_seq {
+                Some(seq) => format!(
+                    "  signed: seq {}..={seq} of {} covered by {}",
+                    report.first_seq,
+                    report.head_seq,
+                    count(covering)
+                ),
+                None => format!("  signed: no record of {} is covered", report.records),
+            };
+            if checkpoints.unsigned_tail > 0 {
+                let records = match checkpoints.unsigned_tail {
+                    1 => "1 record".to_owned(),
+                    n => format!("{n} records"),
+                };
+                line += &format!("; unsigned tail: {records} (allowed by --allow-unsigned-tail)");
             }
+            out += &line;
+            out.push('\n');
         }
         None if checkpoints.in_log > 0 => {
             out += &format!(

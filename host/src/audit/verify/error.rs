@@ -256,3 +256,35 @@ pub enum CheckpointFileError {
         error: CheckpointError,
     },
 }
+
+/// With a key, records after the last one a signed checkpoint covers (or every record, when
+/// none does): anyone could have written them, hashes and all.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "audit log `{}` has {} records after {} that no signed checkpoint covers: they could have been rewritten or appended by anyone (pass --allow-unsigned-tail to accept them)",
+    log.display(),
+    head_seq.saturating_sub(signed_through.unwrap_or(first_seq.saturating_sub(1))),
+    match signed_through {
+        Some(seq) => format!("seq {seq}"),
+        None => "the start of the log".to_owned(),
+    }
+)]
+pub struct UnsignedTail {
+    /// The log.
+    pub log: PathBuf,
+    /// The seq of the oldest record.
+    pub first_seq: u64,
+    /// The last seq a signed checkpoint covers, if any.
+    pub signed_through: Option<u64>,
+    /// The last seq of the log.
+    pub head_seq: u64,
+}
+
+impl UnsignedTail {
+    /// The first seq no signed checkpoint covers.
+    pub fn first_unsigned(&self) -> u64 {
+        self.signed_through
+            .map_or(self.first_seq, |seq| seq.saturating_add(1))
+            .max(self.first_seq)
+    }
+}

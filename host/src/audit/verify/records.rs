@@ -1,8 +1,9 @@
 //! The bodies of the records the verifier acts on, parsed only for those few records.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::audit::checkpoint::{Checkpoint, SignedCheckpoint};
+use crate::audit::chain::{BodyFields, encode_line};
+use crate::audit::checkpoint::{CHECKPOINT_KIND, Checkpoint, SignedCheckpoint};
 
 /// A `checkpoint` record: a [`SignedCheckpoint`] flattened after its `kind`.
 #[derive(Deserialize)]
@@ -18,6 +19,36 @@ pub(super) fn checkpoint(line: &[u8]) -> Result<SignedCheckpoint, serde_json::Er
         checkpoint: record.checkpoint,
         signature: record.signature,
     })
+}
+
+/// A `checkpoint` record as the writer writes it, for [`is_canonical_checkpoint`].
+#[derive(Serialize)]
+struct CanonicalCheckpoint<'a> {
+    kind: &'static str,
+    #[serde(flatten)]
+    signed: &'a SignedCheckpoint,
+}
+
+/// Whether the `checkpoint` record at `seq` with hash `hash` is byte for byte the record the
+/// writer makes of `signed`: its seq one after the signed one, its `prev_hash` the signed
+/// head hash, its timestamp the signed time, no other fields. Only then does the signature
+/// vouch for the record itself, not just for the records before it.
+pub(super) fn is_canonical_checkpoint(seq: u64, hash: &[u8], signed: &SignedCheckpoint) -> bool {
+    let checkpoint = &signed.checkpoint;
+    if checkpoint.seq.checked_add(1) != Some(seq) {
+        return false;
+    }
+    let body = CanonicalCheckpoint {
+        kind: CHECKPOINT_KIND,
+        signed,
+    };
+    let Ok(fields) = BodyFields::new(&body) else {
+        return false;
+    };
+    encode_line(seq, &checkpoint.head_hash, checkpoint.time, &fields)
+        .hash
+        .as_bytes()
+        == hash
 }
 
 /// What a `retention` record says was removed.

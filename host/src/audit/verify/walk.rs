@@ -44,6 +44,9 @@ pub(super) struct Walked {
     pub(super) checkpoints_in_log: u64,
     /// The largest seq a checkpoint in the log, with a verified signature, vouches for.
     pub(super) last_signed_seq: Option<u64>,
+    /// The largest seq a checkpoint in the log, with a verified signature, covers: the seq it
+    /// vouches for, or its own seq when the record is exactly what was signed.
+    pub(super) signed_through: Option<u64>,
 }
 
 /// The state of a walk along the chain: the last good record and where the walk is.
@@ -71,6 +74,7 @@ pub(super) struct Chain {
     older_retention_through: Option<u64>,
     checkpoints_in_log: u64,
     last_signed_seq: Option<u64>,
+    signed_through: Option<u64>,
 }
 
 impl Default for Chain {
@@ -94,6 +98,7 @@ impl Default for Chain {
             older_retention_through: None,
             checkpoints_in_log: 0,
             last_signed_seq: None,
+            signed_through: None,
         }
     }
 }
@@ -190,7 +195,9 @@ impl Chain {
         }
         self.check_link(&record)?;
         let checkpoint = match record.kind {
-            Kind::Checkpoint => Some(self.checkpoint(line, record.seq)?),
+            // Held against the checkpoint file's record only when the record is exactly what
+            // was signed: otherwise its other bytes could have been rewritten.
+            Kind::Checkpoint => self.checkpoint(line, record.seq, &record.hash)?,
             Kind::Retention => {
                 self.retention(line, record.seq)?;
                 None
@@ -219,6 +226,7 @@ impl Chain {
                 .map_or(1, |through| through.saturating_add(1)),
             checkpoints_in_log: self.checkpoints_in_log,
             last_signed_seq: self.last_signed_seq,
+            signed_through: self.signed_through,
         })
     }
 
@@ -346,7 +354,13 @@ impl Chain {
 
     /// A `checkpoint` record must vouch for the record before it, with a valid signature
     /// when there is a key.
-    fn checkpoint(&mut self, line: &[u8], seq: u64) -> Result<SignedCheckpoint, VerifyError> {
+    /// Returns the signed checkpoint when the record is exactly the one the writer makes of it.
+    fn checkpoint(
+        &mut self,
+        line: &[u8],
+        seq: u64,
+        hash: &HexHash,
+    ) -> Result<Option<SignedCheckpoint>, VerifyError> {
         let problem = ChainProblem::Checkpoint;
         let signed = records::checkpoint(line).map_err(|error| {
             let message = json_message(&error);
@@ -365,10 +379,14 @@ impl Chain {
         if let Some(key) = &self.key {
             key.verify(&signed)
                 .map_err(|error| self.broken(seq, problem(CheckpointProblem::Signature(error))))?;
+        }
+        let canonical = records::is_canonical_checkpoint(seq, hash, &signed);
+        if self.key.is_some() {
             self.last_signed_seq = Some(vouched.seq);
+            self.signed_through = Some(if canonical { seq } else { vouched.seq });
         }
         self.checkpoints_in_log += 1;
-        Ok(signed)
+        Ok(canonical.then_some(signed))
     }
 
     /// A `retention` record must agree with the chain about the last record it removes, and
