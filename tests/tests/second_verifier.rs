@@ -668,3 +668,20 @@ fn the_second_verifier_agrees_with_mandate_on_every_mutation_case() {
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
     let _ = &suite.signer;
 }
+
+#[test]
+fn the_second_verifier_s_own_tests_pass_with_the_rfc_8785_vectors() {
+    if !python_ready() {
+        return;
+    }
+    let output = Command::new("python3")
+        .args(["-m", "unittest", "discover", "-s"])
+        .arg(repo_root().join("verifiers/python"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
