@@ -685,3 +685,212 @@ fn the_second_verifier_s_own_tests_pass_with_the_rfc_8785_vectors() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The checked-in test vectors of `docs/test-vectors/` (see its README).
+fn vectors_dir() -> PathBuf {
+    repo_root().join("docs/test-vectors")
+}
+
+/// The fixed Ed25519 seed of the vectors' checkpoint key: a published test key, never a real one.
+const VECTOR_SIGNING_SEED: [u8; 32] = [0x11; 32];
+/// The fixed redaction salt key of the vectors: a published test key.
+const VECTOR_SALT_KEY: [u8; 32] = [0x22; 32];
+const VECTOR_CALL_ID: &str = "sess_vectors:1";
+const VECTOR_PATH: &str = "arguments.body";
+
+fn vector_value() -> Value {
+    json!({"text": "Quarterly numbers", "amount": 1e20, "ratio": 0.1, "€": [1e21, -0.0, "\u{7f}"]})
+}
+
+/// Writes `docs/test-vectors/` anew with the real writer and signer:
+/// `cargo test --workspace --test second_verifier -- --ignored regenerate`. Timestamps change,
+/// so regenerate only when the format does.
+#[test]
+#[ignore = "rewrites docs/test-vectors; run by hand when the format changes"]
+fn regenerate_the_test_vectors() {
+    let dir = vectors_dir();
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let seed_file = keys.path().join("seed.key");
+    std::fs::write(
+        &seed_file,
+        format!(
+            "mandate-ed25519-signing:{}\n",
+            hex::encode(VECTOR_SIGNING_SEED)
+        ),
+    )
+    .unwrap();
+    let signer = Arc::new(CheckpointSigner::load(&seed_file).unwrap());
+    signer
+        .save(&dir.join("checkpoint.key"), &dir.join("checkpoint.pub"))
+        .unwrap();
+    let salt = mandate::guard::RedactionKey::from_bytes(VECTOR_SALT_KEY);
+    salt.save(&dir.join("salt.key")).unwrap();
+
+    let log_dir = dir.join("log");
+    let config = AuditConfig {
+        segment_max_bytes: 1500,
+        checkpoint_signer: Some(Arc::clone(&signer)),
+        checkpoint_every_records: 3,
+        ..AuditConfig::default()
+    };
+    let log = AuditLog::open_with(&log_dir, config).unwrap();
+    let committed = json!({
+        "redacted": mandate::guard::commitment(&salt, VECTOR_CALL_ID, VECTOR_PATH, &vector_value()),
+        "key_id": salt.key_id(),
+    });
+    for n in 0..6 {
+        log.append(&json!({
+            "kind": "decision",
+            "call_id": if n == 0 { VECTOR_CALL_ID.to_owned() } else { format!("sess_vectors:{}", n + 1) },
+            "action": {"type": "tool_call", "tool": "send_email",
+                       "arguments": {"to": "bob@example.com", "body": committed}},
+            "decision": {"effect": "allow", "decided_by": "policy"},
+        }))
+        .unwrap();
+    }
+    log.close().unwrap();
+    // Only what a verifier reads: segments and the checkpoint file (no lock, no index).
+    for entry in std::fs::read_dir(&log_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if !(name.starts_with("segment-") || name == CHECKPOINT_FILE) {
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap();
+            } else {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+    }
+    std::fs::copy(
+        log_dir.join(CHECKPOINT_FILE),
+        dir.join("shipped-checkpoints.jsonl"),
+    )
+    .unwrap();
+
+    // The v2 commitment (issue 12 item 8) as the specification defines it, computed by the
+    // second verifier until the writer makes v2 commitments itself.
+    let nonce = "00112233445566778899aabbccddeeff";
+    let script = format!(
+        "import json,sys; sys.path.insert(0, {py:?}); import mandate_verify as m; \
+         k=m.read_key({key:?}, 'mandate-redaction-key:'); v=m.parse_json(sys.stdin.read()); \
+         print(json.dumps({{'value': v, 'jcs': m.jcs(v).decode(), 'call_id': {call:?}, 'path': {path:?}, \
+         'salt_key_file': 'salt.key', 'commitment': {{'redacted': m.commitment_v2(k, {nonce:?}, {call:?}, {path:?}, v), \
+         'key_id': m.salt_key_id(k), 'nonce': {nonce:?}}}}}, indent=2, ensure_ascii=False))",
+        py = repo_root().join("verifiers/python").display().to_string(),
+        key = dir.join("salt.key").display().to_string(),
+        call = VECTOR_CALL_ID,
+        path = VECTOR_PATH,
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(vector_value().to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    std::fs::write(dir.join("commitment-v2.json"), output.stdout).unwrap();
+    std::fs::write(
+        dir.join("commitment-v1.json"),
+        serde_json::to_string_pretty(&json!({
+            "value": vector_value(),
+            "call_id": VECTOR_CALL_ID,
+            "path": VECTOR_PATH,
+            "salt_key_file": "salt.key",
+            "commitment": committed,
+            "record_seq": 2,
+        }))
+        .unwrap()
+            + "\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_checked_in_test_vectors_verify_and_match_what_the_code_computes() {
+    let dir = vectors_dir();
+    let log = dir.join("log");
+    let public = dir.join("checkpoint.pub");
+    let shipped = dir.join("shipped-checkpoints.jsonl");
+
+    // The public key is the one of the fixed seed, and its key id is what the spec derives.
+    let signer_dir = tempfile::tempdir().unwrap();
+    let seed_file = signer_dir.path().join("seed.key");
+    std::fs::write(
+        &seed_file,
+        format!(
+            "mandate-ed25519-signing:{}\n",
+            hex::encode(VECTOR_SIGNING_SEED)
+        ),
+    )
+    .unwrap();
+    let signer = CheckpointSigner::load(&seed_file).unwrap();
+    let verifier = mandate::audit::CheckpointVerifier::load(&public).unwrap();
+    assert_eq!(verifier.key_id(), signer.key_id());
+    let public_text = std::fs::read_to_string(&public).unwrap();
+    let raw = hex::decode(public_text.trim().strip_prefix("mandate-ed25519-public:").unwrap()).unwrap();
+    assert_eq!(verifier.key_id(), &hex::encode(Sha256::digest(&raw))[..16]);
+
+    // The log verifies with the key and the shipped file, everything signed.
+    let report = mandate::audit::verify_log(
+        &log,
+        &mandate::audit::VerifyOptions {
+            key: Some(verifier),
+            checkpoints: Some(shipped.clone()),
+            progress: None,
+        },
+    )
+    .unwrap();
+    assert!(report.segments >= 2, "{report:?}");
+    assert_eq!(report.checkpoints.last_vouched_seq, Some(report.head_seq));
+
+    // The v1 commitment is what the code computes and proves against the record.
+    let salt = mandate::guard::RedactionKey::load(&dir.join("salt.key")).unwrap();
+    assert_eq!(salt.key_id(), mandate::guard::RedactionKey::from_bytes(VECTOR_SALT_KEY).key_id());
+    let v1: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("commitment-v1.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        v1["commitment"]["redacted"],
+        mandate::guard::commitment(&salt, VECTOR_CALL_ID, VECTOR_PATH, &v1["value"])
+    );
+    assert_eq!(v1["value"], vector_value());
+    mandate::guard::prove(&log, 2, VECTOR_PATH, &v1["value"], &salt).unwrap();
+
+    let v2: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("commitment-v2.json")).unwrap())
+            .unwrap();
+    assert_eq!(v2["value"], vector_value());
+    assert_eq!(v2["commitment"]["key_id"], salt.key_id());
+
+    if !python_ready() {
+        return;
+    }
+    // The second verifier agrees on the log and proves the v2 commitment.
+    let args = Args {
+        key: Some(&public),
+        checkpoints: Some(&shipped),
+        allow_unsigned_tail: false,
+    };
+    assert_eq!(run_python(&log, &args), expect(0, None));
+    let status = Command::new("python3")
+        .arg(python_verifier())
+        .args(["prove", "--salt-key"])
+        .arg(dir.join("salt.key"))
+        .args(["--call-id", VECTOR_CALL_ID, "--path", VECTOR_PATH, "--value"])
+        .arg(v2["value"].to_string())
+        .arg("--commitment")
+        .arg(v2["commitment"].to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
