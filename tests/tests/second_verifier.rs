@@ -11,6 +11,8 @@
 //! it the test prints a loud reason and checks nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -403,6 +405,35 @@ impl Suite {
         self.cases.last_mut().unwrap()
     }
 
+    /// A copy of the segments of `source` (a log the guard wrote), mutated by `mutate`.
+    fn copied_case(
+        &mut self,
+        name: &'static str,
+        source: &Path,
+        expected: impl FnOnce(&Lines) -> Verdict,
+        mutate: impl FnOnce(&mut Lines),
+    ) -> &mut Case {
+        let log = self.root.path().join(name);
+        std::fs::create_dir_all(&log).unwrap();
+        for segment in list_segments(source).unwrap() {
+            std::fs::copy(&segment.path, log.join(segment.path.file_name().unwrap())).unwrap();
+        }
+        let mut lines = Lines::read(&log);
+        mutate(&mut lines);
+        let expected = expected(&lines);
+        lines.write();
+        self.cases.push(Case {
+            name,
+            needs_new_rules: false,
+            log,
+            key: false,
+            shipped: false,
+            allow_unsigned_tail: false,
+            expected,
+        });
+        self.cases.last_mut().unwrap()
+    }
+
     fn shipped(&self, name: &str) -> PathBuf {
         self.root.path().join(format!("{name}.shipped.jsonl"))
     }
@@ -573,6 +604,24 @@ fn mutation_suite() -> Suite {
     .shipped()
     .needs_new_rules();
     s.case("a_forged_retention_without_a_key", |_| expect(0, None), forge_retention);
+
+    // A log the guard itself wrote: sessions, decisions, outcomes, a refused unknown tool.
+    let env = common::Env::example();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(env.script(json!([
+            common::read_call("doc_88pk3r"),
+            common::read_call("doc_missing"),
+            {"tool": "no_such_tool", "arguments": {}},
+        ])));
+    let guard_log = env.audit_path.clone();
+    s.copied_case("a_log_the_guard_wrote", &guard_log, ok, |_| {});
+    s.copied_case("a_guard_decision_changed", &guard_log, |_| expect(1, Some(3)), |l| {
+        let line = replace(l.line_mut(3), "doc_88pk3r", "doc_88pk3s");
+        *l.line_mut(3) = line;
+    });
     s
 }
 
