@@ -54,8 +54,12 @@ fn python_ready() -> bool {
     ok
 }
 
-/// The `mandate` binary cargo built beside this test (`target/<profile>/mandate`).
+/// The `mandate` binary cargo built beside this test (`target/<profile>/mandate`), or the one
+/// `MANDATE_BIN` names (to hold another build against the same suite).
 fn mandate_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("MANDATE_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let bin = dir.join("mandate");
@@ -462,30 +466,50 @@ fn mutation_suite() -> Suite {
     s.case("intact_with_key", ok, |_| {}).shipped();
     s.case_with("retention_by_the_writer", Some(2), ok, |_| {})
         .shipped();
-    s.case("a_changed_byte", |_| expect(1, Some(10)), |l| {
-        let line = replace(l.line_mut(10), "\"bob\"", "\"rob\"");
-        *l.line_mut(10) = line;
-    });
-    s.case("a_changed_record_rehashed", |_| expect(1, Some(11)), |l| {
-        let line = rehash(&replace(l.line_mut(10), "\"bob\"", "\"rob\""));
-        *l.line_mut(10) = line;
-    });
-    s.case("a_deleted_record", |_| expect(1, Some(12)), |l| {
-        let (seg, at) = l.at(12);
-        l.segments[seg].1.remove(at);
-    });
-    s.case("an_inserted_record", |_| expect(1, Some(13)), |l| {
-        let (seg, at) = l.at(12);
-        let copy = l.segments[seg].1[at].clone();
-        l.segments[seg].1.insert(at + 1, copy);
-    });
-    s.case("reordered_records", |_| expect(1, Some(12)), |l| {
-        let (seg, at) = l.at(12);
-        if l.segments[seg].1.len() <= at + 1 {
-            panic!("record 12 ends its segment: pick another");
-        }
-        l.segments[seg].1.swap(at, at + 1);
-    });
+    s.case(
+        "a_changed_byte",
+        |_| expect(1, Some(10)),
+        |l| {
+            let line = replace(l.line_mut(10), "\"bob\"", "\"rob\"");
+            *l.line_mut(10) = line;
+        },
+    );
+    s.case(
+        "a_changed_record_rehashed",
+        |_| expect(1, Some(11)),
+        |l| {
+            let line = rehash(&replace(l.line_mut(10), "\"bob\"", "\"rob\""));
+            *l.line_mut(10) = line;
+        },
+    );
+    s.case(
+        "a_deleted_record",
+        |_| expect(1, Some(12)),
+        |l| {
+            let (seg, at) = l.at(12);
+            l.segments[seg].1.remove(at);
+        },
+    );
+    s.case(
+        "an_inserted_record",
+        |_| expect(1, Some(13)),
+        |l| {
+            let (seg, at) = l.at(12);
+            let copy = l.segments[seg].1[at].clone();
+            l.segments[seg].1.insert(at + 1, copy);
+        },
+    );
+    s.case(
+        "reordered_records",
+        |_| expect(1, Some(12)),
+        |l| {
+            let (seg, at) = l.at(12);
+            if l.segments[seg].1.len() <= at + 1 {
+                panic!("record 12 ends its segment: pick another");
+            }
+            l.segments[seg].1.swap(at, at + 1);
+        },
+    );
     s.case(
         "a_torn_last_line",
         |l| expect(1, Some(l.head_seq())),
@@ -504,10 +528,14 @@ fn mutation_suite() -> Suite {
             l.segments.remove(2);
         },
     );
-    s.case("a_removed_first_segment_without_retention", |_| expect(1, Some(1)), |l| {
-        std::fs::remove_file(&l.segments[0].0).unwrap();
-        l.segments.remove(0);
-    });
+    s.case(
+        "a_removed_first_segment_without_retention",
+        |_| expect(1, Some(1)),
+        |l| {
+            std::fs::remove_file(&l.segments[0].0).unwrap();
+            l.segments.remove(0);
+        },
+    );
     s.case(
         "records_cut_from_the_end_with_a_shipped_file",
         |l| expect(1, Some(l.head_seq() + 1)),
@@ -546,53 +574,97 @@ fn mutation_suite() -> Suite {
         },
     )
     .key();
-    s.case("a_crlf_line_ending", |_| expect(1, Some(5)), |l| {
-        let line = l.line_mut(5);
-        line.push(b'\r');
-    });
-    s.case("an_uppercase_hash", |_| expect(1, Some(7)), |l| {
-        let line = l.line_mut(7);
-        let n = line.len();
-        line[n - 66..n - 2].make_ascii_uppercase();
-    });
+    s.case(
+        "a_forged_line_in_the_shipped_checkpoint_file",
+        |_| expect(1, None),
+        |_| {},
+    )
+    .shipped();
+    s.case(
+        "a_crlf_line_ending",
+        |_| expect(1, Some(5)),
+        |l| {
+            let line = l.line_mut(5);
+            line.push(b'\r');
+        },
+    );
+    s.case(
+        "an_uppercase_hash",
+        |_| expect(1, Some(7)),
+        |l| {
+            let line = l.line_mut(7);
+            let n = line.len();
+            line[n - 66..n - 2].make_ascii_uppercase();
+        },
+    );
     // Item 4: a hash-valid line that is not JSON.
-    s.case("a_hash_valid_line_that_is_not_json", |_| expect(1, Some(15)), |l| {
-        let line = replace(l.line_mut(15), "\"user\":{", "\"user\":{{");
-        *l.line_mut(15) = line;
-        l.rechain();
-    })
+    s.case(
+        "a_hash_valid_line_that_is_not_json",
+        |_| expect(1, Some(15)),
+        |l| {
+            let line = replace(l.line_mut(15), "\"user\":{", "\"user\":{{");
+            *l.line_mut(15) = line;
+            l.rechain();
+        },
+    )
     .needs_new_rules();
-    s.case("a_hash_valid_line_with_a_duplicate_key", |_| expect(1, Some(15)), |l| {
-        let line = replace(l.line_mut(15), "\"user\":{", "\"kind\":\"outcome\",\"user\":{");
-        *l.line_mut(15) = line;
-        l.rechain();
-    })
+    s.case(
+        "a_hash_valid_line_with_a_duplicate_key",
+        |_| expect(1, Some(15)),
+        |l| {
+            let line = replace(
+                l.line_mut(15),
+                "\"user\":{",
+                "\"kind\":\"outcome\",\"user\":{",
+            );
+            *l.line_mut(15) = line;
+            l.rechain();
+        },
+    )
     .needs_new_rules();
     // Item 5: over MAX_RECORD_BYTES (16 MiB) with a valid hash.
-    s.case("a_hash_valid_line_over_the_record_limit", |_| expect(1, Some(15)), |l| {
-        let pad = "x".repeat(16 * 1024 * 1024);
-        let line = replace(l.line_mut(15), "\"user\":{", &format!("\"pad\":\"{pad}\",\"user\":{{"));
-        *l.line_mut(15) = line;
-        l.rechain();
-    })
+    s.case(
+        "a_hash_valid_line_over_the_record_limit",
+        |_| expect(1, Some(15)),
+        |l| {
+            let pad = "x".repeat(16 * 1024 * 1024);
+            let line = replace(
+                l.line_mut(15),
+                "\"user\":{",
+                &format!("\"pad\":\"{pad}\",\"user\":{{"),
+            );
+            *l.line_mut(15) = line;
+            l.rechain();
+        },
+    )
     .needs_new_rules();
     // Item 3: every checkpoint stripped, the log re-chained, the in-log checkpoint file gone.
-    s.case("stripped_checkpoints_with_a_key", |_| expect(1, Some(1)), |l| {
-        for (_, lines) in &mut l.segments {
-            lines.retain(|line| !String::from_utf8_lossy(line).contains("\"kind\":\"checkpoint\""));
-        }
-        l.segments.retain(|(_, lines)| !lines.is_empty());
-        l.rechain();
-        std::fs::remove_file(l.dir.join(CHECKPOINT_FILE)).unwrap();
-    })
+    s.case(
+        "stripped_checkpoints_with_a_key",
+        |_| expect(1, Some(1)),
+        |l| {
+            for (_, lines) in &mut l.segments {
+                lines.retain(|line| {
+                    !String::from_utf8_lossy(line).contains("\"kind\":\"checkpoint\"")
+                });
+            }
+            l.segments.retain(|(_, lines)| !lines.is_empty());
+            l.rechain();
+            std::fs::remove_file(l.dir.join(CHECKPOINT_FILE)).unwrap();
+        },
+    )
     .key()
     .needs_new_rules();
-    s.case("an_unsigned_tail_with_a_key", |l| expect(1, Some(l.head_seq())), |l| {
-        let decision = *l.seqs_of("decision").last().unwrap();
-        let line = l.line_mut(decision).clone();
-        l.segments.last_mut().unwrap().1.push(line);
-        l.rechain();
-    })
+    s.case(
+        "an_unsigned_tail_with_a_key",
+        |l| expect(1, Some(l.head_seq())),
+        |l| {
+            let decision = *l.seqs_of("decision").last().unwrap();
+            let line = l.line_mut(decision).clone();
+            l.segments.last_mut().unwrap().1.push(line);
+            l.rechain();
+        },
+    )
     .key()
     .needs_new_rules();
     // Item 1: the oldest segments deleted, a keyless retention record appended.
@@ -603,7 +675,11 @@ fn mutation_suite() -> Suite {
     )
     .shipped()
     .needs_new_rules();
-    s.case("a_forged_retention_without_a_key", |_| expect(0, None), forge_retention);
+    s.case(
+        "a_forged_retention_without_a_key",
+        |_| expect(0, None),
+        forge_retention,
+    );
 
     // A log the guard itself wrote: sessions, decisions, outcomes, a refused unknown tool.
     let env = common::Env::example();
@@ -618,10 +694,15 @@ fn mutation_suite() -> Suite {
         ])));
     let guard_log = env.audit_path.clone();
     s.copied_case("a_log_the_guard_wrote", &guard_log, ok, |_| {});
-    s.copied_case("a_guard_decision_changed", &guard_log, |_| expect(1, Some(3)), |l| {
-        let line = replace(l.line_mut(3), "doc_88pk3r", "doc_88pk3s");
-        *l.line_mut(3) = line;
-    });
+    s.copied_case(
+        "a_guard_decision_changed",
+        &guard_log,
+        |_| expect(1, Some(3)),
+        |l| {
+            let line = replace(l.line_mut(3), "doc_88pk3r", "doc_88pk3s");
+            *l.line_mut(3) = line;
+        },
+    );
     s
 }
 
@@ -662,7 +743,11 @@ fn forge_retention(l: &mut Lines) {
         &body[1..body.len() - 1],
         "0".repeat(64)
     );
-    l.segments.last_mut().unwrap().1.push(rehash(line.as_bytes()));
+    l.segments
+        .last_mut()
+        .unwrap()
+        .1
+        .push(rehash(line.as_bytes()));
 }
 
 #[test]
@@ -682,6 +767,13 @@ fn the_second_verifier_agrees_with_mandate_on_every_mutation_case() {
             std::fs::write(&last, bytes).unwrap();
         }
         let shipped = suite.shipped(case.name);
+        if case.name == "a_forged_line_in_the_shipped_checkpoint_file" {
+            let text = std::fs::read_to_string(&shipped).unwrap();
+            let at = text.find("\"signature\":\"").unwrap() + 13;
+            let flipped = if &text[at..=at] == "0" { "1" } else { "0" };
+            let forged = format!("{}{flipped}{}", &text[..at], &text[at + 1..]);
+            std::fs::write(&shipped, forged).unwrap();
+        }
         let args = Args {
             key: case.key.then_some(suite.public.as_path()),
             checkpoints: case.shipped.then_some(shipped.as_path()),
@@ -886,7 +978,13 @@ fn the_checked_in_test_vectors_verify_and_match_what_the_code_computes() {
     let verifier = mandate::audit::CheckpointVerifier::load(&public).unwrap();
     assert_eq!(verifier.key_id(), signer.key_id());
     let public_text = std::fs::read_to_string(&public).unwrap();
-    let raw = hex::decode(public_text.trim().strip_prefix("mandate-ed25519-public:").unwrap()).unwrap();
+    let raw = hex::decode(
+        public_text
+            .trim()
+            .strip_prefix("mandate-ed25519-public:")
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(verifier.key_id(), &hex::encode(Sha256::digest(&raw))[..16]);
 
     // The log verifies with the key and the shipped file, everything signed.
@@ -904,7 +1002,10 @@ fn the_checked_in_test_vectors_verify_and_match_what_the_code_computes() {
 
     // The v1 commitment is what the code computes and proves against the record.
     let salt = mandate::guard::RedactionKey::load(&dir.join("salt.key")).unwrap();
-    assert_eq!(salt.key_id(), mandate::guard::RedactionKey::from_bytes(VECTOR_SALT_KEY).key_id());
+    assert_eq!(
+        salt.key_id(),
+        mandate::guard::RedactionKey::from_bytes(VECTOR_SALT_KEY).key_id()
+    );
     let v1: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("commitment-v1.json")).unwrap())
             .unwrap();
@@ -935,7 +1036,13 @@ fn the_checked_in_test_vectors_verify_and_match_what_the_code_computes() {
         .arg(python_verifier())
         .args(["prove", "--salt-key"])
         .arg(dir.join("salt.key"))
-        .args(["--call-id", VECTOR_CALL_ID, "--path", VECTOR_PATH, "--value"])
+        .args([
+            "--call-id",
+            VECTOR_CALL_ID,
+            "--path",
+            VECTOR_PATH,
+            "--value",
+        ])
         .arg(v2["value"].to_string())
         .arg("--commitment")
         .arg(v2["commitment"].to_string())

@@ -167,6 +167,7 @@ class Verifier:
 
     def run(self):
         segments = self.segments()
+        self.load_checkpoint_file()
         expected = None  # next seq
         prev = None  # previous record's hash
         resync = False
@@ -377,34 +378,47 @@ class Verifier:
                          f"{tail} records (seq {start}..={self.head_seq}) are not covered by a signed checkpoint; "
                          "hint: --allow-unsigned-tail accepts them")
 
-    def check_checkpoint_file(self, explained):
+    def load_checkpoint_file(self):
+        """Reads and checks every line of the checkpoint file before the walk (section 6): a file
+        that cannot be read stops verification (exit 2); a line that is malformed or not signed by
+        the key is a problem (exit 1)."""
+        self.file_entries = []
         path = self.checkpoints_path
         if path is None:
             default = os.path.join(self.logdir, "checkpoints.jsonl")
-            if not os.path.isfile(default):
+            if self.key is None or not os.path.isfile(default):
                 return
             path = default
+        self.file_name = os.path.basename(path)
         try:
             with open(path, "rb") as f:
                 data = f.read()
         except OSError as e:
             raise Unreadable(f"cannot read checkpoint file `{path}`: {e.strerror}")
         lines = data.split(b"\n")
-        if lines.pop():
-            raise Unreadable(f"checkpoint file `{path}`: the last line has no newline")
+        torn = lines.pop()
+        if torn:
+            self.problem(None, self.file_name, len(lines) + 1, "checkpoint_file",
+                         "the last line has no newline: the file was cut short mid-line")
         for number, line in enumerate(lines, start=1):
             try:
                 entry = parse_json(line.decode("utf-8"))
                 if not isinstance(entry, dict):
-                    raise ValueError("not an object")
+                    raise ValueError("not a JSON object")
             except ValueError as e:
-                raise Unreadable(f"checkpoint file `{path}` line {number}: {e}")
+                self.problem(None, self.file_name, number, "checkpoint_file", f"not a signed checkpoint: {e}")
+                continue
             wrong = self.key.check(entry)
             if wrong is not None:
-                raise Unreadable(f"checkpoint file `{path}` line {number}: {wrong}")
+                self.problem(None, self.file_name, number, "checkpoint_file", wrong)
+                continue
+            self.file_entries.append((number, entry))
+
+    def check_checkpoint_file(self, explained):
+        base = getattr(self, "file_name", None)
+        for number, entry in getattr(self, "file_entries", []):
             cp = entry["checkpoint"]
             vseq, vhash = cp["seq"], cp["head_hash"]
-            base = os.path.basename(path)
             if vseq > self.head_seq:
                 self.problem(self.head_seq + 1, base, number, "cut_short",
                              f"the checkpoint file vouches for seq {vseq} but the log ends at seq {self.head_seq}: records were cut from the end")
