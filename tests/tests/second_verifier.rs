@@ -263,10 +263,10 @@ impl Lines {
             let name = format!("segment-{seq:020}.jsonl");
             *path = path.with_file_name(&name);
             for (at, line) in lines.iter_mut().enumerate() {
-                if at == 0 {
-                    if let Some(previous) = &previous_name {
-                        *line = with_previous_segment(line, previous);
-                    }
+                if at == 0
+                    && let Some(previous) = &previous_name
+                {
+                    *line = with_previous_segment(line, previous);
                 }
                 let prev_hash = prev.clone().unwrap_or_else(|| prev_hash_of(line));
                 *line = with_seq_and_prev(line, seq, &prev_hash);
