@@ -163,7 +163,13 @@ impl SmallDisk {
         use std::os::unix::fs::MetadataExt;
         std::fs::create_dir_all(at).unwrap();
         let output = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(at)
             .output()
             .unwrap();
@@ -251,7 +257,10 @@ async fn a_full_disk_refuses_the_call_until_space_is_freed() {
             .contains("No space left on device"),
         "{outage}"
     );
-    assert_eq!(env.records_of("decision")[0]["call_id"], "sess_example_01:2");
+    assert_eq!(
+        env.records_of("decision")[0]["call_id"],
+        "sess_example_01:2"
+    );
     drop(env);
     drop(disk);
 }

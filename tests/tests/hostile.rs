@@ -391,7 +391,10 @@ async fn what_a_guest_prints_is_captured_in_its_session_not_the_hosts_output() {
             .unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+        assert!(
+            output.status.success(),
+            "stdout:\n{stdout}\nstderr:\n{stderr}"
+        );
         // The child really ran the guest, and its own output does reach us.
         assert!(stdout.contains("1 passed"), "{stdout}");
         assert!(stdout.contains("host side: the guest ran"), "{stdout}");

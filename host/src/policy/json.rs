@@ -72,7 +72,8 @@ mod tests {
 
     #[test]
     fn nested_values_convert() {
-        let v = json!({"to": ["a@x", "b@x"], "n": 3, "flag": true, "meta": {"k": "v", "deep": [[-7]]}});
+        let v =
+            json!({"to": ["a@x", "b@x"], "n": 3, "flag": true, "meta": {"k": "v", "deep": [[-7]]}});
         let converted = to_value(&v, "arguments").unwrap();
         let expected = CedarValue::record(
             [

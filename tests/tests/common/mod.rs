@@ -157,9 +157,7 @@ impl EnvBuilder {
         )
         .unwrap();
         let workspace = Workspace::new(&root);
-        let audit_path = self
-            .audit_path
-            .unwrap_or_else(|| dir.path().join("audit"));
+        let audit_path = self.audit_path.unwrap_or_else(|| dir.path().join("audit"));
         let policies = Policies::load_dir(&self.policies).unwrap();
         let digest = policies.digest().to_string();
         let mut tools = example_registry(&workspace).unwrap();

@@ -220,7 +220,10 @@ fn running_as_root() -> bool {
 fn small_disk(mount: &Path) -> Option<Tmpfs> {
     match Tmpfs::mount(mount, "256k") {
         Ok(tmpfs) => {
-            println!("disk-full mode: a real 256 KiB tmpfs at `{}`", mount.display());
+            println!(
+                "disk-full mode: a real 256 KiB tmpfs at `{}`",
+                mount.display()
+            );
             Some(tmpfs)
         }
         Err(why) => {
