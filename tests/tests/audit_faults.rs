@@ -151,3 +151,116 @@ async fn a_segment_moved_away_refuses_the_call_until_it_is_moved_back() {
         "the error names the segment: {outage}"
     );
 }
+
+/// A real tmpfs of `size` at `at`, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    /// Mounts it. The test runs as root in CI, where mounting works: a failed mount fails the
+    /// test (it must not quietly fall back to an injected error); an unprivileged developer gets
+    /// a skip that says so.
+    fn mount(at: &Path, size: &str) -> Option<SmallDisk> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::create_dir_all(at).unwrap();
+        let output = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .output()
+            .unwrap();
+        if output.status.success() {
+            println!("disk-full mode: a real {size} tmpfs at `{}`", at.display());
+            return Some(SmallDisk(at.to_path_buf()));
+        }
+        let why = String::from_utf8_lossy(&output.stderr);
+        let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        assert!(
+            !root && std::env::var_os("CI").is_none(),
+            "cannot mount a tmpfs as root or in CI: {why}"
+        );
+        println!("skipped: cannot mount a tmpfs as this user ({why})");
+        None
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_refuses_the_call_until_space_is_freed() {
+    let place = tempfile::tempdir().unwrap();
+    let mount = place.path().join("small-disk");
+    let Some(disk) = SmallDisk::mount(&mount, "512k") else {
+        return;
+    };
+    let saboteur = Saboteur::default();
+    let env = Env::builder()
+        .reviewer(saboteur.clone())
+        .audit_path(mount.join("audit"))
+        .build();
+    let filler = mount.join("filler");
+    let (fill, free) = (filler.clone(), filler);
+    // The first call's decision record is larger than a page, so the slack at the end of the
+    // segment's last page cannot hold it: it needs a page the full disk does not have.
+    let big_subject = "s".repeat(9000);
+    saboteur.then(move || {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&fill).unwrap();
+        let chunk = vec![b'f'; 4096];
+        while file.write_all(&chunk).is_ok() {}
+        file.sync_all().ok();
+    });
+    saboteur.then(move || std::fs::remove_file(&free).unwrap());
+    let results = env
+        .script(json!([
+            {"tool": "send_email", "arguments": {"to": "bob@example.com", "subject": big_subject, "body": "while full"}},
+            email_call("after freeing"),
+        ]))
+        .await;
+
+    let refused = &results[0]["error"];
+    assert_eq!(refused["kind"], "audit-unavailable", "{results:?}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains("No space left on device"), "{message}");
+    assert!(results[1].get("ok").is_some(), "{results:?}");
+
+    // The tool ran only for the call whose decision was recorded.
+    let outbox = env.outbox();
+    assert_eq!(outbox.len(), 1, "{outbox:?}");
+    assert_eq!(outbox[0]["body"], "after freeing");
+    assert_eq!(
+        common::kinds(&env.records()),
+        [
+            "log_start",
+            "session_start",
+            "audit_outage",
+            "decision",
+            "outcome",
+            "session_end"
+        ]
+    );
+    env.assert_verifies(6);
+    let outage = env.records_of("audit_outage").remove(0);
+    assert_eq!(outage["refused_appends"], 1, "{outage}");
+    assert!(
+        outage["error"]
+            .as_str()
+            .unwrap()
+            .contains("No space left on device"),
+        "{outage}"
+    );
+    assert_eq!(
+        env.records_of("decision")[0]["call_id"],
+        "sess_example_01:2"
+    );
+    drop(env);
+    drop(disk);
+}

@@ -367,14 +367,48 @@ async fn a_session_over_the_concurrency_limit_is_refused_and_recorded() {
     );
 }
 
+/// Set in the child process that [`what_a_guest_prints_is_captured_in_its_session_not_the_hosts_output`]
+/// starts: the child runs the guest; the parent watches the child's real
+/// stdout and stderr (file descriptors 1 and 2, which libtest's capture does
+/// not cover).
+const PRINT_CHILD: &str = "MANDATE_TEST_GUEST_PRINT_CHILD";
+const GUEST_SAYS: &str = "guest-print-marker-7f3a";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn what_a_guest_prints_is_captured_in_its_session_not_the_hosts_output() {
+    if std::env::var_os(PRINT_CHILD).is_none() {
+        // The parent: run this same test in a child process and look at
+        // everything the child wrote to its own stdout and stderr.
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "what_a_guest_prints_is_captured_in_its_session_not_the_hosts_output",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(PRINT_CHILD, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "stdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        // The child really ran the guest, and its own output does reach us.
+        assert!(stdout.contains("1 passed"), "{stdout}");
+        assert!(stdout.contains("host side: the guest ran"), "{stdout}");
+        // The guest's words reached neither of the host's streams.
+        assert!(!stdout.contains(GUEST_SAYS), "stdout:\n{stdout}");
+        assert!(!stderr.contains(GUEST_SAYS), "stderr:\n{stderr}");
+        return;
+    }
     let env = Env::example();
     let report = agent()
         .run(
             &env.guard,
             session_with_id("sess_print"),
-            &json!({"print": "hello from the guest"}).to_string(),
+            &json!({"print": GUEST_SAYS}).to_string(),
         )
         .await
         .unwrap();
@@ -384,6 +418,7 @@ async fn what_a_guest_prints_is_captured_in_its_session_not_the_hosts_output() {
     );
     assert_eq!(
         report.output,
-        "stdout: hello from the guest\nstderr: hello from the guest\n"
+        format!("stdout: {GUEST_SAYS}\nstderr: {GUEST_SAYS}\n")
     );
+    println!("host side: the guest ran");
 }

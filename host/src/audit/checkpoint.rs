@@ -306,6 +306,7 @@ mod tests {
         let signed = signer.sign(42, &"ab".repeat(32), Timestamp::now());
         verifier.verify(&signed).unwrap();
 
+        // Each of the four signed fields, changed alone, breaks the signature.
         let mut other = signed.clone();
         other.checkpoint.seq = 43;
         assert_eq!(
@@ -314,7 +315,41 @@ mod tests {
         );
         let mut other = signed.clone();
         other.checkpoint.head_hash = "cd".repeat(32);
-        assert!(verifier.verify(&other).is_err());
+        assert_eq!(
+            verifier.verify(&other),
+            Err(CheckpointError::BadSignature { seq: 42 })
+        );
+        let mut other = signed.clone();
+        other.checkpoint.time = signed.checkpoint.time + jiff::SignedDuration::from_millis(1);
+        assert_eq!(
+            verifier.verify(&other),
+            Err(CheckpointError::BadSignature { seq: 42 })
+        );
+        // A changed key id is refused by the id check; a verifier that claims
+        // the changed id (same key) shows the signature covers the id too.
+        let mut other = signed.clone();
+        other.checkpoint.key_id = "0".repeat(16);
+        assert!(matches!(
+            verifier.verify(&other),
+            Err(CheckpointError::WrongKey { seq: 42, .. })
+        ));
+        let claims_other_id = CheckpointVerifier {
+            key: verifier.key,
+            key_id: other.checkpoint.key_id.clone(),
+        };
+        assert_eq!(
+            claims_other_id.verify(&other),
+            Err(CheckpointError::BadSignature { seq: 42 })
+        );
+        // The signature itself, one bit flipped.
+        let mut other = signed.clone();
+        let mut sig = hex::decode(&other.signature).unwrap();
+        sig[0] ^= 1;
+        other.signature = hex::encode(sig);
+        assert_eq!(
+            verifier.verify(&other),
+            Err(CheckpointError::BadSignature { seq: 42 })
+        );
 
         let stranger = CheckpointSigner::generate().unwrap().public_key();
         assert!(matches!(

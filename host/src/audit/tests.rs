@@ -619,14 +619,55 @@ fn a_second_writer_is_refused_while_the_first_is_open() {
     AuditLog::open(&path).unwrap();
 }
 
+/// Set in the child that [`read_only_files_and_directories_are_refused`]
+/// starts as an unprivileged user when the tests run as root.
+const UNPRIVILEGED_CHILD: &str = "MANDATE_TEST_UNPRIVILEGED_CHILD";
+
 #[test]
 fn read_only_files_and_directories_are_refused() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    if !permissions_apply(dir.path()) {
-        eprintln!("skipped: permission bits do not apply to this user (root?)");
+    let probe = tempfile::tempdir().unwrap();
+    if permissions_apply(probe.path()) {
+        read_only_refusals();
+        println!("read-only refusals checked as an unprivileged user");
         return;
     }
+    // Permission bits do not bind this user (root, as in CI): a test that
+    // returned here would check nothing. Run the same checks again as
+    // `nobody`, in a child of this test binary, and require them to pass.
+    assert!(
+        std::env::var_os(UNPRIVILEGED_CHILD).is_none(),
+        "permission bits do not apply even to the unprivileged child"
+    );
+    let exe = std::env::current_exe().unwrap();
+    let output = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "env"])
+        .arg(format!("{UNPRIVILEGED_CHILD}=1"))
+        .arg("TMPDIR=/tmp")
+        .arg(&exe)
+        .args([
+            "--exact",
+            "audit::tests::read_only_files_and_directories_are_refused",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `runuser -u nobody` (needed as root): {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the checks failed as `nobody`:\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("read-only refusals checked as an unprivileged user")
+            && stdout.contains("1 passed"),
+        "the child did not run the checks:\n{stdout}\n{stderr}"
+    );
+}
+
+fn read_only_refusals() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
     let (path, bytes) = sample_log(&dir);
     fs::set_permissions(&path, fs::Permissions::from_mode(0o444)).unwrap();
     assert!(matches!(

@@ -72,8 +72,37 @@ mod tests {
 
     #[test]
     fn nested_values_convert() {
-        let v = json!({"to": ["a@x", "b@x"], "n": 3, "flag": true, "meta": {"k": "v"}});
-        assert!(to_cedar(&v, "arguments").is_ok());
+        let v =
+            json!({"to": ["a@x", "b@x"], "n": 3, "flag": true, "meta": {"k": "v", "deep": [[-7]]}});
+        let converted = to_value(&v, "arguments").unwrap();
+        let expected = CedarValue::record(
+            [
+                (
+                    "to",
+                    CedarValue::set([CedarValue::from("a@x"), CedarValue::from("b@x")], None),
+                ),
+                ("n", CedarValue::from(3_i64)),
+                ("flag", CedarValue::from(true)),
+                (
+                    "meta",
+                    CedarValue::record(
+                        [
+                            ("k", CedarValue::from("v")),
+                            (
+                                "deep",
+                                CedarValue::set(
+                                    [CedarValue::set([CedarValue::from(-7_i64)], None)],
+                                    None,
+                                ),
+                            ),
+                        ],
+                        None,
+                    ),
+                ),
+            ],
+            None,
+        );
+        assert_eq!(converted, expected);
     }
 
     #[test]

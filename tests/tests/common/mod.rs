@@ -111,6 +111,7 @@ pub struct EnvBuilder {
     approval_timeout: Duration,
     policies: PathBuf,
     tools: Vec<ToolHook>,
+    audit_path: Option<PathBuf>,
 }
 
 impl EnvBuilder {
@@ -132,6 +133,12 @@ impl EnvBuilder {
         self
     }
 
+    /// Where the audit log lives (default: `audit` in the test's temp dir).
+    pub fn audit_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.audit_path = Some(path.into());
+        self
+    }
+
     /// Registers more tools next to the example ones.
     pub fn tools(mut self, hook: impl FnOnce(&mut ToolRegistry) + 'static) -> Self {
         self.tools.push(Box::new(hook));
@@ -150,7 +157,7 @@ impl EnvBuilder {
         )
         .unwrap();
         let workspace = Workspace::new(&root);
-        let audit_path = dir.path().join("audit");
+        let audit_path = self.audit_path.unwrap_or_else(|| dir.path().join("audit"));
         let policies = Policies::load_dir(&self.policies).unwrap();
         let digest = policies.digest().to_string();
         let mut tools = example_registry(&workspace).unwrap();
@@ -191,6 +198,7 @@ impl Env {
             approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
             policies: policies_dir(),
             tools: Vec::new(),
+            audit_path: None,
         }
     }
 

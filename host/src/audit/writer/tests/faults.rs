@@ -207,18 +207,42 @@ impl Drop for Tmpfs {
 
 use std::io::Write;
 
+/// Whether this process runs as root (owns `/proc/self` as uid 0).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// A real 256 KiB tmpfs at `mount`, or `None` (the caller injects the
+/// disk-full error instead) where mounting is impossible: only for an
+/// unprivileged developer, never as root or in CI, where a failed mount
+/// fails the test rather than quietly testing less. Says which mode ran.
+fn small_disk(mount: &Path) -> Option<Tmpfs> {
+    match Tmpfs::mount(mount, "256k") {
+        Ok(tmpfs) => {
+            println!(
+                "disk-full mode: a real 256 KiB tmpfs at `{}`",
+                mount.display()
+            );
+            Some(tmpfs)
+        }
+        Err(why) => {
+            assert!(
+                !running_as_root() && std::env::var_os("CI").is_none(),
+                "cannot mount a tmpfs as root or in CI ({why}): the disk-full test must use a real filesystem here"
+            );
+            println!("disk-full mode: injected error (cannot mount a tmpfs as this user: {why})");
+            fs::create_dir_all(mount).unwrap();
+            None
+        }
+    }
+}
+
 #[test]
 fn a_full_disk_refuses_appends_until_space_is_freed() {
     let dir = tempfile::tempdir().unwrap();
     let mount = dir.path().join("small-disk");
-    let tmpfs = match Tmpfs::mount(&mount, "256k") {
-        Ok(tmpfs) => Some(tmpfs),
-        Err(why) => {
-            eprintln!("cannot mount a tmpfs ({why}); injecting the disk-full error instead");
-            fs::create_dir_all(&mount).unwrap();
-            None
-        }
-    };
+    let tmpfs = small_disk(&mount);
     let log_dir = mount.join("audit");
     let log = AuditLog::open(&log_dir).unwrap();
     log.append(&body(1, 100)).unwrap();

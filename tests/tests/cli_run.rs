@@ -1,0 +1,139 @@
+//! `mandate run` to success: the built binary runs the example agent (the
+//! document-summarizer guest) under the example policies, with the example
+//! `cmd:` reviewer approving its email, and the log it leaves verifies.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{kinds, read_records};
+
+/// The `mandate` binary of this workspace's build. Cargo hands
+/// `CARGO_BIN_EXE_mandate` only to the host crate's own tests, and the guests
+/// are built only here, so the binary is found beside this test executable
+/// (`target/<profile>/deps/..`), where `cargo test --workspace` puts it.
+fn mandate_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe.parent().unwrap().parent().unwrap().join("mandate");
+    assert!(
+        binary.is_file(),
+        "no `mandate` binary at `{}`: build it with `cargo test --workspace`",
+        binary.display()
+    );
+    binary
+}
+
+fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+#[test]
+fn mandate_run_summarizes_a_document_and_sends_the_approved_email_and_its_log_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let workspace = dir.path().join("workspace");
+    std::fs::create_dir_all(workspace.join("documents")).unwrap();
+    std::fs::copy(
+        common::example_workspace().join("documents/doc_88pk3r.md"),
+        workspace.join("documents/doc_88pk3r.md"),
+    )
+    .unwrap();
+    let audit = dir.path().join("audit");
+    let reviewer = format!("cmd:{}", repo().join("examples/reviewer.sh").display());
+
+    let output = Command::new(mandate_binary())
+        .arg("run")
+        .arg("--agent")
+        .arg(mandate_tests::DOCUMENT_SUMMARIZER)
+        .arg("--policies")
+        .arg(common::policies_dir())
+        .arg("--session")
+        .arg(common::policies_dir().join("session.json"))
+        .arg("--audit")
+        .arg(&audit)
+        .arg("--workspace")
+        .arg(&workspace)
+        .arg("--approver")
+        .arg(&reviewer)
+        .arg("summarize doc_88pk3r and share it with bob@example.com")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+
+    // What the operator sees: each decision, then the agent's own report.
+    for line in [
+        "allow read_document Document::\"doc_88pk3r\": scope-documents-read",
+        "allow write_summary Document::\"doc_88pk3r\": scope-documents-write",
+        "allow send_email Tool::\"send_email\": scope-email-send [approval approved by carol]",
+        "read_document doc_88pk3r: allowed",
+        "summary of \"Q3 planning notes\": 36 of 81 words",
+        "write_summary doc_88pk3r: allowed",
+        "send_email bob@example.com: allowed",
+        "done: 3 of 3 tool calls allowed",
+    ] {
+        assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
+    }
+
+    // The tools really ran: the summary was written and the email sent.
+    let summaries = std::fs::read_dir(workspace.join("summaries"))
+        .unwrap()
+        .count();
+    assert_eq!(summaries, 1);
+    let outbox = std::fs::read_to_string(workspace.join("outbox.jsonl")).unwrap();
+    let emails: Vec<serde_json::Value> = outbox
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(emails.len(), 1, "{outbox}");
+    assert_eq!(emails[0]["to"], "bob@example.com");
+    assert!(
+        emails[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("Q3 planning notes"),
+        "{outbox}"
+    );
+
+    // The log says the same and verifies, by the binary and by the library.
+    let records = read_records(&audit);
+    let kinds = kinds(&records);
+    assert_eq!(kinds.first().map(String::as_str), Some("log_start"));
+    assert_eq!(kinds.last().map(String::as_str), Some("session_end"));
+    let decisions: Vec<_> = records.iter().filter(|r| r["kind"] == "decision").collect();
+    assert_eq!(decisions.len(), 3, "{kinds:?}");
+    assert!(
+        decisions.iter().all(|d| d["decision"]["effect"] == "allow"),
+        "{decisions:?}"
+    );
+    assert_eq!(decisions[2]["approval"]["reviewer"], "carol");
+    let outcomes: Vec<_> = records.iter().filter(|r| r["kind"] == "outcome").collect();
+    assert_eq!(outcomes.len(), 3, "{kinds:?}");
+    assert!(
+        outcomes.iter().all(|o| o["outcome"]["status"] == "ok"),
+        "{outcomes:?}"
+    );
+    let verify = Command::new(mandate_binary())
+        .args(["audit", "verify"])
+        .arg(&audit)
+        .output()
+        .unwrap();
+    let verified = String::from_utf8_lossy(&verify.stdout);
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{verified}\n{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(
+        verified.starts_with(&format!("ok: {} records", records.len())),
+        "{verified}"
+    );
+    let report = mandate::audit::verify_file(&audit).unwrap();
+    assert_eq!(report.head_seq, records.len() as u64);
+}
