@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 use mandate::guard::Verdict;
 use mandate::guard::queue::{GrantScope, QueueDecision, QueueError};
+use mandate::terminal::escape;
 
 use super::approvals::QueueArg;
 
@@ -57,17 +58,22 @@ pub fn run(args: DecideArgs, approve: bool) -> anyhow::Result<ExitCode> {
                     GrantScope::Once => "this call only".to_string(),
                     GrantScope::Session => format!(
                         "this call and later {} calls on {} in session {}",
-                        p.tool, p.resource, p.session_id
+                        escape(&p.tool),
+                        escape(&p.resource),
+                        escape(&p.session_id)
                     ),
                 };
                 println!(
                     "approved {} as {} ({scope}); the waiting call proceeds if policy accepts {} as a reviewer",
-                    args.id, args.reviewer, args.reviewer
+                    escape(&args.id),
+                    escape(&args.reviewer),
+                    escape(&args.reviewer)
                 );
             } else {
                 println!(
                     "denied {} as {}; the waiting call is refused",
-                    args.id, args.reviewer
+                    escape(&args.id),
+                    escape(&args.reviewer)
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -78,7 +84,7 @@ pub fn run(args: DecideArgs, approve: bool) -> anyhow::Result<ExitCode> {
             | QueueError::PastDeadline { .. }
             | QueueError::InvalidDecision { .. }),
         ) => {
-            eprintln!("refused: {e}");
+            eprintln!("refused: {}", escape(&e.to_string()));
             Ok(ExitCode::from(1))
         }
         Err(e) => Err(e.into()),
