@@ -22,6 +22,14 @@ pub struct DecideArgs {
     /// Why; shown to the agent on denial and written in the audit record.
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+}
+
+/// `approve` takes what `deny` takes, and a scope: a denial covers its call
+/// only, so `deny` does not offer one.
+#[derive(Args)]
+pub struct ApproveArgs {
+    #[command(flatten)]
+    pub decide: DecideArgs,
     /// `once`: this call only. `session`: also every later call of the same session on the same
     /// tool and resource, as long as policy accepts the standing grant (approve only).
     #[arg(long, value_name = "once|session", default_value = "once", value_parser = parse_scope)]
@@ -33,12 +41,17 @@ fn parse_scope(text: &str) -> Result<GrantScope, String> {
         .map_err(|e: mandate::guard::UnknownGrantScope| e.to_string())
 }
 
-/// Exit 0 when the decision was recorded, 1 when the queue refused it (unknown
-/// id, already decided, past the deadline), 2 when the queue is unusable.
-pub fn run(args: DecideArgs, approve: bool) -> anyhow::Result<ExitCode> {
-    if !approve && args.scope == GrantScope::Session {
-        anyhow::bail!("--scope session applies to approvals only; a denial covers this call only");
-    }
+/// `mandate approvals approve`.
+pub fn approve(args: ApproveArgs) -> anyhow::Result<ExitCode> {
+    run(args.decide, Some(args.scope))
+}
+
+/// Records an approval with `scope` (`Some`) or a denial (`None`). Exit 0
+/// when the decision was recorded, 1 when the queue refused it (unknown id,
+/// already decided, past the deadline), 2 when the queue is unusable.
+pub fn run(args: DecideArgs, scope: Option<GrantScope>) -> anyhow::Result<ExitCode> {
+    let approve = scope.is_some();
+    let scope = scope.unwrap_or(GrantScope::Once);
     let queue = args.queue.open()?;
     let decision = QueueDecision {
         verdict: if approve {
@@ -48,13 +61,13 @@ pub fn run(args: DecideArgs, approve: bool) -> anyhow::Result<ExitCode> {
         },
         reviewer: args.reviewer.clone(),
         reason: args.reason.clone(),
-        scope: args.scope,
+        scope,
     };
     match queue.decide(&args.id, &decision) {
         Ok(decided) => {
             let p = &decided.pending;
             if approve {
-                let scope = match args.scope {
+                let scope = match scope {
                     GrantScope::Once => "this call only".to_string(),
                     GrantScope::Session => format!(
                         "this call and later {} calls on {} in session {}",

@@ -89,7 +89,12 @@ fn reviewer(spec: &str) -> anyhow::Result<Arc<dyn Reviewer>> {
         "deny" => Arc::new(DenyAll),
         "prompt" => Arc::new(PromptReviewer::new()),
         _ => match (spec.strip_prefix("cmd:"), spec.strip_prefix("queue:")) {
-            (Some(program), _) if !program.is_empty() => Arc::new(CommandReviewer::new(program)),
+            (Some(program), _) if !program.is_empty() => {
+                // Checked now, like a queue, so that a typo stops the run before
+                // the agent starts rather than denying every held call later.
+                check_reviewer_program(program)?;
+                Arc::new(CommandReviewer::new(program))
+            }
             (_, Some(file)) if !file.is_empty() => {
                 // Opened now so that a queue nobody could reach stops the run
                 // before the agent starts; then afresh for each held call.
@@ -101,6 +106,43 @@ fn reviewer(spec: &str) -> anyhow::Result<Arc<dyn Reviewer>> {
             ),
         },
     })
+}
+
+/// Whether the `cmd:` reviewer `program` can be started: a path (with a `/`)
+/// must name an executable file; a bare name must be one on `PATH`.
+fn check_reviewer_program(program: &str) -> anyhow::Result<()> {
+    let path = Path::new(program);
+    if program.contains('/') {
+        return executable(path)
+            .map_err(|why| anyhow::anyhow!("reviewer command `{}` {why}", escape(program)));
+    }
+    let found = std::env::var_os("PATH")
+        .map(|dirs| std::env::split_paths(&dirs).any(|dir| executable(&dir.join(path)).is_ok()))
+        .unwrap_or(false);
+    if found {
+        Ok(())
+    } else {
+        bail!(
+            "reviewer command `{}` is not an executable on PATH; give its path, e.g. `cmd:./reviewer.sh`",
+            escape(program)
+        )
+    }
+}
+
+/// `Ok` when `path` is a file its owner, group or others may execute, else why not.
+fn executable(path: &Path) -> Result<(), &'static str> {
+    let meta = std::fs::metadata(path).map_err(|_| "does not exist or cannot be read")?;
+    if !meta.is_file() {
+        return Err("is not a file");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Err("is not executable; `chmod +x` it");
+        }
+    }
+    Ok(())
 }
 
 /// One line per call. The tool name, the resource, error text (field names,
