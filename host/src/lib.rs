@@ -11,4 +11,5 @@ pub mod limits;
 pub mod policy;
 pub mod review_server;
 pub mod runtime;
+pub mod terminal;
 pub mod tools;

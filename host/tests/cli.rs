@@ -297,3 +297,59 @@ fn policy_validate_on_a_bad_dir_lists_each_error_with_file_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn a_duplicate_policy_id_shows_the_line_of_the_second_policy_even_after_comments() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = policies_with(
+        dir.path(),
+        "zz-duplicate.cedar",
+        "// a comment\n// and another\n\n@id(\"email-requires-approval\")\npermit (principal, action, resource);\n",
+    );
+    let out = mandate(&["policy", "validate", s(&policies)]);
+    let err = format!("{}{}", stdout(&out), stderr(&out));
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("duplicate policy id `email-requires-approval`"),
+        "{err}"
+    );
+    assert!(err.contains("zz-duplicate.cedar:4:"), "{err}");
+    assert!(
+        err.contains("@id(\"email-requires-approval\")"),
+        "the source line shown is not the policy's: {err}"
+    );
+    assert!(!err.contains("a comment"), "{err}");
+}
+
+#[test]
+fn a_reviewer_command_that_does_not_exist_stops_the_run_before_the_agent_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_executable = dir.path().join("reviewer.sh");
+    std::fs::write(&not_executable, "#!/bin/sh\n").unwrap();
+    for program in [
+        "/nonexistent/reviewer".to_string(),
+        not_executable.display().to_string(),
+        "no-such-reviewer-on-path".to_string(),
+    ] {
+        let out = mandate(&[
+            "run",
+            "--agent",
+            s(&dir.path().join("agent.wasm")),
+            "--policies",
+            s(&policies_dir()),
+            "--session",
+            s(&example_session()),
+            "--audit",
+            s(&dir.path().join("audit")),
+            "--approver",
+            &format!("cmd:{program}"),
+            "task",
+        ]);
+        let err = failure(&out, 2);
+        assert!(
+            err.contains(&format!("reviewer command `{program}`")),
+            "{err}"
+        );
+        assert!(!dir.path().join("audit").exists());
+    }
+}

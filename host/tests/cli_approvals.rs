@@ -294,3 +294,74 @@ fn a_missing_queue_is_an_error_not_a_new_empty_queue() {
     );
     assert!(!dir.path().join("audit").exists());
 }
+
+#[test]
+fn deny_does_not_offer_a_scope() {
+    let help = stdout(&mandate(&["approvals", "deny", "--help"]));
+    assert!(help.contains("--reviewer"), "{help}");
+    assert!(!help.contains("--scope"), "{help}");
+    let help = stdout(&mandate(&["approvals", "approve", "--help"]));
+    assert!(help.contains("--scope"), "{help}");
+    let out = mandate(&[
+        "approvals",
+        "deny",
+        "x",
+        "--reviewer",
+        "carol",
+        "--scope",
+        "once",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--scope"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_closed_stdout_ends_list_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _q) = queue(dir.path());
+    for format in ["json", "table"] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mandate"))
+            .args([
+                "approvals",
+                "list",
+                "--all",
+                "--format",
+                format,
+                "--queue",
+                s(&path),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before anything is written, as `| head -0` would.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(stderr(&out), "");
+    }
+}
+
+#[test]
+fn serve_on_a_taken_port_says_the_os_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _q) = queue(dir.path());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(&tokens, "\"carol-7f3a9c2e51d84b06\" = \"carol\"\n").unwrap();
+    let out = mandate(&[
+        "approvals",
+        "serve",
+        "--queue",
+        s(&path),
+        "--listen",
+        &addr,
+        "--tokens",
+        s(&tokens),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("cannot listen on `{addr}`")), "{err}");
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+}

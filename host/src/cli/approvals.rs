@@ -26,8 +26,8 @@ pub enum ApprovalsCommand {
     /// that hold it and their reasons, the deadline.
     Show(ShowArgs),
     /// Approve a held call; policy still decides whether this reviewer counts.
-    Approve(approvals_decide::DecideArgs),
-    /// Deny a held call.
+    Approve(approvals_decide::ApproveArgs),
+    /// Deny a held call (this call only: a denial has no scope).
     Deny(approvals_decide::DecideArgs),
     /// Serve the review page: pending approvals in a browser, with Approve
     /// and Deny for reviewers holding a token.
@@ -101,8 +101,8 @@ pub fn run(cmd: ApprovalsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ApprovalsCommand::List(args) => approvals_show::list(args),
         ApprovalsCommand::Show(args) => approvals_show::show(args),
-        ApprovalsCommand::Approve(args) => approvals_decide::run(args, true),
-        ApprovalsCommand::Deny(args) => approvals_decide::run(args, false),
+        ApprovalsCommand::Approve(args) => approvals_decide::approve(args),
+        ApprovalsCommand::Deny(args) => approvals_decide::run(args, None),
         ApprovalsCommand::Serve(args) => super::approvals_serve::run(args),
     }
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 use mandate::guard::Verdict;
 use mandate::guard::queue::{GrantScope, QueueDecision, QueueError};
+use mandate::terminal::escape;
 
 use super::approvals::QueueArg;
 
@@ -21,6 +22,14 @@ pub struct DecideArgs {
     /// Why; shown to the agent on denial and written in the audit record.
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+}
+
+/// `approve` takes what `deny` takes, and a scope: a denial covers its call
+/// only, so `deny` does not offer one.
+#[derive(Args)]
+pub struct ApproveArgs {
+    #[command(flatten)]
+    pub decide: DecideArgs,
     /// `once`: this call only. `session`: also every later call of the same session on the same
     /// tool and resource, as long as policy accepts the standing grant (approve only).
     #[arg(long, value_name = "once|session", default_value = "once", value_parser = parse_scope)]
@@ -32,12 +41,17 @@ fn parse_scope(text: &str) -> Result<GrantScope, String> {
         .map_err(|e: mandate::guard::UnknownGrantScope| e.to_string())
 }
 
-/// Exit 0 when the decision was recorded, 1 when the queue refused it (unknown
-/// id, already decided, past the deadline), 2 when the queue is unusable.
-pub fn run(args: DecideArgs, approve: bool) -> anyhow::Result<ExitCode> {
-    if !approve && args.scope == GrantScope::Session {
-        anyhow::bail!("--scope session applies to approvals only; a denial covers this call only");
-    }
+/// `mandate approvals approve`.
+pub fn approve(args: ApproveArgs) -> anyhow::Result<ExitCode> {
+    run(args.decide, Some(args.scope))
+}
+
+/// Records an approval with `scope` (`Some`) or a denial (`None`). Exit 0
+/// when the decision was recorded, 1 when the queue refused it (unknown id,
+/// already decided, past the deadline), 2 when the queue is unusable.
+pub fn run(args: DecideArgs, scope: Option<GrantScope>) -> anyhow::Result<ExitCode> {
+    let approve = scope.is_some();
+    let scope = scope.unwrap_or(GrantScope::Once);
     let queue = args.queue.open()?;
     let decision = QueueDecision {
         verdict: if approve {
@@ -47,27 +61,32 @@ pub fn run(args: DecideArgs, approve: bool) -> anyhow::Result<ExitCode> {
         },
         reviewer: args.reviewer.clone(),
         reason: args.reason.clone(),
-        scope: args.scope,
+        scope,
     };
     match queue.decide(&args.id, &decision) {
         Ok(decided) => {
             let p = &decided.pending;
             if approve {
-                let scope = match args.scope {
+                let scope = match scope {
                     GrantScope::Once => "this call only".to_string(),
                     GrantScope::Session => format!(
                         "this call and later {} calls on {} in session {}",
-                        p.tool, p.resource, p.session_id
+                        escape(&p.tool),
+                        escape(&p.resource),
+                        escape(&p.session_id)
                     ),
                 };
                 println!(
                     "approved {} as {} ({scope}); the waiting call proceeds if policy accepts {} as a reviewer",
-                    args.id, args.reviewer, args.reviewer
+                    escape(&args.id),
+                    escape(&args.reviewer),
+                    escape(&args.reviewer)
                 );
             } else {
                 println!(
                     "denied {} as {}; the waiting call is refused",
-                    args.id, args.reviewer
+                    escape(&args.id),
+                    escape(&args.reviewer)
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -78,7 +97,7 @@ pub fn run(args: DecideArgs, approve: bool) -> anyhow::Result<ExitCode> {
             | QueueError::PastDeadline { .. }
             | QueueError::InvalidDecision { .. }),
         ) => {
-            eprintln!("refused: {e}");
+            eprintln!("refused: {}", escape(&e.to_string()));
             Ok(ExitCode::from(1))
         }
         Err(e) => Err(e.into()),

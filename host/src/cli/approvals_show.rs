@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use jiff::{SignedDuration, Timestamp};
 use mandate::guard::queue::{QueueStatus, QueuedApproval};
+use mandate::terminal::{cell, escape};
 
 use super::approvals::{ListArgs, ShowArgs, ShowFormat};
 
@@ -31,7 +32,7 @@ pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let Some(approval) = queue.get(&args.id)? else {
         eprintln!(
             "error: no approval `{}` in the queue `{}`; `mandate approvals list` shows the pending ones",
-            args.id,
+            escape(&args.id),
             args.queue.queue.display()
         );
         return Ok(ExitCode::from(1));
@@ -72,6 +73,9 @@ fn time_left(approval: &QueuedApproval, now: Timestamp) -> String {
     }
 }
 
+/// The table: every value that comes from the agent, the session or a
+/// reviewer goes through [`cell`], so a value with spaces, quotes or invisible
+/// characters is quoted and escaped and can never pass for two cells or hide.
 fn write_table(out: &mut impl Write, approvals: &[QueuedApproval], all: bool) -> io::Result<()> {
     let now = Timestamp::now();
     let mut rows: Vec<Vec<String>> = vec![
@@ -85,10 +89,10 @@ fn write_table(out: &mut impl Write, approvals: &[QueuedApproval], all: bool) ->
     for a in approvals {
         let p = &a.pending;
         rows.push(vec![
-            p.approval_id.clone(),
+            cell(&p.approval_id).into_owned(),
             match (&a.status, &a.reviewer) {
                 (QueueStatus::Approved | QueueStatus::Denied, Some(r)) => {
-                    format!("{} by {r}", a.status)
+                    format!("{} by {}", a.status, cell(r))
                 }
                 (s, _) => s.to_string(),
             },
@@ -99,11 +103,11 @@ fn write_table(out: &mut impl Write, approvals: &[QueuedApproval], all: bool) ->
             } else {
                 when(p.deadline)
             },
-            p.session_id.clone(),
-            p.user.id.clone(),
-            p.agent.id.clone(),
-            p.tool.clone(),
-            p.resource.clone(),
+            cell(&p.session_id).into_owned(),
+            cell(&p.user.id).into_owned(),
+            cell(&p.agent.id).into_owned(),
+            cell(&p.tool).into_owned(),
+            cell(&p.resource).into_owned(),
         ]);
     }
     let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
@@ -126,10 +130,14 @@ fn write_table(out: &mut impl Write, approvals: &[QueuedApproval], all: bool) ->
     writeln!(out, "{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
+/// One approval for people; everything not written by this host (the agent's
+/// tool, resource and arguments, the session's names, a reviewer's id and
+/// reason) is escaped, so that it cannot draw on the terminal.
 fn write_one(out: &mut impl Write, a: &QueuedApproval) -> io::Result<()> {
     let p = &a.pending;
+    let e = |text: &str| escape(text).into_owned();
     let now = Timestamp::now();
-    writeln!(out, "approval   {}", p.approval_id)?;
+    writeln!(out, "approval   {}", e(&p.approval_id))?;
     let status = match a.status {
         QueueStatus::Pending => format!("pending, {}", time_left(a, now)),
         s => s.to_string(),
@@ -137,36 +145,44 @@ fn write_one(out: &mut impl Write, a: &QueuedApproval) -> io::Result<()> {
     writeln!(out, "status     {status}")?;
     writeln!(out, "deadline   {}", when(p.deadline))?;
     writeln!(out, "submitted  {}", when(a.submitted_at))?;
-    writeln!(out, "session    {} (call {})", p.session_id, p.call_id)?;
-    writeln!(out, "user       {} <{}>", p.user.id, p.user.email)?;
+    writeln!(
+        out,
+        "session    {} (call {})",
+        e(&p.session_id),
+        e(&p.call_id)
+    )?;
+    writeln!(out, "user       {} <{}>", e(&p.user.id), e(&p.user.email))?;
     writeln!(
         out,
         "agent      {} {} ({})",
-        p.agent.name, p.agent.version, p.agent.id
+        e(&p.agent.name),
+        e(&p.agent.version),
+        e(&p.agent.id)
     )?;
     let chain: Vec<String> = p.delegation_chain.iter().map(ToString::to_string).collect();
-    writeln!(out, "on behalf  {}", chain.join(" -> "))?;
-    writeln!(out, "tool       {}", p.tool)?;
-    writeln!(out, "resource   {}", p.resource)?;
+    writeln!(out, "on behalf  {}", e(&chain.join(" -> ")))?;
+    writeln!(out, "tool       {}", e(&p.tool))?;
+    writeln!(out, "resource   {}", e(&p.resource))?;
     let arguments = serde_json::to_string_pretty(&p.arguments).unwrap_or_default();
     let mut lines = arguments.lines();
-    writeln!(out, "arguments  {}", lines.next().unwrap_or(""))?;
+    writeln!(out, "arguments  {}", e(lines.next().unwrap_or("")))?;
     for line in lines {
-        writeln!(out, "           {line}")?;
+        writeln!(out, "           {}", e(line))?;
     }
     for (i, policy) in p.demanded_by.iter().enumerate() {
         let label = if i == 0 { "held by" } else { "" };
         match &policy.reason {
-            Some(reason) => writeln!(out, "{label:<11}{}: {reason}", policy.id)?,
-            None => writeln!(out, "{label:<11}{}", policy.id)?,
+            Some(reason) => writeln!(out, "{label:<11}{}: {}", e(&policy.id), e(reason))?,
+            None => writeln!(out, "{label:<11}{}", e(&policy.id))?,
         }
     }
     if let (Some(at), Some(reviewer)) = (a.decided_at, &a.reviewer) {
         let scope = a.scope.map(|s| format!(", scope {s}")).unwrap_or_default();
         writeln!(
             out,
-            "decided    {} by {reviewer} at {}{scope}",
+            "decided    {} by {} at {}{scope}",
             a.status,
+            e(reviewer),
             when(at)
         )?;
     } else if let Some(at) = a.decided_at {
@@ -177,7 +193,7 @@ fn write_one(out: &mut impl Write, a: &QueuedApproval) -> io::Result<()> {
         )?;
     }
     if let Some(reason) = &a.reason {
-        writeln!(out, "reason     {reason}")?;
+        writeln!(out, "reason     {}", e(reason))?;
     }
     Ok(())
 }

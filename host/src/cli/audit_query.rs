@@ -154,17 +154,17 @@ fn write_line(out: &mut impl Write, cells: &[String; 11], widths: &[usize; 11]) 
 }
 
 fn cells(row: &CallRow) -> [String; 11] {
-    let text = |v: &Option<String>| v.as_deref().map_or_else(|| "-".to_owned(), printable);
+    let text = |v: &Option<String>| mandate::terminal::cell_or_none(v.as_deref()).into_owned();
     let approval = match (row.approval_outcome.as_deref(), &row.reviewer) {
         (None | Some("not_required"), _) => "-".to_owned(),
         (Some(outcome), Some(reviewer)) => {
             format!(
                 "{} by {}",
-                printable(&outcome.replace('_', " ")),
+                mandate::terminal::escape(&outcome.replace('_', " ")),
                 printable(reviewer)
             )
         }
-        (Some(outcome), None) => printable(&outcome.replace('_', " ")),
+        (Some(outcome), None) => mandate::terminal::escape(&outcome.replace('_', " ")).into_owned(),
     };
     let latency = match row.latency_us {
         None => "-".to_owned(),
@@ -186,20 +186,60 @@ fn cells(row: &CallRow) -> [String; 11] {
     ]
 }
 
-/// Escapes control characters: tool names and resources come from the agent,
-/// and must not be able to move the cursor or forge lines on an operator's terminal.
+/// A table cell for a value from the log: tool names, resources, ids and
+/// reviewers come from the agent or a reviewer, so a value with spaces, quotes,
+/// control or invisible characters is quoted and escaped (see
+/// [`mandate::terminal::cell`]) and can neither move the cursor nor pass for
+/// two cells.
 fn printable(s: &str) -> String {
-    if s.chars().any(char::is_control) {
-        s.chars()
-            .map(|c| {
-                if c.is_control() {
-                    c.escape_default().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect()
-    } else {
-        s.to_owned()
+    mandate::terminal::cell(s).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(tool: &str, user: &str, reviewer: Option<&str>) -> CallRow {
+        CallRow {
+            call_id: "s:1".into(),
+            decision_seq: 3,
+            outcome_seq: None,
+            time: Timestamp::UNIX_EPOCH,
+            session_id: Some("s".into()),
+            trace_id: None,
+            user_id: Some(user.into()),
+            agent_id: Some("a".into()),
+            tool: tool.into(),
+            resource: None,
+            effect: CallEffect::Deny,
+            decided_by: None,
+            determining_policies: Vec::new(),
+            message: None,
+            approval_required: reviewer.is_some(),
+            approval_outcome: reviewer.map(|_| "approved".into()),
+            reviewer: reviewer.map(Into::into),
+            approved_by: None,
+            status: None,
+            latency_us: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn table_cells_cannot_be_forged_with_spaces_or_invisible_characters() {
+        let forged = row("send_email  carol", "bob\u{200b}", Some("carol \u{1b}[8m"));
+        let shown = cells(&forged);
+        assert_eq!(shown[5], "\"send_email  carol\"");
+        assert_eq!(shown[3], "\"bob\\u{200b}\"");
+        assert_eq!(shown[8], "approved by \"carol \\u{1b}[8m\"");
+        // A value `-` cannot pass for "none".
+        assert_eq!(cells(&row("x", "-", None))[3], "\"-\"");
+        let mut out = Vec::new();
+        write_table(&mut out, &[forged], 1).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{200b}'),
+            "{text}"
+        );
     }
 }

@@ -15,6 +15,7 @@ use mandate::guard::{
 use mandate::limits::SessionLimits;
 use mandate::policy::{Effect, Policies};
 use mandate::runtime::{RunOutcome, Runtime};
+use mandate::terminal::{DISPLAY_CHARS, bounded, escape, escape_lines};
 use mandate::tools::{Workspace, example_registry};
 
 #[derive(Args)]
@@ -88,7 +89,12 @@ fn reviewer(spec: &str) -> anyhow::Result<Arc<dyn Reviewer>> {
         "deny" => Arc::new(DenyAll),
         "prompt" => Arc::new(PromptReviewer::new()),
         _ => match (spec.strip_prefix("cmd:"), spec.strip_prefix("queue:")) {
-            (Some(program), _) if !program.is_empty() => Arc::new(CommandReviewer::new(program)),
+            (Some(program), _) if !program.is_empty() => {
+                // Checked now, like a queue, so that a typo stops the run before
+                // the agent starts rather than denying every held call later.
+                check_reviewer_program(program)?;
+                Arc::new(CommandReviewer::new(program))
+            }
             (_, Some(file)) if !file.is_empty() => {
                 // Opened now so that a queue nobody could reach stops the run
                 // before the agent starts; then afresh for each held call.
@@ -102,6 +108,47 @@ fn reviewer(spec: &str) -> anyhow::Result<Arc<dyn Reviewer>> {
     })
 }
 
+/// Whether the `cmd:` reviewer `program` can be started: a path (with a `/`)
+/// must name an executable file; a bare name must be one on `PATH`.
+fn check_reviewer_program(program: &str) -> anyhow::Result<()> {
+    let path = Path::new(program);
+    if program.contains('/') {
+        return executable(path)
+            .map_err(|why| anyhow::anyhow!("reviewer command `{}` {why}", escape(program)));
+    }
+    let found = std::env::var_os("PATH")
+        .map(|dirs| std::env::split_paths(&dirs).any(|dir| executable(&dir.join(path)).is_ok()))
+        .unwrap_or(false);
+    if found {
+        Ok(())
+    } else {
+        bail!(
+            "reviewer command `{}` is not an executable on PATH; give its path, e.g. `cmd:./reviewer.sh`",
+            escape(program)
+        )
+    }
+}
+
+/// `Ok` when `path` is a file its owner, group or others may execute, else why not.
+fn executable(path: &Path) -> Result<(), &'static str> {
+    let meta = std::fs::metadata(path).map_err(|_| "does not exist or cannot be read")?;
+    if !meta.is_file() {
+        return Err("is not a file");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Err("is not executable; `chmod +x` it");
+        }
+    }
+    Ok(())
+}
+
+/// One line per call. The tool name, the resource, error text (field names,
+/// a tool's own message) and a reviewer's id come from the agent, a tool or a
+/// reviewer: each is escaped and bounded, so that nothing in them can draw on
+/// the terminal.
 fn print_call(report: &CallReport) {
     let resource = report.resource.as_deref().unwrap_or("-");
     let (tag, detail) = match (&report.error, report.effect) {
@@ -110,7 +157,11 @@ fn print_call(report: &CallReport) {
         (Some(e), Effect::Deny) => ("deny ", e.to_string()),
     };
     let approval = match &report.reviewer {
-        Some(r) => format!(" [approval {} by {r}]", report.approval),
+        Some(r) => format!(
+            " [approval {} by {}]",
+            report.approval,
+            bounded(r, DISPLAY_CHARS)
+        ),
         None if report.approval != mandate::guard::ApprovalOutcome::NotRequired => {
             format!(" [approval {}]", report.approval)
         }
@@ -120,10 +171,15 @@ fn print_call(report: &CallReport) {
         .decision_seq
         .map_or_else(|| "-".to_string(), |s| s.to_string());
     println!(
-        "  {tag} {} {resource}: {detail}{approval} (seq {seq})",
-        report.tool
+        "  {tag} {} {}: {}{approval} (seq {seq})",
+        bounded(&report.tool, DISPLAY_CHARS),
+        bounded(resource, DISPLAY_CHARS),
+        bounded(&detail, DISPLAY_CHARS * 4),
     );
 }
+
+/// Before every line of the agent's output and result.
+const AGENT_PREFIX: &str = "agent| ";
 
 /// The log's settings from the command line.
 fn audit_config(args: &RunArgs) -> anyhow::Result<AuditConfig> {
@@ -247,23 +303,29 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         report
     })?;
+    // The agent's output and result are the agent's own text: each line is
+    // escaped and set apart by a prefix, so that none of it can pass for the
+    // host's lines (a fake approval block) or hide them.
     if !report.output.trim().is_empty() {
-        println!("agent output:\n{}", report.output.trim_end());
+        print!(
+            "agent output:\n{}",
+            escape_lines(report.output.trim_end(), AGENT_PREFIX)
+        );
     }
     // The final checkpoint, and any failure to write it, before the head is reported.
     guard.audit().shutdown()?;
     let (head_seq, _) = guard.audit().head();
     let code = match &report.outcome {
         RunOutcome::Finished(Ok(text)) => {
-            println!("agent result:\n{text}");
+            print!("agent result:\n{}", escape_lines(text, AGENT_PREFIX));
             ExitCode::SUCCESS
         }
         RunOutcome::Finished(Err(text)) => {
-            println!("agent gave up: {text}");
+            print!("agent gave up:\n{}", escape_lines(text, AGENT_PREFIX));
             ExitCode::from(1)
         }
         RunOutcome::Faulted(message) => {
-            println!("agent stopped by the host: {message}");
+            println!("agent stopped by the host: {}", escape(message));
             ExitCode::from(1)
         }
     };

@@ -333,18 +333,21 @@ fn describe(pending: &PendingApproval) -> String {
         .iter()
         .map(ToString::to_string)
         .collect();
+    // Tool, resource and arguments come from the agent: escaped, so that no
+    // escape sequence or bidi control in them can redraw this block.
+    let shown = |text: &str| crate::terminal::bounded(text, 4 * crate::terminal::DISPLAY_CHARS);
     format!(
         "\n-- approval needed ------------------------------\n  tool:      {}\n  resource:  {}\n  arguments: {}\n  user:      {} <{}>\n  agent:     {} {} ({})\n  on behalf: {}\n  held by:   {}\n  deadline:  {} ({}s left)\n",
-        pending.tool,
-        pending.resource,
-        pending.arguments,
-        pending.user.id,
-        pending.user.email,
-        pending.agent.name,
-        pending.agent.version,
-        pending.agent.id,
-        chain.join(" -> "),
-        held_by.join("; "),
+        shown(&pending.tool),
+        shown(&pending.resource),
+        shown(&pending.arguments.to_string()),
+        shown(&pending.user.id),
+        shown(&pending.user.email),
+        shown(&pending.agent.name),
+        shown(&pending.agent.version),
+        shown(&pending.agent.id),
+        shown(&chain.join(" -> ")),
+        shown(&held_by.join("; ")),
         pending.deadline,
         left.as_secs().max(0),
     )
@@ -463,6 +466,23 @@ mod tests {
         assert!(shown.contains("send_email"), "{shown}");
         assert!(shown.contains("email-requires-approval (humans review email)"));
         assert!(shown.contains("approve? [y/N]"));
+    }
+
+    #[tokio::test]
+    async fn the_prompt_escapes_what_the_agent_controls() {
+        let out = Shared::default();
+        let r = PromptReviewer::with_terminal(std::io::Cursor::new("n\ncarol\n\n"), out.clone());
+        let mut held = pending();
+        held.tool = "send_email\u{1b}[8m".into();
+        held.arguments =
+            serde_json::json!({"to": "eve@evil.example\u{202e}", "x\u{200b}": "\u{1b}[2J"});
+        r.review(&held).await.unwrap();
+        let shown = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        for c in ['\u{1b}', '\u{202e}', '\u{200b}'] {
+            assert!(!shown.contains(c), "{c:?} shown raw: {shown}");
+        }
+        assert!(shown.contains("send_email\\u{1b}[8m"), "{shown}");
+        assert!(shown.contains("eve@evil.example\\u{202e}"), "{shown}");
     }
 
     #[tokio::test]

@@ -99,18 +99,21 @@ impl Policies {
                         let id = policy.id().clone();
                         if let Some(first) = info.get(&id) {
                             problems.push(
-                                Problem::at(&file, 0, format!("duplicate policy id `{id}`"))
-                                    .with_pos(pos.clone())
-                                    .with_hint(Some(format!(
-                                        "`{id}` is already used at {}; give each policy its own @id",
-                                        first.pos
-                                    ))),
+                                Problem::at_policy(
+                                    &file,
+                                    pos.clone(),
+                                    format!("duplicate policy id `{id}`"),
+                                )
+                                .with_hint(Some(format!(
+                                    "`{id}` is already used at {}; give each policy its own @id",
+                                    first.pos
+                                ))),
                             );
                             continue;
                         }
                         let reason = policy.annotation("reason").map(str::to_string);
                         if let Err(e) = set.add(policy) {
-                            problems.push(Problem::at(&file, 0, e.to_string()).with_pos(pos));
+                            problems.push(Problem::at_policy(&file, pos, e.to_string()));
                             continue;
                         }
                         sources.insert(id.clone(), file.clone());
@@ -229,9 +232,18 @@ impl Policies {
 }
 
 impl Problem {
-    fn with_pos(mut self, pos: SourcePos) -> Self {
-        self.pos = Some(pos);
-        self
+    /// A problem with the policy that starts at `pos` in `file`: the line
+    /// shown is the one at `pos` (comments before a policy are not part of it),
+    /// not the file's first line.
+    fn at_policy(file: &SourceFile, pos: SourcePos, message: impl Into<String>) -> Self {
+        Problem {
+            source_line: Some(file.line_text(pos.line).to_string()),
+            file: Some(file.path().to_path_buf()),
+            width: 1,
+            pos: Some(pos),
+            message: message.into(),
+            hint: None,
+        }
     }
 }
 
