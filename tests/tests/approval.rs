@@ -19,11 +19,12 @@ fn only_decision(env: &Env) -> Value {
 }
 
 /// Checks that a held call was refused: no outcome, nothing sent, the log
-/// intact with log_start, session_start, decision and session_end.
+/// intact with log_start, session_start, approval_requested, decision and
+/// session_end.
 fn assert_refused_and_nothing_sent(env: &Env) {
     assert!(env.records_of("outcome").is_empty());
     assert!(env.outbox().is_empty());
-    env.assert_verifies(4);
+    env.assert_verifies(5);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -107,7 +108,7 @@ async fn an_email_approved_by_a_reviewer_is_sent_and_the_approval_recorded() {
     );
     assert!(pending.deadline > jiff::Timestamp::now());
     assert_eq!(a["deadline"], pending.deadline.to_string());
-    env.assert_verifies(5);
+    env.assert_verifies(6);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -234,7 +235,7 @@ echo '{{"decision":"approve","reviewer":"carol","reason":"fine by me"}}'"#,
     );
     assert!(pending.arguments["body"]["redacted"].is_string());
     assert_eq!(pending.demanded_by[0].id, "email-requires-approval");
-    env.assert_verifies(5);
+    env.assert_verifies(6);
 }
 
 /// Whether process `pid` has exited (gone, or a zombie not yet reaped).
@@ -321,4 +322,91 @@ async fn a_reviewer_that_crashes_is_a_denial_with_its_exit_status() {
     assert!(reason.contains("exit status: 3"), "{reason}");
     assert!(reason.contains("reviewer blew up"), "{reason}");
     assert_refused_and_nothing_sent(&env);
+}
+
+/// Approves as `carol`, but only after `delay`: a human who answers late.
+struct LateReviewer {
+    delay: Duration,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<PendingApproval>>>,
+}
+
+impl mandate::guard::Reviewer for LateReviewer {
+    fn name(&self) -> &str {
+        "late"
+    }
+
+    fn review<'a>(
+        &'a self,
+        pending: &'a PendingApproval,
+    ) -> mandate::guard::BoxFuture<
+        'a,
+        Result<mandate::guard::ReviewDecision, mandate::guard::ReviewError>,
+    > {
+        self.seen.lock().unwrap().push(pending.clone());
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            Ok(mandate::guard::ReviewDecision {
+                decision: mandate::guard::Verdict::Approve,
+                reviewer: "carol".into(),
+                reason: Some("late but fine".into()),
+                scope: Default::default(),
+            })
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_approved_after_its_session_expired_does_not_run() {
+    let seen = std::sync::Arc::default();
+    let env = Env::builder()
+        .reviewer(LateReviewer {
+            delay: Duration::from_secs(5),
+            seen: std::sync::Arc::clone(&seen),
+        })
+        .approval_timeout(Duration::from_secs(60))
+        .build();
+    let mut s = session();
+    s.expires_at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
+    let expires_at = s.expires_at;
+    let results = env.script_as(s, json!([email_call(SECRET)])).await;
+
+    assert!(results[0].get("ok").is_none(), "{results:?}");
+    assert!(env.outbox().is_empty(), "an email was sent after expiry");
+    let pending = seen.lock().unwrap().first().cloned().expect(&format!("{results:?}"));
+    assert!(
+        pending.deadline <= expires_at,
+        "deadline {} is after the session's expiry {expires_at}",
+        pending.deadline
+    );
+    let decision = only_decision(&env);
+    assert_eq!(decision["decision"]["effect"], "deny");
+    assert!(env.records_of("outcome").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_call_is_recorded_before_the_reviewer_is_asked() {
+    let reviewer = FixedReviewer::approves_as("carol");
+    let env = Env::builder().reviewer(reviewer.clone()).build();
+    env.script(json!([email_call(SECRET)])).await;
+
+    let records = env.records();
+    let kinds = common::kinds(&records);
+    let held = kinds.iter().position(|k| k == "approval_requested");
+    let decided = kinds.iter().position(|k| k == "decision");
+    assert!(
+        held.is_some() && held < decided,
+        "no hold recorded before the decision: {kinds:?}"
+    );
+    let hold = &records[held.unwrap()];
+    let pending = &reviewer.seen()[0];
+    assert_eq!(hold["call_id"], "sess_example_01:1");
+    assert_eq!(hold["action"]["tool"], "send_email");
+    assert_eq!(hold["detail"]["approval_id"], pending.approval_id);
+    assert_eq!(hold["detail"]["deadline"], pending.deadline.to_string());
+    assert_eq!(hold["detail"]["reviewer_callback"], "fixed");
+    assert_eq!(
+        policy_ids(&hold["detail"]["demanded_by"]),
+        ["email-requires-approval"]
+    );
+    assert!(!common::log_text(&env.audit_path).contains(SECRET));
 }
