@@ -410,3 +410,197 @@ async fn a_held_call_is_recorded_before_the_reviewer_is_asked() {
     );
     assert!(!common::log_text(&env.audit_path).contains(SECRET));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reviewer_command_does_not_see_the_hosts_secrets() {
+    // SAFETY of the test: no other test in this binary reads these names.
+    unsafe {
+        std::env::set_var("MANDATE_TEST_API_KEY", "sk-host-secret-4242");
+        std::env::set_var("MANDATE_TEST_ALLOWED", "shown-on-purpose");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("env.txt");
+    let program = script_file(
+        dir.path(),
+        "env.sh",
+        &format!(
+            r#"cat >/dev/null
+env > '{}'
+echo '{{"decision":"deny","reviewer":"carol"}}'"#,
+            seen.display()
+        ),
+    );
+    let env = Env::builder()
+        .reviewer(CommandReviewer::new(&program).allow_env("MANDATE_TEST_ALLOWED"))
+        .build();
+    env.script(json!([email_call(SECRET)])).await;
+
+    let shown = std::fs::read_to_string(&seen).unwrap();
+    assert!(!shown.contains("sk-host-secret-4242"), "{shown}");
+    assert!(shown.contains("MANDATE_TEST_ALLOWED=shown-on-purpose"), "{shown}");
+    assert!(shown.contains("PATH="), "{shown}");
+}
+
+/// The `mandate` binary of this build, beside the test binaries' `deps/`.
+/// Cargo builds it with the workspace's tests.
+fn mandate_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("mandate");
+    assert!(
+        bin.exists(),
+        "no `mandate` binary at `{}`: run with `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn a_host_killed_while_a_call_waits_leaves_the_hold_in_the_log() {
+    use std::io::BufRead as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit");
+    let pid_file = dir.path().join("reviewer.pid");
+    let program = script_file(
+        dir.path(),
+        "slow.sh",
+        &format!("echo $$ > '{}'\nexec sleep 60", pid_file.display()),
+    );
+    let task = json!({"calls": [email_call(SECRET)]}).to_string();
+    let policies = common::policies_dir();
+    let mut child = std::process::Command::new(mandate_binary())
+        .args(["run", "--agent", mandate_tests::SCRIPTED_AGENT, "--policies"])
+        .arg(&policies)
+        .arg("--session")
+        .arg(policies.join("session.json"))
+        .arg("--audit")
+        .arg(&audit)
+        .arg("--workspace")
+        .arg(dir.path())
+        .arg("--approver")
+        .arg(format!("cmd:{}", program.display()))
+        .arg(&task)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut held = None;
+    let mut shown = String::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        shown.push_str(&line);
+        shown.push('\n');
+        if line.contains("held") && line.contains("waiting") {
+            held = Some(line);
+            break;
+        }
+    }
+    // SIGKILL: nothing of the host runs after this.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        let _ = std::process::Command::new("kill")
+            .arg(pid.trim())
+            .status();
+    }
+    let held = held.unwrap_or_else(|| panic!("`mandate run` never said the call waits:\n{shown}"));
+
+    let records = common::read_records(&audit);
+    let kinds = common::kinds(&records);
+    assert!(!kinds.contains(&"decision".to_string()), "{kinds:?}");
+    let hold = records
+        .iter()
+        .find(|r| r["kind"] == "approval_requested")
+        .unwrap_or_else(|| panic!("no hold in the log: {kinds:?}"));
+    let approval_id = hold["detail"]["approval_id"].as_str().unwrap();
+    assert!(approval_id.starts_with("apr:sess_example_01:1:"), "{hold}");
+    assert!(held.contains(approval_id), "{held}");
+    assert_eq!(hold["action"]["tool"], "send_email");
+    assert_eq!(
+        policy_ids(&hold["detail"]["demanded_by"]),
+        ["email-requires-approval"]
+    );
+    assert!(hold["detail"]["deadline"].is_string(), "{hold}");
+    assert!(!common::log_text(&audit).contains(SECRET));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_email_takes_exactly_one_address_and_names_the_field() {
+    let reviewer = FixedReviewer::approves_as("carol");
+    let env = Env::builder().reviewer(reviewer.clone()).build();
+    let lists = [
+        "eve@evil.example, bob@example.com",
+        "eve@evil.example\nbob@example.com",
+        "Eve <eve@evil.example>",
+        "eve@evil.example bob@example.com",
+        "eve@evil.example@example.com",
+        "bob",
+    ];
+    let calls: Vec<Value> = lists
+        .iter()
+        .map(|to| {
+            json!({"tool": "send_email",
+                   "arguments": {"to": to, "subject": "s", "body": SECRET}})
+        })
+        .collect();
+    let results = env.script(Value::Array(calls)).await;
+
+    for (to, result) in lists.iter().zip(&results) {
+        let error = &result["error"];
+        assert_eq!(error["kind"], "invalid-arguments", "{to:?}: {result}");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains("`to`"), "{to:?}: {message}");
+        assert!(message.contains("exactly one"), "{to:?}: {message}");
+    }
+    assert!(env.outbox().is_empty());
+    assert!(reviewer.seen().is_empty(), "a reviewer was asked");
+
+    // One plain address still goes through.
+    let results = env.script(json!([email_call(SECRET)])).await;
+    assert_eq!(results[0]["ok"]["queued"], true, "{results:?}");
+}
+
+/// Runs `examples/reviewer.sh` on a pending approval of an email to `to`
+/// and returns its decision.
+fn example_reviewer_decides(to: &str) -> Value {
+    use std::io::Write as _;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/reviewer.sh");
+    let mut child = std::process::Command::new("sh")
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pending = json!({"tool": "send_email", "arguments": {"to": to, "subject": "s"}});
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(pending.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_example_reviewer_approves_only_a_whole_internal_address() {
+    assert_eq!(
+        example_reviewer_decides("bob@example.com")["decision"],
+        "approve"
+    );
+    for to in [
+        "eve@evil.example, bob@example.com",
+        "eve@evil.example\nbob@example.com",
+        "eve@evil.example,bob@example.com",
+        "<eve@evil.example> bob@example.com",
+        "bob@notexample.com",
+    ] {
+        assert_eq!(
+            example_reviewer_decides(to)["decision"],
+            "deny",
+            "{to:?} was approved"
+        );
+    }
+}
