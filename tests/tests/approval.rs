@@ -372,7 +372,12 @@ async fn a_call_approved_after_its_session_expired_does_not_run() {
 
     assert!(results[0].get("ok").is_none(), "{results:?}");
     assert!(env.outbox().is_empty(), "an email was sent after expiry");
-    let pending = seen.lock().unwrap().first().cloned().expect(&format!("{results:?}"));
+    let pending = seen
+        .lock()
+        .unwrap()
+        .first()
+        .cloned()
+        .expect(&format!("{results:?}"));
     assert!(
         pending.deadline <= expires_at,
         "deadline {} is after the session's expiry {expires_at}",
@@ -437,7 +442,10 @@ echo '{{"decision":"deny","reviewer":"carol"}}'"#,
 
     let shown = std::fs::read_to_string(&seen).unwrap();
     assert!(!shown.contains("sk-host-secret-4242"), "{shown}");
-    assert!(shown.contains("MANDATE_TEST_ALLOWED=shown-on-purpose"), "{shown}");
+    assert!(
+        shown.contains("MANDATE_TEST_ALLOWED=shown-on-purpose"),
+        "{shown}"
+    );
     assert!(shown.contains("PATH="), "{shown}");
 }
 
@@ -469,7 +477,12 @@ fn a_host_killed_while_a_call_waits_leaves_the_hold_in_the_log() {
     let task = json!({"calls": [email_call(SECRET)]}).to_string();
     let policies = common::policies_dir();
     let mut child = std::process::Command::new(mandate_binary())
-        .args(["run", "--agent", mandate_tests::SCRIPTED_AGENT, "--policies"])
+        .args([
+            "run",
+            "--agent",
+            mandate_tests::SCRIPTED_AGENT,
+            "--policies",
+        ])
         .arg(&policies)
         .arg("--session")
         .arg(policies.join("session.json"))
@@ -500,9 +513,7 @@ fn a_host_killed_while_a_call_waits_leaves_the_hold_in_the_log() {
     child.kill().unwrap();
     child.wait().unwrap();
     if let Ok(pid) = std::fs::read_to_string(&pid_file) {
-        let _ = std::process::Command::new("kill")
-            .arg(pid.trim())
-            .status();
+        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
     }
     let held = held.unwrap_or_else(|| panic!("`mandate run` never said the call waits:\n{shown}"));
 

@@ -141,7 +141,10 @@ impl SessionGuard {
         };
         // Durable before anyone is asked: a host killed while the call waits
         // leaves the hold in the log. Unrecordable means not asked.
-        if let Err(e) = self.write(hold_record(&self.identity, &pending, action, &record)).await {
+        if let Err(e) = self
+            .write(hold_record(&self.identity, &pending, action, &record))
+            .await
+        {
             record.outcome = ApprovalOutcome::ReviewerFailed;
             record.reason = Some(format!("the hold could not be recorded: {e}"));
             return ApprovalResult::refused(

@@ -193,10 +193,14 @@ impl EmailAddress {
         }
         let dot_atom = |part: &str, allowed: &dyn Fn(u8) -> bool| {
             !part.is_empty()
-                && part.split('.').all(|atom| !atom.is_empty() && atom.bytes().all(allowed))
+                && part
+                    .split('.')
+                    .all(|atom| !atom.is_empty() && atom.bytes().all(allowed))
         };
         if local.len() > 64
-            || !dot_atom(local, &|b| b.is_ascii_alphanumeric() || LOCAL_SPECIALS.contains(&b))
+            || !dot_atom(local, &|b| {
+                b.is_ascii_alphanumeric() || LOCAL_SPECIALS.contains(&b)
+            })
         {
             return Err(
                 "is not one address: the part before `@` may hold only letters, digits, dots and !#$%&'*+-/=?^_`{|}~ (no spaces, commas or line breaks)",
@@ -206,7 +210,9 @@ impl EmailAddress {
             label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         };
         if !domain.contains('.')
             || !dot_atom(domain, &|b| b.is_ascii_alphanumeric() || b == b'-')
