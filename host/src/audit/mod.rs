@@ -100,7 +100,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use chain::{FORMAT, GENESIS_HASH, LOG_START_KIND, RESERVED_KEYS};
+pub use chain::{FORMAT, GENESIS_HASH, LOG_START_KIND, MAX_RECORD_BYTES, RESERVED_KEYS};
 pub use checkpoint::{
     CHECKPOINT_FILE, CHECKPOINT_KIND, Checkpoint, CheckpointError, CheckpointSigner,
     CheckpointVerifier, KeyError, SignedCheckpoint,
