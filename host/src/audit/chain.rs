@@ -27,6 +27,9 @@ pub const FORMAT: &str = "mandate-audit/1";
 /// The `kind` of the record that opens every log.
 pub const LOG_START_KIND: &str = "log_start";
 
+/// The longest record line, its newline included, that any reader or writer of a log accepts.
+pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+
 /// Keys the log stamps itself; a body may not set them.
 pub const RESERVED_KEYS: [&str; 4] = ["seq", "prev_hash", "timestamp", "hash"];
 

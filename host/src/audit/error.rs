@@ -86,6 +86,20 @@ pub enum AuditError {
         /// What is wrong.
         problem: Damage,
     },
+    /// `checkpoints.jsonl` holds a checkpoint signed with the writer's key for a record the log
+    /// no longer holds: records it vouched for were removed, or the log was cut short.
+    #[error(
+        "refusing to append to audit log `{}`: `checkpoints.jsonl` holds a signed checkpoint for \
+         seq {seq}, but the log no longer holds that record, so records were removed or the log \
+         was cut short; check the log with `mandate audit verify`",
+        path.display()
+    )]
+    CheckpointedRecordMissing {
+        /// The log directory.
+        path: PathBuf,
+        /// The seq the checkpoint vouches for.
+        seq: u64,
+    },
     /// The directory holds what a log leaves next to its segments (checkpoints, torn tails, an
     /// index) but no segment file: the records were removed, and starting afresh would hide it.
     #[error(
@@ -199,6 +213,7 @@ impl AuditError {
             | Self::Tampered { path, .. }
             | Self::Damaged { path, .. }
             | Self::SegmentsMissing { path }
+            | Self::CheckpointedRecordMissing { path, .. }
             | Self::Write { path, .. }
             | Self::WriteUnrecovered { path, .. }
             | Self::SegmentRemoved { path }
@@ -265,6 +280,33 @@ pub enum Damage {
     /// be torn by a crash.
     #[error("is cut short (no newline), but only the last segment can be torn by a crash")]
     Torn,
+    /// The record's hash is not the one a checkpoint signed with the writer's key vouches for.
+    #[error(
+        "does not have the hash a signed checkpoint vouches for: it or a record before it was \
+         altered and the chain rewritten"
+    )]
+    CheckpointMismatch,
+    /// A checkpoint record that names the writer's key does not verify.
+    #[error("is a checkpoint that does not verify: {0}")]
+    BadCheckpoint(super::checkpoint::CheckpointError),
+    /// A `retention` record no signed checkpoint covers, though segments it names are gone.
+    #[error(
+        "is a `retention` record no signed checkpoint covers, yet the segments it names are gone: \
+         the writer signs a retention record before it deletes any segment, so this one is forged"
+    )]
+    UnsignedRetention,
+    /// The oldest segment does not start the log and no retention record explains why.
+    #[error(
+        "starts the log after seq 1, but no {}`retention` record says the records before it \
+         were removed", if *signed { "signed " } else { "" }
+    )]
+    UnexplainedStart {
+        /// Whether the retention record must be covered by a signed checkpoint.
+        signed: bool,
+    },
+    /// The line is longer than any record may be.
+    #[error("is longer than {} bytes, the most a record may hold", super::chain::MAX_RECORD_BYTES)]
+    TooLong,
     /// The active segment is empty and no segment before it says where the chain stands.
     #[error("does not exist: the segment is empty and no segment precedes it")]
     Missing,

@@ -446,7 +446,14 @@ impl Core {
         let body = BodyFields::new(&plan.record()).map_err(|error| {
             Failure::write(&self.dir, &std::io::Error::other(error.to_string()))
         })?;
-        self.commit(&[body], false)?;
+        // With a signer, a checkpoint covering the retention record is durable (in the log and
+        // in `checkpoints.jsonl`) before any segment goes: an unsigned retention record whose
+        // segments are gone is then a forgery, which opening and `verify --key` refuse.
+        let sign = self.config.checkpoint_signer.is_some();
+        self.commit(&[body], sign)?;
+        if sign {
+            self.checkpoint_retry = None;
+        }
         plan.delete(&self.dir)
             .map_err(|error| Failure::write(&self.dir, &error))
     }

@@ -9,6 +9,7 @@ mod block;
 mod bodies;
 mod core;
 mod faults;
+mod history;
 mod lines;
 mod open;
 mod repair;

@@ -16,6 +16,7 @@ use super::super::error::{AuditError, Damage};
 use super::super::segments::{SEGMENT_START_KIND, Segment, TORN_DIR, list_segments};
 use super::bodies::REPAIR_KIND;
 use super::core::{Core, Shared};
+use super::history::check_history;
 use super::lines::{Line, last_line, parse_line, whole_lines_end};
 use super::repair::repair;
 use super::segment::{ActiveSegment, sync_dir};
@@ -76,6 +77,10 @@ pub(super) fn open(
     let scan = scan(last, previous)?;
 
     check_torn_start(last, &scan)?;
+    // Before anything is appended (a repair record, a retention, a checkpoint signing the
+    // head), the history the writer would sign over must be intact.
+    let verifier = config.checkpoint_signer.as_ref().map(|s| s.public_key());
+    check_history(dir, &segments, verifier.as_ref())?;
     let recorded: HashSet<String> = scan.set_aside.iter().cloned().collect();
     let repairs =
         repair(dir, &last.path, scan.cut, &recorded).map_err(|error| AuditError::Open {
@@ -279,7 +284,7 @@ fn check_torn_start(segment: &Segment, scan: &Scan) -> Result<(), AuditError> {
 }
 
 /// The first record of a segment: `log_start` for the first, `segment_start` for later ones.
-fn check_start(record: &Line, first_seq: u64) -> Result<(), Damage> {
+pub(super) fn check_start(record: &Line, first_seq: u64) -> Result<(), Damage> {
     let expected = if first_seq == 1 {
         LOG_START_KIND
     } else {

@@ -3,6 +3,7 @@
 mod checkpoints;
 mod commit;
 mod faults;
+mod history;
 mod repair;
 mod segments;
 
