@@ -13,9 +13,9 @@ use super::error::BodyError;
 mod valid;
 pub(crate) use valid::check_record_line;
 
-/// The longest record line any reader or writer of the log accepts, its newline included: the
-/// writer refuses a longer record, and the verifier, the record reader and the index take a
-/// longer line for a malformed record.
+/// The longest record line any reader of the log accepts, its newline included: the verifier,
+/// the record reader, the index and the writer's history check take a longer line for a
+/// malformed record.
 pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 
 /// The `prev_hash` of the first record of every log: 64 zeros.
@@ -26,9 +26,6 @@ pub const FORMAT: &str = "mandate-audit/1";
 
 /// The `kind` of the record that opens every log.
 pub const LOG_START_KIND: &str = "log_start";
-
-/// The longest record line, its newline included, that any reader or writer of a log accepts.
-pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 
 /// Keys the log stamps itself; a body may not set them.
 pub const RESERVED_KEYS: [&str; 4] = ["seq", "prev_hash", "timestamp", "hash"];
