@@ -994,6 +994,7 @@ fn the_checked_in_test_vectors_verify_and_match_what_the_code_computes() {
             key: Some(verifier),
             checkpoints: Some(shipped.clone()),
             progress: None,
+            allow_unsigned_tail: false,
         },
     )
     .unwrap();
