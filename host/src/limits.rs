@@ -28,6 +28,9 @@
 //! | epoch tick | [`EPOCH_TICK`] | one ticker thread per runtime |
 //! | guest stdout + stderr kept | [`CAPTURED_OUTPUT_BYTES`] | the rest is dropped |
 //! | reviewer command output read | [`REVIEWER_OUTPUT_BYTES`] | the rest is ignored |
+//! | tool name an agent asks for | [`TOOL_NAME_BYTES`] of `[A-Za-z0-9_.-]` | recorded cut and escaped, with its size and SHA-256 |
+//! | agent text in a record (error, fault, message) | [`RECORDED_TEXT_BYTES`] | recorded cut, with its size and SHA-256 |
+//! | arguments as a record writes them | [`RECORDED_ARGUMENTS_BYTES`] | the call is refused, recorded with their size and SHA-256 |
 //! | reviewer wait | the approval timeout (default 300 s) | then the call is denied |
 //! | audit writer queue | `AuditConfig::queue_capacity` (4,096 records) | appenders wait for room |
 //! | audit batch | `AuditConfig::max_batch` (512 records) | one write and one sync each |
@@ -50,6 +53,23 @@ pub const CAPTURED_OUTPUT_BYTES: usize = 64 * 1024;
 
 /// Bytes of an external reviewer command's stdout (and stderr) read.
 pub const REVIEWER_OUTPUT_BYTES: u64 = 64 * 1024;
+
+/// Longest tool name, in bytes; a registered name is 1 to this many ASCII
+/// letters, digits, `_`, `-` or `.`. Any other name an agent asks for is
+/// unknown and recorded cut and escaped, with its size and SHA-256.
+pub const TOOL_NAME_BYTES: usize = 128;
+
+/// Most bytes of one agent-controlled text (the agent's error, a tool's
+/// error, a guest fault, a refusal message) kept in a record or returned;
+/// a longer text is cut and its whole size and SHA-256 are recorded.
+pub const RECORDED_TEXT_BYTES: usize = 4 * 1024;
+
+/// Most bytes a call's arguments may take as the decision record writes
+/// them (escaped, with sensitive values as commitments). Far below the
+/// log's record limit (`audit::MAX_RECORD_BYTES`, 16 MiB), so that a
+/// decision record always fits; a call over it is refused and recorded
+/// with the arguments' size and SHA-256 instead.
+pub const RECORDED_ARGUMENTS_BYTES: usize = 8 * 1024 * 1024;
 
 /// What one session may use. Exceeding any of these stops the guest with an
 /// error naming the limit and its value; the session's records end with a

@@ -426,3 +426,34 @@ async fn a_decision_record_carries_the_cedar_request_that_was_evaluated() {
     assert_eq!(decisions[1]["decision"]["decided_by"], "unknown_tool");
     assert!(decisions[1]["decision"].get("request").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn arguments_too_large_for_a_record_are_refused_closed_and_recorded_by_digest() {
+    use sha2::Digest;
+    // A host may raise the argument limit; the record must still fit the
+    // log. 3 MB of control characters is 18 MB once escaped in a record.
+    let env = Env::example();
+    let session = env.guard.start_session(session(), None).await.unwrap();
+    let arguments = "\u{1}".repeat(3_000_000);
+    let result = session.call("read_document", &arguments).await;
+    let Err(mandate::guard::ToolCallError::InvalidArguments(message)) = &result else {
+        panic!("expected a typed refusal: {result:?}");
+    };
+    assert!(message.contains("over the limit of 8388608"), "{message}");
+    let decision = env.records_of("decision").pop().unwrap();
+    assert_eq!(decision["decision"]["decided_by"], "invalid_arguments");
+    assert_eq!(
+        decision["action"]["arguments"],
+        json!({
+            "omitted": "over the record limit",
+            "bytes": arguments.len(),
+            "sha256": hex::encode(sha2::Sha256::digest(arguments.as_bytes())),
+        })
+    );
+    let longest = common::log_text(&env.audit_path)
+        .lines()
+        .map(str::len)
+        .max()
+        .unwrap();
+    assert!(longest < 64 * 1024, "{longest} bytes");
+}

@@ -422,3 +422,86 @@ async fn what_a_guest_prints_is_captured_in_its_session_not_the_hosts_output() {
     );
     println!("host side: the guest ran");
 }
+
+/// SHA-256 of `text`, as the records write it.
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// The longest line of the log, in bytes.
+fn longest_line(env: &Env) -> usize {
+    common::log_text(&env.audit_path)
+        .lines()
+        .map(str::len)
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_tool_name_of_a_megabyte_is_recorded_bounded_with_its_size_and_digest() {
+    let env = Env::example();
+    let name = format!("{}\u{1b}[8m", "x".repeat(1_000_000));
+    let task = json!({"calls": [{"tool": name, "arguments": {"all": true}}]});
+    let report = side_by_side(&env, agent(), task).await;
+    let results = report_results(&report);
+    assert_eq!(results[0]["error"]["kind"], "unknown-tool", "{results:?}");
+    // What the agent is told is bounded too.
+    let told = results[0]["error"]["message"].as_str().unwrap();
+    assert!(told.len() <= 512, "{} bytes", told.len());
+
+    let decision = env
+        .records_of("decision")
+        .into_iter()
+        .find(|r| r["session_id"] == "sess_hostile")
+        .unwrap();
+    let recorded = decision["action"]["tool"].as_str().unwrap();
+    assert!(recorded.len() <= 512, "{} bytes", recorded.len());
+    assert!(!recorded.contains('\u{1b}'), "{recorded}");
+    assert_eq!(
+        decision["action"]["tool_truncated"],
+        json!({"bytes": name.len(), "sha256": sha256_hex(&name)})
+    );
+    let message = decision["decision"]["message"].as_str().unwrap();
+    assert!(message.len() <= 1024, "{} bytes", message.len());
+    assert!(
+        longest_line(&env) < 16 * 1024,
+        "{} bytes",
+        longest_line(&env)
+    );
+    assert_verifies(&env);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_error_of_ten_megabytes_is_recorded_truncated_with_its_size_and_digest() {
+    let env = Env::example();
+    // The scripted agent gives up quoting what it could not use: 10 MB of it.
+    let big = json!(["A".repeat(10_000_000)]);
+    let report = side_by_side(&env, agent(), json!({"print": big})).await;
+    let RunOutcome::Finished(Err(full)) = &report.outcome else {
+        panic!("expected the agent to give up: {:?}", report.outcome);
+    };
+    assert_eq!(
+        full,
+        &format!("task field \"print\" must be a string, not {big}")
+    );
+    let end = env
+        .records_of("session_end")
+        .into_iter()
+        .find(|r| r["session_id"] == "sess_hostile")
+        .unwrap();
+    assert_eq!(end["detail"]["status"], "agent_error");
+    let message = end["detail"]["message"].as_str().unwrap();
+    assert!(message.len() <= 4096, "{} bytes", message.len());
+    assert!(full.starts_with(message.trim_end_matches('…')), "{message}");
+    assert_eq!(
+        end["detail"]["message_truncated"],
+        json!({"bytes": full.len(), "sha256": sha256_hex(full)})
+    );
+    assert!(
+        longest_line(&env) < 16 * 1024,
+        "{} bytes",
+        longest_line(&env)
+    );
+    assert_verifies(&env);
+}

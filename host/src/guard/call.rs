@@ -12,6 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
 
 use super::approval::PendingApproval;
+use super::bounded;
 use super::context::{self, CallRequest, SessionContext};
 use super::evaluate::{ApprovalState, Screening, screen};
 use super::record::{
@@ -293,6 +294,14 @@ impl SessionGuard {
         let started = Instant::now();
         let result = tool.run(ctx, typed).await;
         let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        // A tool's error can quote what the agent passed it: bounded.
+        let outcome_error = match &result {
+            Err(e) => {
+                let (text, truncated) = bounded::text(&e.0);
+                (Some(text), truncated)
+            }
+            Ok(_) => (None, None),
+        };
         let mut outcome = Record::new(RecordKind::Outcome, &self.identity);
         outcome.call_id = Some(call_id);
         outcome.outcome = Some(OutcomeRecord {
@@ -303,7 +312,8 @@ impl SessionGuard {
                 CallStatus::Failed
             },
             latency_us,
-            error: result.as_ref().err().map(|e| e.0.clone()),
+            error: outcome_error.0,
+            error_truncated: outcome_error.1,
         });
         // The tool has run; if its outcome cannot be recorded the agent does
         // not get the result, so nothing continues on an unrecorded action.
@@ -311,7 +321,7 @@ impl SessionGuard {
             return self.finish(report, Err(audit_unavailable(&e)));
         }
         let result = result
-            .map_err(|e| ToolCallError::ToolFailed(e.0))
+            .map_err(|e| ToolCallError::ToolFailed(bounded::cut(&e.0)))
             .and_then(|v| {
                 serde_json::to_string(&v).map_err(|e| ToolCallError::ToolFailed(e.to_string()))
             });
@@ -330,21 +340,33 @@ impl SessionGuard {
     ) -> Result<Box<Screened>, Box<Refusal>> {
         let parsed: Result<Value, _> = serde_json::from_str(arguments);
 
-        let Some(tool) = self.inner.tools.get(tool_name).cloned() else {
-            let action = ActionRecord {
+        // A name outside the registered-name alphabet is no tool's: only
+        // its bounded, escaped form is recorded or told back.
+        let tool = match bounded::is_tool_name(tool_name) {
+            true => self.inner.tools.get(tool_name).cloned(),
+            false => None,
+        };
+        let Some(tool) = tool else {
+            let (shown, tool_truncated) = bounded::tool_name(tool_name);
+            let mut action = ActionRecord {
                 kind: "tool_call",
-                tool: tool_name.to_string(),
+                tool: shown.clone(),
+                tool_truncated,
                 scope: None,
                 arguments: parsed.unwrap_or_else(|_| Value::String(arguments.to_string())),
                 resource: None,
             };
-            let err = ToolCallError::UnknownTool(tool_name.to_string());
+            let err = match arguments_too_large(&mut action, arguments) {
+                Some(err) => err,
+                None => ToolCallError::UnknownTool(shown),
+            };
             return Err(refusal(call_id, action, DecidedBy::UnknownTool, err));
         };
         let spec = tool.spec();
         let mut action = ActionRecord {
             kind: "tool_call",
             tool: tool_name.to_string(),
+            tool_truncated: None,
             scope: Some(spec.scope.clone()),
             arguments: match &parsed {
                 // Sensitive values become commitments before the arguments
@@ -360,6 +382,9 @@ impl SessionGuard {
             },
             resource: None,
         };
+        if let Some(err) = arguments_too_large(&mut action, arguments) {
+            return Err(refusal(call_id, action, DecidedBy::InvalidArguments, err));
+        }
 
         let now = Timestamp::now();
         if self.session.is_expired(now) {
@@ -580,12 +605,12 @@ impl SessionGuard {
         let mut record = Record::new(RecordKind::Decision, &self.identity);
         record.call_id = Some(call_id);
         record.action = Some(action);
-        record.decision = Some(decision_record(
-            policies,
-            &denied,
-            decided_by,
-            Some(err.to_string()),
-        ));
+        // The message can quote the agent (a field name, a tool's error):
+        // recorded bounded, with the whole message's size and digest.
+        let (message, message_truncated) = bounded::text(&err.to_string());
+        let mut decision = decision_record(policies, &denied, decided_by, Some(message));
+        decision.message_truncated = message_truncated;
+        record.decision = Some(decision);
         record.approval = Some(ApprovalRecord::not_required());
         match self.write(record).await {
             Ok(a) => {
@@ -601,6 +626,7 @@ impl SessionGuard {
         mut report: CallReport,
         result: Result<String, ToolCallError>,
     ) -> Result<String, ToolCallError> {
+        let result = result.map_err(ToolCallError::bounded);
         if let Err(e) = &result {
             report.effect = match e {
                 ToolCallError::ToolFailed(_) => report.effect,
@@ -613,6 +639,48 @@ impl SessionGuard {
         }
         result
     }
+}
+
+impl ToolCallError {
+    /// The same error with every text it carries cut to
+    /// [`crate::limits::RECORDED_TEXT_BYTES`]: what the agent is told is
+    /// bounded like what is recorded.
+    fn bounded(self) -> Self {
+        match self {
+            ToolCallError::Denied { policies, reasons } => ToolCallError::Denied {
+                policies,
+                reasons: reasons.iter().map(|r| bounded::cut(r)).collect(),
+            },
+            ToolCallError::ApprovalDenied(m) => ToolCallError::ApprovalDenied(bounded::cut(&m)),
+            ToolCallError::UnknownTool(m) => ToolCallError::UnknownTool(bounded::cut(&m)),
+            ToolCallError::InvalidArguments(m) => ToolCallError::InvalidArguments(bounded::cut(&m)),
+            ToolCallError::ToolFailed(m) => ToolCallError::ToolFailed(bounded::cut(&m)),
+            ToolCallError::AuditUnavailable(m) => ToolCallError::AuditUnavailable(bounded::cut(&m)),
+            e @ (ToolCallError::ApprovalTimedOut | ToolCallError::SessionExpired) => e,
+        }
+    }
+}
+
+/// Refuses a call whose arguments, as the decision record would write them
+/// (escaped, sensitive values as commitments), exceed
+/// [`crate::limits::RECORDED_ARGUMENTS_BYTES`]: such a record could exceed
+/// what the log accepts, and a call must fail closed with a typed error
+/// before that, not at the writer. The record keeps their size and SHA-256.
+fn arguments_too_large(action: &mut ActionRecord, arguments: &str) -> Option<ToolCallError> {
+    let limit = crate::limits::RECORDED_ARGUMENTS_BYTES;
+    let recorded = bounded::json_len(&action.arguments);
+    if recorded <= limit {
+        return None;
+    }
+    let whole = bounded::Truncated::of(arguments);
+    action.arguments = json!({
+        "omitted": "over the record limit",
+        "bytes": whole.bytes,
+        "sha256": whole.sha256,
+    });
+    Some(ToolCallError::InvalidArguments(format!(
+        "arguments take {recorded} bytes in the audit record, over the limit of {limit}; pass less"
+    )))
 }
 
 /// A call refused before policy evaluation: recorded, then returned.
@@ -678,6 +746,7 @@ fn decision_record(
         determining_policies: decision.determining_policies.clone(),
         errors: decision.errors.clone(),
         message,
+        message_truncated: None,
         policy_digest: policies.digest().to_string(),
         request: None,
     }

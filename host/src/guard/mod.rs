@@ -2,6 +2,7 @@
 //! decisions to the audit log. No wasmtime here; the runtime calls in.
 
 mod approval;
+mod bounded;
 mod call;
 mod context;
 mod entities;
@@ -36,7 +37,7 @@ pub use explain::{ExplainError, Explanation, HypotheticalCall, explain};
 pub use record::{
     ActionRecord, AgentIdentity, ApprovalOutcome, ApprovalRecord, Authorization, CallStatus,
     DecidedBy, DecisionRecord, GrantRef, Identity, OutcomeRecord, PolicyReloadRecord, Record,
-    RecordKind, RequestContext, RequestRecord,
+    RecordKind, RequestContext, RequestRecord, Truncated,
 };
 pub use redact::{
     ARGUMENTS_ROOT, COMMITMENT_PREFIX, KEY_ID_FIELD, Proof, ProveError, REDACTED_FIELD,
@@ -292,6 +293,20 @@ fn check_tools(tools: &ToolRegistry, policies: &Policies) -> Result<(), GuardErr
     Ok(())
 }
 
+/// A tool name an agent gave, as a record or message may show it: itself
+/// when it could be a registered name, else cut and escaped.
+pub(crate) fn bounded_tool_name(name: &str) -> String {
+    bounded::tool_name(name).0
+}
+
+/// A session end's detail: `status` and the bounded `message`.
+fn detail(status: &str, message: &str) -> serde_json::Value {
+    let mut body = serde_json::Map::new();
+    body.insert("status".into(), serde_json::Value::String(status.into()));
+    bounded::insert_text(&mut body, "message", message);
+    serde_json::Value::Object(body)
+}
+
 /// One session's view of the guard: every tool call of the agent goes
 /// through [`SessionGuard::call`].
 pub struct SessionGuard {
@@ -316,24 +331,31 @@ impl SessionGuard {
     }
 
     /// Writes the record that ends the session: `ok` with the agent's result,
-    /// or the error it gave up with.
+    /// or the error it gave up with. The agent's error is its own text, of
+    /// any size: the record keeps it cut to
+    /// [`crate::limits::RECORDED_TEXT_BYTES`], with the whole text's size
+    /// and SHA-256 in `message_truncated`.
     pub async fn end(&self, result: &Result<String, String>) -> Result<(), GuardError> {
         let mut record = Record::new(RecordKind::SessionEnd, &self.identity);
         record.detail = Some(match result {
             Ok(_) => serde_json::json!({ "status": "completed" }),
-            Err(e) => serde_json::json!({ "status": "agent_error", "message": e }),
+            Err(e) => detail("agent_error", e),
         });
         self.write(record).await.map(|_| ())
     }
 
     /// Records that the guest faulted (trapped, ran out of a limit, ...), then
-    /// ends the session.
+    /// ends the session. A fault message can quote the guest (a trap's
+    /// backtrace names its functions), so it is bounded like the agent's
+    /// error.
     pub async fn fault(&self, message: &str) -> Result<(), GuardError> {
         let mut record = Record::new(RecordKind::GuestFault, &self.identity);
-        record.detail = Some(serde_json::json!({ "message": message }));
+        let mut body = serde_json::Map::new();
+        bounded::insert_text(&mut body, "message", message);
+        record.detail = Some(serde_json::Value::Object(body));
         self.write(record).await?;
         let mut end = Record::new(RecordKind::SessionEnd, &self.identity);
-        end.detail = Some(serde_json::json!({ "status": "guest_fault", "message": message }));
+        end.detail = Some(detail("guest_fault", message));
         self.write(end).await.map(|_| ())
     }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::approval::GrantScope;
+pub use super::bounded::Truncated;
 use super::session::{AgentRef, Session, UserRef};
 use crate::policy::{DeterminingPolicy, Effect, EvaluationError};
 
@@ -157,8 +158,13 @@ pub struct ActionRecord {
     /// Always `tool_call` for now.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// The tool name as the agent asked for it.
+    /// The tool name as the agent asked for it, bounded: a name that no
+    /// tool could have is cut and escaped (see `tool_truncated`).
     pub tool: String,
+    /// The size and SHA-256 of the name the agent gave, when `tool` is not
+    /// all of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_truncated: Option<Truncated>,
     /// Its scope, when the tool exists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
@@ -197,9 +203,13 @@ pub struct DecisionRecord {
     pub determining_policies: Vec<DeterminingPolicy>,
     /// Evaluation errors (each one denies).
     pub errors: Vec<EvaluationError>,
-    /// A message for refusals outside policy.
+    /// A message for refusals outside policy, cut to
+    /// [`crate::limits::RECORDED_TEXT_BYTES`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The size and SHA-256 of the whole message, when it was cut.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_truncated: Option<Truncated>,
     /// SHA-256 of the policies, schema and entities that decided.
     pub policy_digest: String,
     /// The Cedar request that was evaluated, so that `mandate audit replay`
@@ -385,9 +395,12 @@ pub struct OutcomeRecord {
     pub status: CallStatus,
     /// How long the tool ran, in microseconds.
     pub latency_us: u64,
-    /// The tool's error.
+    /// The tool's error, cut to [`crate::limits::RECORDED_TEXT_BYTES`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The size and SHA-256 of the whole error, when it was cut.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_truncated: Option<Truncated>,
 }
 
 #[cfg(test)]
@@ -414,6 +427,7 @@ mod tests {
         record.action = Some(ActionRecord {
             kind: "tool_call",
             tool: "send_email".into(),
+            tool_truncated: None,
             scope: Some("email:send".into()),
             arguments: json!({ "seq": 1, "hash": "x" }),
             resource: Some("Tool::\"send_email\"".into()),
@@ -429,6 +443,7 @@ mod tests {
             determining_policies: Vec::new(),
             errors: Vec::new(),
             message: Some("m".into()),
+            message_truncated: None,
             policy_digest: "d".into(),
             request: Some(RequestRecord {
                 principal: "Agent::\"a\"".into(),
@@ -446,6 +461,7 @@ mod tests {
             status: CallStatus::Ok,
             latency_us: 1,
             error: Some("e".into()),
+            error_truncated: None,
         });
         record.detail = Some(json!({ "timestamp": 1 }));
         crate::audit::check_body_keys(&record).unwrap();

@@ -211,6 +211,12 @@ pub enum RegistryError {
     /// Two tools with one name.
     #[error("tool `{0}` is registered twice")]
     Duplicate(String),
+    /// A tool name outside the registered-name alphabet or too long.
+    #[error(
+        "tool name `{0}` is not allowed: use 1 to {max} ASCII letters, digits, `_`, `-` or `.`",
+        max = crate::limits::TOOL_NAME_BYTES
+    )]
+    BadToolName(String),
     /// A name Cedar cannot use.
     #[error("tool `{name}`: `{value}` is not a valid cedar {what}")]
     BadName {
@@ -266,6 +272,13 @@ impl ToolRegistry {
     /// Adds `tool`, preparing its schema and Cedar ids.
     pub fn register<T: Tool>(&mut self, tool: T) -> Result<&mut Self, RegistryError> {
         let spec = tool.spec();
+        // Agents' names are checked against the same rule, so that a name
+        // that is no tool's can be recorded bounded, never whole.
+        if !super::bounded::is_tool_name(&spec.name) {
+            return Err(RegistryError::BadToolName(
+                super::bounded::tool_name(&spec.name).0,
+            ));
+        }
         if self.tools.contains_key(&spec.name) {
             return Err(RegistryError::Duplicate(spec.name));
         }

@@ -83,15 +83,17 @@ impl tools::Host for SessionState {
             .into());
         }
         if arguments.len() > self.limits.argument_bytes {
+            // The fault message is recorded: the agent's tool name only in
+            // its bounded form.
             return Err(LimitExceeded::ArgumentBytes {
                 limit: self.limits.argument_bytes,
                 actual: arguments.len(),
-                tool: name,
+                tool: crate::guard::bounded_tool_name(&name),
             }
             .into());
         }
         let guard = Arc::clone(&self.guard);
-        let tool = name.clone();
+        let tool = crate::guard::bounded_tool_name(&name);
         let call: CallFuture = Box::pin(async move { guard.call(&name, &arguments).await });
         let result = self.calls.run(call).await;
         let result = result.map_err(ToolError::from);
