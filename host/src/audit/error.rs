@@ -305,7 +305,10 @@ pub enum Damage {
         signed: bool,
     },
     /// The line is longer than any record may be.
-    #[error("is longer than {} bytes, the most a record may hold", super::chain::MAX_RECORD_BYTES)]
+    #[error(
+        "is longer than {} bytes, the most a record may hold",
+        super::chain::MAX_RECORD_BYTES
+    )]
     TooLong,
     /// The active segment is empty and no segment before it says where the chain stands.
     #[error("does not exist: the segment is empty and no segment precedes it")]

@@ -114,7 +114,11 @@ pub(super) fn check_history(
         .filter_map(|s| Some(s.path.file_name()?.to_str()?.to_owned()))
         .collect();
     if verifier.is_some() {
-        for retention in walk.retentions.iter().filter(|r| r.seq > walk.covered_through) {
+        for retention in walk
+            .retentions
+            .iter()
+            .filter(|r| r.seq > walk.covered_through)
+        {
             let gone = first.first_seq > retention.fields.removed_through_seq
                 || retention
                     .fields
@@ -304,7 +308,8 @@ impl Walk<'_> {
             }
             match record.kind.as_deref() {
                 Some(CHECKPOINT_KIND) => {
-                    self.checkpoint(line, seq, &record.prev_hash).map_err(damaged)?;
+                    self.checkpoint(line, seq, &record.prev_hash)
+                        .map_err(damaged)?;
                 }
                 Some(RETENTION_KIND) => {
                     // A retention record that does not parse is the verifier's to report.

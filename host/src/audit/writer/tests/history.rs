@@ -117,7 +117,10 @@ fn a_record_altered_in_an_earlier_segment_of_an_unsigned_log_is_refused_on_open(
     // `bob` -> `rob` in seq 3 (second segment or earlier, never the active one), its own hash
     // recomputed, the rest left alone.
     let mut all = lines(dir.path());
-    let index = all.iter().position(|(_, l)| l.starts_with(r#"{"seq":3,"#)).unwrap();
+    let index = all
+        .iter()
+        .position(|(_, l)| l.starts_with(r#"{"seq":3,"#))
+        .unwrap();
     assert_ne!(all[index].0, all.last().unwrap().0);
     all[index].1 = rehash(&all[index].1.replace(r#""bob""#, r#""rob""#));
     write_back(&all);
@@ -147,7 +150,10 @@ fn a_decision_forged_and_rechained_while_the_log_was_closed_is_refused_by_the_ne
     forge_and_rechain(dir.path(), forged, |l| l.replace(r#""bob""#, r#""rob""#));
 
     let (seq, message) = refused_at(AuditLog::open_with(dir.path(), config(Some(&signer), 5)));
-    assert!(seq > forged && seq <= head, "refused at seq {seq}: {message}");
+    assert!(
+        seq > forged && seq <= head,
+        "refused at seq {seq}: {message}"
+    );
     assert!(message.contains("checkpoint"), "{message}");
 }
 
