@@ -214,7 +214,7 @@ fn audit_verify_on_a_file_that_is_not_a_log_says_so() {
     let file = dir.path().join("notes.txt");
     std::fs::write(&file, "hello\n").unwrap();
     let out = mandate(&["audit", "verify", s(&file)]);
-    let err = failure(&out, 1);
+    let err = failure(&out, 2);
     assert!(err.contains(&format!("`{}`", s(&file))), "{err}");
     assert!(err.contains("not a mandate audit log"), "{err}");
 }
