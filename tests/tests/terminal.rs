@@ -115,8 +115,12 @@ fn an_agent_cannot_draw_a_fake_approval_on_the_operators_terminal() {
     // The prompt was shown, with the attack visible as escapes.
     assert!(stderr.contains("approval needed"), "{stderr}");
     assert!(stderr.contains("\\u{202e}"), "{stderr}");
-    // The unknown tool is named, escaped.
-    assert!(stdout.contains("evil\\u{1b}[8m\\u{202e}tool"), "{stdout}");
+    // The unknown tool is named in the guard's bounded form (every character outside the
+    // registered-name alphabet written as an escape), which the terminal shows as it is.
+    assert!(
+        stdout.contains("evil\\u{1b}\\u{5b}8m\\u{202e}tool"),
+        "{stdout}"
+    );
     // The agent's own output is set apart, line by line.
     assert!(stdout.contains("agent| stdout: \\u{1b}[8m\n"), "{stdout}");
     assert!(
