@@ -61,7 +61,7 @@ impl ChatReviewer {
             message: message.into(),
         };
         let to = pending.arguments["to"].as_str().unwrap_or_default();
-        if pending.tool == "send_email" && to.ends_with(&self.internal_domain) {
+        if pending.tool == "send_email" && one_address_at(to, &self.internal_domain) {
             return Ok(ReviewDecision {
                 decision: Verdict::Approve,
                 // The rule acts for the reviewer who set it up; policy still
@@ -99,6 +99,23 @@ impl Reviewer for ChatReviewer {
     }
 }
 
+/// Whether `to` is exactly one address at `domain` (e.g. `example.com`): the
+/// whole text is checked, since a suffix test also passes
+/// `"eve@evil.example, bob@example.com"`.
+fn one_address_at(to: &str, domain: &str) -> bool {
+    const SPECIALS: &str = "!#$%&'*+-/=?^_`{|}~.";
+    match to.split_once('@') {
+        Some((local, d)) => {
+            !local.is_empty()
+                && local
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || SPECIALS.contains(c))
+                && d.eq_ignore_ascii_case(domain)
+        }
+        None => false,
+    }
+}
+
 /// The human on the other end of the channel.
 async fn human(mut channel: mpsc::Receiver<Ask>) {
     while let Some(ask) = channel.recv().await {
@@ -117,7 +134,7 @@ async fn human(mut channel: mpsc::Receiver<Ask>) {
             p.deadline
         );
         let to = p.arguments["to"].as_str().unwrap_or_default().to_string();
-        let (verdict, reason, think) = if to.ends_with("@partner.example") {
+        let (verdict, reason, think) = if one_address_at(&to, "partner.example") {
             (Verdict::Approve, "partner under contract", 50)
         } else if to.starts_with("mallory") {
             (Verdict::Approve, "sure", 2_500)
@@ -164,7 +181,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .tools(example_registry(&Workspace::new(work.path()))?)
     .reviewer(ChatReviewer {
-        internal_domain: "@example.com".into(),
+        internal_domain: "example.com".into(),
         channel,
     })
     .approval_timeout(Duration::from_secs(2))

@@ -34,7 +34,7 @@ impl Reviewer for DomainReviewer {
     ) -> BoxFuture<'a, Result<ReviewDecision, ReviewError>> {
         Box::pin(async move {
             let to = pending.arguments["to"].as_str().unwrap_or_default();
-            let internal = to.ends_with("@example.com");
+            let internal = one_address_at(to, "example.com");
             Ok(ReviewDecision {
                 decision: if internal {
                     Verdict::Approve
@@ -46,6 +46,23 @@ impl Reviewer for DomainReviewer {
                 scope: Default::default(),
             })
         })
+    }
+}
+
+/// Whether `to` is exactly one address at `domain` (e.g. `example.com`): the
+/// whole text is checked, since a suffix test also passes
+/// `"eve@evil.example, bob@example.com"`.
+fn one_address_at(to: &str, domain: &str) -> bool {
+    const SPECIALS: &str = "!#$%&'*+-/=?^_`{|}~.";
+    match to.split_once('@') {
+        Some((local, d)) => {
+            !local.is_empty()
+                && local
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || SPECIALS.contains(c))
+                && d.eq_ignore_ascii_case(domain)
+        }
+        None => false,
     }
 }
 

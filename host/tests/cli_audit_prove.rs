@@ -19,7 +19,7 @@ use mandate::tools::{Workspace, example_registry};
 
 const SECRET: &str = "the board meets on Tuesday";
 
-/// A log in `dir` whose record 3 is the decision of a `send_email` call
+/// A log in `dir` whose record 4 is the decision of a `send_email` call
 /// (held for a reviewer, denied: no reviewer is configured) with its body
 /// redacted under the salt key saved at `dir/salt.key`. Returns the log.
 fn write_log(dir: &Path) -> PathBuf {
@@ -45,8 +45,8 @@ fn write_log(dir: &Path) -> PathBuf {
         .unwrap()
         .map(|r| r.unwrap().bytes)
         .collect();
-    let decision = String::from_utf8(records[2].clone()).unwrap();
-    assert!(decision.starts_with(r#"{"seq":3,"#), "{decision}");
+    let decision = String::from_utf8(records[3].clone()).unwrap();
+    assert!(decision.starts_with(r#"{"seq":4,"#), "{decision}");
     assert!(decision.contains(r#""kind":"decision""#), "{decision}");
     assert!(
         !records
@@ -91,18 +91,18 @@ fn prove_matches_the_original_body_and_not_another() {
     let key = dir.path().join("salt.key");
     let value = serde_json::to_string(SECRET).unwrap();
 
-    let out = prove(&log, "3", "arguments.body", &value, &key);
+    let out = prove(&log, "4", "arguments.body", &value, &key);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let text = stdout(&out);
     assert!(text.starts_with("match: "), "{text}");
     assert!(
-        text.contains("record 3") && text.contains("arguments.body"),
+        text.contains("record 4") && text.contains("arguments.body"),
         "{text}"
     );
 
     let out = prove(
         &log,
-        "3",
+        "4",
         "arguments.body",
         r#""the board meets on Monday""#,
         &key,
@@ -120,12 +120,12 @@ fn prove_says_what_is_wrong_with_the_key_seq_path_or_value() {
 
     let other = dir.path().join("other.key");
     RedactionKey::generate().unwrap().save(&other).unwrap();
-    let err = error(&prove(&log, "3", "arguments.body", &value, &other));
+    let err = error(&prove(&log, "4", "arguments.body", &value, &other));
     assert!(err.contains("was redacted with salt key"), "{err}");
 
     let not_a_key = dir.path().join("not-a-key");
     std::fs::write(&not_a_key, "hello\n").unwrap();
-    let err = error(&prove(&log, "3", "arguments.body", &value, &not_a_key));
+    let err = error(&prove(&log, "4", "arguments.body", &value, &not_a_key));
     assert!(err.contains("is not a mandate salt key"), "{err}");
 
     let err = error(&prove(&log, "99", "arguments.body", &value, &key));
@@ -133,18 +133,30 @@ fn prove_says_what_is_wrong_with_the_key_seq_path_or_value() {
 
     let err = error(&prove(
         &log,
-        "3",
+        "4",
         "arguments.to",
         r#""bob@example.com""#,
         &key,
     ));
     assert!(
-        err.contains("`arguments.to` in record 3 is not redacted"),
+        err.contains("`arguments.to` in record 4 is not redacted"),
         "{err}"
     );
     assert!(err.contains("`arguments.body`"), "{err}");
 
-    let err = error(&prove(&log, "3", "arguments.body", SECRET, &key));
+    let err = error(&prove(&log, "4", "arguments.body", SECRET, &key));
     assert!(err.contains("`--value` is not valid json"), "{err}");
     assert!(err.contains("needs its quotes"), "{err}");
+}
+
+#[test]
+fn a_negative_number_is_taken_as_the_value_not_as_an_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path());
+    let key = dir.path().join("salt.key");
+    let out = prove(&log, "4", "arguments.body", "-12", &key);
+    // The body was a string: -12 is a value that does not match, not an
+    // unknown option `-1`.
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stdout(&out).starts_with("no match: "), "{out:?}");
 }

@@ -112,7 +112,7 @@ fn a_candidate_without_the_approval_rule_lists_the_email_as_changed() {
     assert_eq!(changes.len(), 1, "{report:#}");
     let change = &changes[0];
     assert_eq!(change["tool"], "send_email");
-    assert_eq!(change["seq"], 7, "{change:#}");
+    assert_eq!(change["seq"], 8, "{change:#}");
     assert_eq!(change["session_id"], "sess_example_01");
     assert_eq!(change["user"], "alice");
     assert_eq!(change["agent"], "document-summarizer");
@@ -133,7 +133,7 @@ fn a_candidate_without_the_approval_rule_lists_the_email_as_changed() {
         .lines()
         .find(|l| l.contains("send_email"))
         .unwrap_or_else(|| panic!("{table}"));
-    assert!(line.starts_with("7 "), "{table}");
+    assert!(line.starts_with("8 "), "{table}");
     assert!(
         line.contains("deny [approval") && line.contains("-> allow"),
         "{table}"

@@ -19,11 +19,12 @@ fn only_decision(env: &Env) -> Value {
 }
 
 /// Checks that a held call was refused: no outcome, nothing sent, the log
-/// intact with log_start, session_start, decision and session_end.
+/// intact with log_start, session_start, approval_requested, decision and
+/// session_end.
 fn assert_refused_and_nothing_sent(env: &Env) {
     assert!(env.records_of("outcome").is_empty());
     assert!(env.outbox().is_empty());
-    env.assert_verifies(4);
+    env.assert_verifies(5);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -107,7 +108,7 @@ async fn an_email_approved_by_a_reviewer_is_sent_and_the_approval_recorded() {
     );
     assert!(pending.deadline > jiff::Timestamp::now());
     assert_eq!(a["deadline"], pending.deadline.to_string());
-    env.assert_verifies(5);
+    env.assert_verifies(6);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -234,7 +235,7 @@ echo '{{"decision":"approve","reviewer":"carol","reason":"fine by me"}}'"#,
     );
     assert!(pending.arguments["body"]["redacted"].is_string());
     assert_eq!(pending.demanded_by[0].id, "email-requires-approval");
-    env.assert_verifies(5);
+    env.assert_verifies(6);
 }
 
 /// Whether process `pid` has exited (gone, or a zombie not yet reaped).
@@ -321,4 +322,296 @@ async fn a_reviewer_that_crashes_is_a_denial_with_its_exit_status() {
     assert!(reason.contains("exit status: 3"), "{reason}");
     assert!(reason.contains("reviewer blew up"), "{reason}");
     assert_refused_and_nothing_sent(&env);
+}
+
+/// Approves as `carol`, but only after `delay`: a human who answers late.
+struct LateReviewer {
+    delay: Duration,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<PendingApproval>>>,
+}
+
+impl mandate::guard::Reviewer for LateReviewer {
+    fn name(&self) -> &str {
+        "late"
+    }
+
+    fn review<'a>(
+        &'a self,
+        pending: &'a PendingApproval,
+    ) -> mandate::guard::BoxFuture<
+        'a,
+        Result<mandate::guard::ReviewDecision, mandate::guard::ReviewError>,
+    > {
+        self.seen.lock().unwrap().push(pending.clone());
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            Ok(mandate::guard::ReviewDecision {
+                decision: mandate::guard::Verdict::Approve,
+                reviewer: "carol".into(),
+                reason: Some("late but fine".into()),
+                scope: Default::default(),
+            })
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_approved_after_its_session_expired_does_not_run() {
+    let seen = std::sync::Arc::default();
+    let env = Env::builder()
+        .reviewer(LateReviewer {
+            delay: Duration::from_secs(5),
+            seen: std::sync::Arc::clone(&seen),
+        })
+        .approval_timeout(Duration::from_secs(60))
+        .build();
+    let mut s = session();
+    s.expires_at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
+    let expires_at = s.expires_at;
+    let results = env.script_as(s, json!([email_call(SECRET)])).await;
+
+    assert!(results[0].get("ok").is_none(), "{results:?}");
+    assert!(env.outbox().is_empty(), "an email was sent after expiry");
+    let pending = seen
+        .lock()
+        .unwrap()
+        .first()
+        .cloned()
+        .expect(&format!("{results:?}"));
+    assert!(
+        pending.deadline <= expires_at,
+        "deadline {} is after the session's expiry {expires_at}",
+        pending.deadline
+    );
+    let decision = only_decision(&env);
+    assert_eq!(decision["decision"]["effect"], "deny");
+    assert!(env.records_of("outcome").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_call_is_recorded_before_the_reviewer_is_asked() {
+    let reviewer = FixedReviewer::approves_as("carol");
+    let env = Env::builder().reviewer(reviewer.clone()).build();
+    env.script(json!([email_call(SECRET)])).await;
+
+    let records = env.records();
+    let kinds = common::kinds(&records);
+    let held = kinds.iter().position(|k| k == "approval_requested");
+    let decided = kinds.iter().position(|k| k == "decision");
+    assert!(
+        held.is_some() && held < decided,
+        "no hold recorded before the decision: {kinds:?}"
+    );
+    let hold = &records[held.unwrap()];
+    let pending = &reviewer.seen()[0];
+    assert_eq!(hold["call_id"], "sess_example_01:1");
+    assert_eq!(hold["action"]["tool"], "send_email");
+    assert_eq!(hold["detail"]["approval_id"], pending.approval_id);
+    assert_eq!(hold["detail"]["deadline"], pending.deadline.to_string());
+    assert_eq!(hold["detail"]["reviewer_callback"], "fixed");
+    assert_eq!(
+        policy_ids(&hold["detail"]["demanded_by"]),
+        ["email-requires-approval"]
+    );
+    assert!(!common::log_text(&env.audit_path).contains(SECRET));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reviewer_command_does_not_see_the_hosts_secrets() {
+    // SAFETY of the test: no other test in this binary reads these names.
+    unsafe {
+        std::env::set_var("MANDATE_TEST_API_KEY", "sk-host-secret-4242");
+        std::env::set_var("MANDATE_TEST_ALLOWED", "shown-on-purpose");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("env.txt");
+    let program = script_file(
+        dir.path(),
+        "env.sh",
+        &format!(
+            r#"cat >/dev/null
+env > '{}'
+echo '{{"decision":"deny","reviewer":"carol"}}'"#,
+            seen.display()
+        ),
+    );
+    let env = Env::builder()
+        .reviewer(CommandReviewer::new(&program).allow_env("MANDATE_TEST_ALLOWED"))
+        .build();
+    env.script(json!([email_call(SECRET)])).await;
+
+    let shown = std::fs::read_to_string(&seen).unwrap();
+    assert!(!shown.contains("sk-host-secret-4242"), "{shown}");
+    assert!(
+        shown.contains("MANDATE_TEST_ALLOWED=shown-on-purpose"),
+        "{shown}"
+    );
+    assert!(shown.contains("PATH="), "{shown}");
+}
+
+/// The `mandate` binary of this build, beside the test binaries' `deps/`.
+/// Cargo builds it with the workspace's tests.
+fn mandate_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("mandate");
+    assert!(
+        bin.exists(),
+        "no `mandate` binary at `{}`: run with `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn a_host_killed_while_a_call_waits_leaves_the_hold_in_the_log() {
+    use std::io::BufRead as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit");
+    let pid_file = dir.path().join("reviewer.pid");
+    let program = script_file(
+        dir.path(),
+        "slow.sh",
+        &format!("echo $$ > '{}'\nexec sleep 60", pid_file.display()),
+    );
+    let task = json!({"calls": [email_call(SECRET)]}).to_string();
+    let policies = common::policies_dir();
+    let mut child = std::process::Command::new(mandate_binary())
+        .args([
+            "run",
+            "--agent",
+            mandate_tests::SCRIPTED_AGENT,
+            "--policies",
+        ])
+        .arg(&policies)
+        .arg("--session")
+        .arg(policies.join("session.json"))
+        .arg("--audit")
+        .arg(&audit)
+        .arg("--workspace")
+        .arg(dir.path())
+        .arg("--approver")
+        .arg(format!("cmd:{}", program.display()))
+        .arg(&task)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut held = None;
+    let mut shown = String::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        shown.push_str(&line);
+        shown.push('\n');
+        if line.contains("held") && line.contains("waiting") {
+            held = Some(line);
+            break;
+        }
+    }
+    // SIGKILL: nothing of the host runs after this.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    }
+    let held = held.unwrap_or_else(|| panic!("`mandate run` never said the call waits:\n{shown}"));
+
+    let records = common::read_records(&audit);
+    let kinds = common::kinds(&records);
+    assert!(!kinds.contains(&"decision".to_string()), "{kinds:?}");
+    let hold = records
+        .iter()
+        .find(|r| r["kind"] == "approval_requested")
+        .unwrap_or_else(|| panic!("no hold in the log: {kinds:?}"));
+    let approval_id = hold["detail"]["approval_id"].as_str().unwrap();
+    assert!(approval_id.starts_with("apr:sess_example_01:1:"), "{hold}");
+    assert!(held.contains(approval_id), "{held}");
+    assert_eq!(hold["action"]["tool"], "send_email");
+    assert_eq!(
+        policy_ids(&hold["detail"]["demanded_by"]),
+        ["email-requires-approval"]
+    );
+    assert!(hold["detail"]["deadline"].is_string(), "{hold}");
+    assert!(!common::log_text(&audit).contains(SECRET));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_email_takes_exactly_one_address_and_names_the_field() {
+    let reviewer = FixedReviewer::approves_as("carol");
+    let env = Env::builder().reviewer(reviewer.clone()).build();
+    let lists = [
+        "eve@evil.example, bob@example.com",
+        "eve@evil.example\nbob@example.com",
+        "Eve <eve@evil.example>",
+        "eve@evil.example bob@example.com",
+        "eve@evil.example@example.com",
+        "bob",
+    ];
+    let calls: Vec<Value> = lists
+        .iter()
+        .map(|to| {
+            json!({"tool": "send_email",
+                   "arguments": {"to": to, "subject": "s", "body": SECRET}})
+        })
+        .collect();
+    let results = env.script(Value::Array(calls)).await;
+
+    for (to, result) in lists.iter().zip(&results) {
+        let error = &result["error"];
+        assert_eq!(error["kind"], "invalid-arguments", "{to:?}: {result}");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains("`to`"), "{to:?}: {message}");
+        assert!(message.contains("exactly one"), "{to:?}: {message}");
+    }
+    assert!(env.outbox().is_empty());
+    assert!(reviewer.seen().is_empty(), "a reviewer was asked");
+
+    // One plain address still goes through.
+    let results = env.script(json!([email_call(SECRET)])).await;
+    assert_eq!(results[0]["ok"]["queued"], true, "{results:?}");
+}
+
+/// Runs `examples/reviewer.sh` on a pending approval of an email to `to`
+/// and returns its decision.
+fn example_reviewer_decides(to: &str) -> Value {
+    use std::io::Write as _;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/reviewer.sh");
+    let mut child = std::process::Command::new("sh")
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pending = json!({"tool": "send_email", "arguments": {"to": to, "subject": "s"}});
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(pending.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_example_reviewer_approves_only_a_whole_internal_address() {
+    assert_eq!(
+        example_reviewer_decides("bob@example.com")["decision"],
+        "approve"
+    );
+    for to in [
+        "eve@evil.example, bob@example.com",
+        "eve@evil.example\nbob@example.com",
+        "eve@evil.example,bob@example.com",
+        "<eve@evil.example> bob@example.com",
+        "bob@notexample.com",
+    ] {
+        assert_eq!(
+            example_reviewer_decides(to)["decision"],
+            "deny",
+            "{to:?} was approved"
+        );
+    }
 }

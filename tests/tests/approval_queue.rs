@@ -324,7 +324,7 @@ async fn an_unavailable_queue_fails_closed_and_the_call_is_recorded() {
         assert_eq!(record["approval"]["outcome"], "reviewer_failed");
         assert_eq!(record["approval"]["reason"], json!(why));
         assert!(env.outbox().is_empty());
-        env.assert_verifies(3);
+        env.assert_verifies(4);
     }
 }
 

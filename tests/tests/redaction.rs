@@ -162,7 +162,7 @@ async fn an_approved_email_body_is_logged_as_a_commitment_that_the_salt_key_prov
     ));
     assert!(!contains(&raw, SECRET));
     assert!(!contains(&raw, "merger closes"));
-    env.assert_verifies(5);
+    env.assert_verifies(6);
 
     // The reviewer was shown exactly what the log holds.
     assert_eq!(&reviewer.seen()[0].arguments, arguments);
@@ -279,7 +279,7 @@ async fn without_a_salt_key_values_are_still_never_in_clear_but_cannot_be_proven
         "{body}"
     );
     assert!(!contains(&raw_log_bytes(&env.audit_path), SECRET));
-    env.assert_verifies(4);
+    env.assert_verifies(5);
 
     // Whatever key one tries, it is not the guard's one-time key.
     let guess = RedactionKey::generate().unwrap();

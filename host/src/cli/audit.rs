@@ -62,7 +62,8 @@ pub struct ProveArgs {
     #[arg(long)]
     pub path: String,
     /// The original value, as JSON (a JSON string needs its quotes: '"hello"').
-    #[arg(long)]
+    /// It may start with `-` (`--value -12`): it is never read as an option.
+    #[arg(long, allow_hyphen_values = true)]
     pub value: String,
     /// The salt key the guard redacted with.
     #[arg(long)]

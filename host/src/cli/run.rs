@@ -9,8 +9,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use mandate::audit::{AuditConfig, AuditLog, CheckpointSigner, Retention};
 use mandate::guard::{
-    CallReport, CommandReviewer, DenyAll, Guard, PromptReviewer, RedactionKey, ReloadError,
-    Reloaded, Reviewer, Session,
+    BoxFuture, CallReport, CommandReviewer, DenyAll, Guard, PendingApproval, PromptReviewer,
+    RedactionKey, ReloadError, Reloaded, ReviewDecision, ReviewError, Reviewer, Session,
 };
 use mandate::limits::SessionLimits;
 use mandate::policy::{Effect, Policies};
@@ -55,6 +55,11 @@ pub struct RunArgs {
     /// `queue:<file>` (the approvals queue: `mandate approvals ...` or the review page).
     #[arg(long, default_value = "deny")]
     approver: String,
+    /// A variable of this environment to pass on to a `cmd:` approver (repeatable). The
+    /// program gets only PATH, HOME, LANG, LC_ALL, TZ and TMPDIR otherwise, never the host's
+    /// credentials.
+    #[arg(long, value_name = "NAME")]
+    reviewer_env: Vec<String>,
     /// Seconds a reviewer has to decide.
     #[arg(long, default_value_t = 300)]
     approval_timeout: u64,
@@ -84,7 +89,10 @@ pub struct RunArgs {
     task: String,
 }
 
-fn reviewer(spec: &str) -> anyhow::Result<Arc<dyn Reviewer>> {
+fn reviewer(spec: &str, env: &[String]) -> anyhow::Result<Arc<dyn Reviewer>> {
+    if !env.is_empty() && !spec.starts_with("cmd:") {
+        bail!("--reviewer-env applies only to a `cmd:<program>` approver, not `{spec}`");
+    }
     Ok(match spec {
         "deny" => Arc::new(DenyAll),
         "prompt" => Arc::new(PromptReviewer::new()),
@@ -93,7 +101,10 @@ fn reviewer(spec: &str) -> anyhow::Result<Arc<dyn Reviewer>> {
                 // Checked now, like a queue, so that a typo stops the run before
                 // the agent starts rather than denying every held call later.
                 check_reviewer_program(program)?;
-                Arc::new(CommandReviewer::new(program))
+                Arc::new(
+                    env.iter()
+                        .fold(CommandReviewer::new(program), |r, name| r.allow_env(name)),
+                )
             }
             (_, Some(file)) if !file.is_empty() => {
                 // Opened now so that a queue nobody could reach stops the run
@@ -143,6 +154,32 @@ fn executable(path: &Path) -> Result<(), &'static str> {
         }
     }
     Ok(())
+}
+
+/// Says on stdout that a call is held, with its approval id, before the
+/// reviewer is asked (the guard has recorded the hold by then), so an
+/// operator knows what the run waits for and what to look up.
+struct Announced(Arc<dyn Reviewer>);
+
+impl Reviewer for Announced {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn review<'a>(
+        &'a self,
+        pending: &'a PendingApproval,
+    ) -> BoxFuture<'a, Result<ReviewDecision, ReviewError>> {
+        println!(
+            "  held  {} {}: approval {} waiting for {} until {}",
+            escape(&pending.tool),
+            escape(&pending.resource),
+            escape(&pending.approval_id),
+            escape(self.0.name()),
+            pending.deadline
+        );
+        self.0.review(pending)
+    }
 }
 
 /// One line per call. The tool name, the resource, error text (field names,
@@ -243,7 +280,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let policies = Policies::load_dir(&args.policies)
         .with_context(|| format!("cannot load policies from `{}`", args.policies.display()))?;
     let session = Session::from_file(&args.session)?;
-    let reviewer = reviewer(&args.approver)?;
+    let reviewer: Arc<dyn Reviewer> =
+        Arc::new(Announced(reviewer(&args.approver, &args.reviewer_env)?));
     // Everything that can be checked is checked before the log is touched.
     let runtime = Runtime::with_limits(session_limits(&args)?)?;
     let agent = runtime.load_agent(&args.agent)?;

@@ -180,11 +180,20 @@ impl Reviewer for DenyAll {
 /// as JSON on its stdin, a [`ReviewDecision`] as JSON on its stdout. A
 /// non-zero exit or unreadable output means the reviewer failed (denied). The
 /// program is killed if the deadline passes.
+///
+/// The program does not inherit the host's environment, which holds the
+/// operator's credentials: it gets only [`REVIEWER_ENV`] (those of them the
+/// host has) and the variables allowed with [`CommandReviewer::allow_env`].
 #[derive(Debug, Clone)]
 pub struct CommandReviewer {
     program: PathBuf,
     name: String,
+    allowed_env: Vec<String>,
 }
+
+/// The variables a `cmd:` reviewer gets from the host's environment, when
+/// set there: enough to find programs, a home and a locale, nothing secret.
+pub const REVIEWER_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
 
 /// Largest reviewer output read; a decision is a few hundred bytes.
 const MAX_REVIEWER_OUTPUT: u64 = crate::limits::REVIEWER_OUTPUT_BYTES;
@@ -196,12 +205,32 @@ impl CommandReviewer {
         CommandReviewer {
             name: format!("cmd:{}", program.display()),
             program,
+            allowed_env: Vec::new(),
         }
+    }
+
+    /// Also passes the host's variable `name` (when set) to the program,
+    /// besides [`REVIEWER_ENV`].
+    pub fn allow_env(mut self, name: impl Into<String>) -> Self {
+        self.allowed_env.push(name.into());
+        self
+    }
+
+    /// The reviewer's whole environment: the allowed variables the host has.
+    fn environment(&self) -> Vec<(String, std::ffi::OsString)> {
+        REVIEWER_ENV
+            .iter()
+            .map(|n| (*n).to_string())
+            .chain(self.allowed_env.iter().cloned())
+            .filter_map(|name| std::env::var_os(&name).map(|value| (name, value)))
+            .collect()
     }
 
     async fn run(&self, pending: &PendingApproval) -> Result<ReviewDecision, String> {
         let input = serde_json::to_vec(pending).map_err(|e| e.to_string())?;
         let mut child = tokio::process::Command::new(&self.program)
+            .env_clear()
+            .envs(self.environment())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -207,6 +207,15 @@ impl SessionGuard {
                 if let Some(granted) = standing {
                     granted
                 } else {
+                    // A reviewer may answer minutes later: the call is decided
+                    // again at the time of the answer, not at the time it was
+                    // held, so `context.now` and the expiry are current.
+                    let decide_at = |approval: ApprovalState<'_>, at: Timestamp| {
+                        let at_text = datetime_text(at);
+                        let cedar_at = context::now(at.as_millisecond(), &at_text)?;
+                        self.call_request(&tool, &resource, &cedar_at, &cedar_args)
+                            .decide(&policies, &entities, approval)
+                    };
                     let pending = PendingApproval {
                         approval_id: approval_id(&call_id),
                         session_id: self.session.session_id.clone(),
@@ -218,13 +227,18 @@ impl SessionGuard {
                         agent: self.session.agent.clone(),
                         delegation_chain: self.session.delegation_chain.clone(),
                         demanded_by,
-                        deadline: deadline(now, self.inner.approval_timeout),
+                        // No approval outlives the session it is for.
+                        deadline: deadline(now, self.inner.approval_timeout)
+                            .min(self.session.expires_at),
                     };
-                    self.ask_reviewer(pending, &decide).await
+                    self.ask_reviewer(pending, &action, &decide_at).await
                 }
             }
         };
         let allowed = approval.error.is_none() && approval.decision.effect == Effect::Allow;
+        // The record says when the deciding evaluation ran, so that replay
+        // decides it with the same `now`.
+        let now_text = approval.evaluated_at.map_or(now_text, datetime_text);
         let record = self.decision_of(
             &policies, &call_id, action, &tool, &resource, &now_text, &approval,
         );

@@ -91,6 +91,9 @@ impl Identity {
 pub enum RecordKind {
     /// A session began.
     SessionStart,
+    /// A call is held for a reviewer (written before anyone is asked, so a
+    /// hold that is never decided still shows in the log).
+    ApprovalRequested,
     /// A tool call was decided (written before the tool runs).
     Decision,
     /// A tool call that was allowed finished.

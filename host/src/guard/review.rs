@@ -12,7 +12,9 @@ use super::SessionGuard;
 use super::approval::{GrantScope, PendingApproval, Verdict};
 use super::call::{ToolCallError, uid};
 use super::evaluate::ApprovalState;
-use super::record::{ApprovalOutcome, ApprovalRecord, GrantRef};
+use super::record::{
+    ActionRecord, ApprovalOutcome, ApprovalRecord, GrantRef, Identity, Record, RecordKind,
+};
 use crate::policy::{Decision, DeterminingPolicy, Effect};
 
 /// How the approval step ended, before it is written down.
@@ -23,6 +25,9 @@ pub(crate) struct ApprovalResult {
     /// A reviewer approved for the rest of the session: the approval id and
     /// the reviewer, to remember once the decision record has its seq.
     pub(crate) session_grant: Option<(String, String)>,
+    /// When a reviewer's answer was decided again, if it was: the `now` of
+    /// the deciding evaluation, later than the screening's.
+    pub(crate) evaluated_at: Option<Timestamp>,
 }
 
 impl ApprovalResult {
@@ -33,6 +38,7 @@ impl ApprovalResult {
             decision,
             error,
             session_grant: None,
+            evaluated_at: None,
         }
     }
 
@@ -42,6 +48,7 @@ impl ApprovalResult {
             decision,
             error: Some(error),
             session_grant: None,
+            evaluated_at: None,
         }
     }
 }
@@ -98,17 +105,20 @@ impl SessionGuard {
                 decision: d,
                 error: None,
                 session_grant: None,
+                evaluated_at: None,
             }),
             _ => None,
         }
     }
 
-    /// Step 6: a human decides, within the deadline; then policy decides
-    /// whether that reviewer's approval counts.
+    /// Step 6: the hold is recorded, then a human decides within the
+    /// deadline; then policy decides, at the time of the answer, whether
+    /// that reviewer's approval counts.
     pub(crate) async fn ask_reviewer(
         &self,
         pending: PendingApproval,
-        decide: &impl Fn(ApprovalState<'_>) -> Result<Decision, String>,
+        action: &ActionRecord,
+        decide_at: &impl Fn(ApprovalState<'_>, Timestamp) -> Result<Decision, String>,
     ) -> ApprovalResult {
         let reviewer = &self.inner.reviewer;
         let mut record = ApprovalRecord {
@@ -124,17 +134,31 @@ impl SessionGuard {
             scope: None,
             grant: None,
         };
-        let wait = pending
-            .deadline
-            .duration_since(Timestamp::now())
-            .unsigned_abs();
         let held = Decision {
             effect: Effect::Deny,
             determining_policies: pending.demanded_by.clone(),
             errors: Vec::new(),
         };
+        // Durable before anyone is asked: a host killed while the call waits
+        // leaves the hold in the log. Unrecordable means not asked.
+        if let Err(e) = self
+            .write(hold_record(&self.identity, &pending, action, &record))
+            .await
+        {
+            record.outcome = ApprovalOutcome::ReviewerFailed;
+            record.reason = Some(format!("the hold could not be recorded: {e}"));
+            return ApprovalResult::refused(
+                record,
+                held,
+                ToolCallError::AuditUnavailable(e.to_string()),
+            );
+        }
+        // A deadline already past (the session expires now) waits not at all.
+        let wait = std::time::Duration::try_from(pending.deadline.duration_since(Timestamp::now()))
+            .unwrap_or(std::time::Duration::ZERO);
         let answer = tokio::time::timeout(wait, reviewer.review(&pending)).await;
-        record.decided_at = Some(Timestamp::now());
+        let answered_at = Timestamp::now();
+        record.decided_at = Some(answered_at);
         let decision = match answer {
             Err(_) => {
                 record.outcome = ApprovalOutcome::TimedOut;
@@ -161,6 +185,16 @@ impl SessionGuard {
                 .unwrap_or_else(|| format!("denied by {}", decision.reviewer));
             return ApprovalResult::refused(record, held, ToolCallError::ApprovalDenied(why));
         }
+        // An answer that arrives as the session ends (the deadline is capped
+        // at the expiry, but the answer may race it) approves nothing.
+        if self.session.is_expired(answered_at) {
+            record.outcome = ApprovalOutcome::TimedOut;
+            record.reason = Some(format!(
+                "the session expired at {} before the approval took effect",
+                self.session.expires_at
+            ));
+            return ApprovalResult::refused(record, held, ToolCallError::SessionExpired);
+        }
         let reviewer_uid = match uid("User", &decision.reviewer) {
             Ok(u) => u,
             Err(e) => {
@@ -169,7 +203,7 @@ impl SessionGuard {
                 return ApprovalResult::refused(record, held, ToolCallError::ApprovalDenied(e));
             }
         };
-        match decide(ApprovalState::GrantedBy(&reviewer_uid)) {
+        match decide_at(ApprovalState::GrantedBy(&reviewer_uid), answered_at) {
             Ok(d) if d.effect == Effect::Allow => {
                 record.outcome = ApprovalOutcome::Approved;
                 record.scope = Some(decision.scope);
@@ -179,6 +213,7 @@ impl SessionGuard {
                     error: None,
                     session_grant: (decision.scope == GrantScope::Session)
                         .then(|| (pending.approval_id.clone(), decision.reviewer.clone())),
+                    evaluated_at: Some(answered_at),
                 }
             }
             Ok(d) => {
@@ -198,7 +233,10 @@ impl SessionGuard {
                         reasons.join("; ")
                     }
                 );
-                ApprovalResult::refused(record, d, ToolCallError::ApprovalDenied(why))
+                let mut refused =
+                    ApprovalResult::refused(record, d, ToolCallError::ApprovalDenied(why));
+                refused.evaluated_at = Some(answered_at);
+                refused
             }
             Err(e) => {
                 record.outcome = ApprovalOutcome::ReviewerFailed;
@@ -207,4 +245,25 @@ impl SessionGuard {
             }
         }
     }
+}
+
+/// The `approval_requested` record of a hold: the call, as its decision
+/// record will show it, and the approval as it stands before anyone answers
+/// (its id, the demanding policies, the deadline, the reviewer callback).
+fn hold_record(
+    identity: &std::sync::Arc<Identity>,
+    pending: &PendingApproval,
+    action: &ActionRecord,
+    approval: &ApprovalRecord,
+) -> Record {
+    let mut record = Record::new(RecordKind::ApprovalRequested, identity);
+    record.call_id = Some(pending.call_id.clone());
+    record.action = Some(action.clone());
+    record.detail = Some(serde_json::json!({
+        "approval_id": pending.approval_id,
+        "demanded_by": approval.demanded_by,
+        "deadline": pending.deadline,
+        "reviewer_callback": approval.reviewer_callback,
+    }));
+    record
 }

@@ -165,6 +165,79 @@ impl Tool for WriteSummary {
     }
 }
 
+/// Exactly one email address, `local@domain`: no list, no display name, no
+/// spaces or line breaks, so that what a reviewer approves is the one
+/// recipient the email goes to. The local part is RFC 5322 `dot-atom` text,
+/// the domain at least two DNS labels; at most 254 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[schemars(transparent)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    /// The address as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `s` if it is exactly one address, else why not.
+    fn parse(s: &str) -> Result<Self, &'static str> {
+        const LOCAL_SPECIALS: &[u8] = b"!#$%&'*+-/=?^_`{|}~";
+        if s.len() > 254 {
+            return Err("is longer than 254 bytes");
+        }
+        let Some((local, domain)) = s.split_once('@') else {
+            return Err("has no `@`");
+        };
+        if domain.contains('@') {
+            return Err("holds more than one `@`: it takes exactly one address");
+        }
+        let dot_atom = |part: &str, allowed: &dyn Fn(u8) -> bool| {
+            !part.is_empty()
+                && part
+                    .split('.')
+                    .all(|atom| !atom.is_empty() && atom.bytes().all(allowed))
+        };
+        if local.len() > 64
+            || !dot_atom(local, &|b| {
+                b.is_ascii_alphanumeric() || LOCAL_SPECIALS.contains(&b)
+            })
+        {
+            return Err(
+                "is not one address: the part before `@` may hold only letters, digits, dots and !#$%&'*+-/=?^_`{|}~ (no spaces, commas or line breaks)",
+            );
+        }
+        let label_ok = |label: &str| {
+            label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if !domain.contains('.')
+            || !dot_atom(domain, &|b| b.is_ascii_alphanumeric() || b == b'-')
+            || !domain.split('.').all(label_ok)
+        {
+            return Err(
+                "is not one address: the part after `@` must be a domain name such as `example.com`",
+            );
+        }
+        Ok(EmailAddress(s.to_string()))
+    }
+}
+
+impl<'de> Deserialize<'de> for EmailAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        // The value is not repeated: it is the agent's and may be long.
+        EmailAddress::parse(&s).map_err(|why| {
+            serde::de::Error::custom(format!(
+                "`to` {why}; send_email takes exactly one recipient address"
+            ))
+        })
+    }
+}
+
 /// Sends an email by appending it to the outbox file.
 #[derive(Debug, Clone)]
 pub struct SendEmail(pub Workspace);
@@ -173,8 +246,8 @@ pub struct SendEmail(pub Workspace);
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendEmailArgs {
-    /// Recipient address.
-    pub to: String,
+    /// Recipient: exactly one address.
+    pub to: EmailAddress,
     /// Subject line.
     pub subject: String,
     /// Message body; sensitive: the audit log and reviewers get only a salted
@@ -197,17 +270,11 @@ impl Tool for SendEmail {
     }
 
     async fn run(&self, ctx: ToolContext, args: SendEmailArgs) -> Result<Value, ToolFailure> {
-        if !args.to.contains('@') {
-            return Err(ToolFailure(format!(
-                "`{}` is not an email address",
-                args.to
-            )));
-        }
         let path = self.0.outbox();
         let message_id = format!("msg:{}", ctx.call_id);
         let line = json!({
             "message_id": message_id,
-            "to": args.to,
+            "to": args.to.as_str(),
             "subject": args.subject,
             "body": args.body,
             "session_id": ctx.session_id,
