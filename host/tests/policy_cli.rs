@@ -57,7 +57,7 @@ fn the_example_policies_validate() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).starts_with("ok: 7 policies valid against policies/schema.cedarschema"),
+        text(&out.stdout).starts_with("ok: 8 policies valid against policies/schema.cedarschema"),
         "{}",
         text(&out.stdout)
     );

@@ -50,6 +50,7 @@ async fn the_example_agent_reads_and_writes_but_may_not_email_without_a_reviewer
             "outcome",
             "decision",
             "outcome",
+            "approval_requested",
             "decision",
             "session_end",
         ]
@@ -66,14 +67,15 @@ async fn the_example_agent_reads_and_writes_but_may_not_email_without_a_reviewer
         common::policy_ids(&records[4]["decision"]["determining_policies"]),
         ["scope-documents-write"]
     );
-    let email = &records[6];
+    assert_eq!(records[6]["call_id"], records[7]["call_id"], "the email's hold");
+    let email = &records[7];
     assert_eq!(email["decision"]["effect"], "deny");
     assert_eq!(email["approval"]["outcome"], "denied");
     assert_eq!(email["approval"]["reviewer"], "deny-all");
     assert!(email["action"]["arguments"]["body"]["redacted"].is_string());
     assert_eq!(records[3]["outcome"]["status"], "ok");
     assert_eq!(records[5]["outcome"]["status"], "ok");
-    assert_eq!(records[7]["detail"], json!({"status": "completed"}));
+    assert_eq!(records[8]["detail"], json!({"status": "completed"}));
     for r in &records[1..] {
         assert_eq!(r["agent"]["component_digest"], agent.digest());
     }
@@ -156,8 +158,9 @@ async fn many_sessions_run_at_once_on_one_guard_and_one_component() {
         assert_eq!(results[1]["error"]["kind"], "approval-denied");
     }
 
-    // log_start, then per session: start, decision, outcome, decision, end.
-    env.assert_verifies(1 + 5 * SESSIONS as u64);
+    // log_start, then per session: start, decision, outcome, the email's hold
+    // (approval_requested) and its decision, end.
+    env.assert_verifies(1 + 6 * SESSIONS as u64);
     let records = env.records();
     for i in 0..SESSIONS {
         let id = format!("sess_c{i}");
@@ -172,6 +175,7 @@ async fn many_sessions_run_at_once_on_one_guard_and_one_component() {
                 "session_start",
                 "decision",
                 "outcome",
+                "approval_requested",
                 "decision",
                 "session_end"
             ],
@@ -181,6 +185,7 @@ async fn many_sessions_run_at_once_on_one_guard_and_one_component() {
         assert_eq!(mine[2]["call_id"], format!("{id}:1"));
         assert_eq!(mine[2]["outcome"]["decision_seq"], mine[1]["seq"]);
         assert_eq!(mine[3]["call_id"], format!("{id}:2"));
-        assert_eq!(mine[3]["approval"]["outcome"], "denied");
+        assert_eq!(mine[4]["call_id"], format!("{id}:2"));
+        assert_eq!(mine[4]["approval"]["outcome"], "denied");
     }
 }

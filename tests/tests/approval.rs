@@ -360,13 +360,16 @@ async fn a_call_approved_after_its_session_expired_does_not_run() {
     let seen = std::sync::Arc::default();
     let env = Env::builder()
         .reviewer(LateReviewer {
-            delay: Duration::from_secs(5),
+            delay: Duration::from_secs(12),
             seen: std::sync::Arc::clone(&seen),
         })
         .approval_timeout(Duration::from_secs(60))
         .build();
     let mut s = session();
-    s.expires_at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
+    // Long enough that the call is made before expiry on a loaded machine (the
+    // session start compiles nothing, but CI runs many tests at once); the
+    // reviewer answers two seconds after it.
+    s.expires_at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(10);
     let expires_at = s.expires_at;
     let results = env.script_as(s, json!([email_call(SECRET)])).await;
 

@@ -1,6 +1,11 @@
-//! Fail closed, end to end: while the audit log cannot be written, the real guest's call gets
+//! Fail closed, end to end: while the audit log cannot be written, a guarded call gets
 //! `audit-unavailable` and the tool does not run; once the log is writable again the next call
 //! goes through and the log, with its `audit_outage` record, verifies.
+//!
+//! The calls go through a session's call path directly (the path a guest's import call takes),
+//! so that the test can heal the log between two calls: a held call's `approval_requested`
+//! record is written before the reviewer is asked, so no reviewer hook sits between a refused
+//! call and the next one's first append.
 
 mod common;
 
@@ -10,7 +15,9 @@ use std::sync::{Arc, Mutex};
 
 use common::{Env, email_call};
 use mandate::audit::{Fault, FaultPlan, list_segments};
-use mandate::guard::{BoxFuture, PendingApproval, ReviewDecision, ReviewError, Reviewer, Verdict};
+use mandate::guard::{
+    BoxFuture, PendingApproval, ReviewDecision, ReviewError, Reviewer, ToolCallError, Verdict,
+};
 use serde_json::{Value, json};
 
 /// Something done to the log while a call waits for its review, before its decision record.
@@ -56,9 +63,9 @@ fn active_segment(dir: &Path) -> PathBuf {
     list_segments(dir).unwrap().pop().unwrap().path
 }
 
-/// Runs two approved emails, the log broken during the first and healed during the second,
-/// and checks what the guest got, what was sent and what the log says. Returns the outage
-/// record.
+/// Runs two approved emails, the log broken by the reviewer of the first and healed before the
+/// second, and checks what the caller got, what was sent and what the log says. Returns the
+/// outage record.
 async fn run_broken_then_healed(
     env: &Env,
     saboteur: &Saboteur,
@@ -67,21 +74,29 @@ async fn run_broken_then_healed(
     expected_error: &str,
 ) -> Value {
     saboteur.then(break_log);
-    saboteur.then(heal_log);
-    let results = env
-        .script(json!([
-            email_call("while broken"),
-            email_call("after healing")
-        ]))
-        .await;
+    let email = |body: &str| email_call(body)["arguments"].to_string();
+    let session = env
+        .guard
+        .start_session(common::session(), None)
+        .await
+        .unwrap();
 
-    let refused = &results[0]["error"];
-    assert_eq!(refused["kind"], "audit-unavailable", "{results:?}");
-    let message = refused["message"].as_str().unwrap();
+    // The first email is held: its `approval_requested` record is durable, then the reviewer
+    // breaks the log, so its decision cannot be recorded and the call is refused.
+    let refused = session.call("send_email", &email("while broken")).await;
+    let Err(ToolCallError::AuditUnavailable(message)) = &refused else {
+        panic!("expected audit-unavailable: {refused:?}");
+    };
     assert!(message.contains(expected_error), "{message}");
-    assert!(results[1].get("ok").is_some(), "{results:?}");
+    assert!(env.outbox().is_empty(), "the refused call ran");
 
-    // The tool ran only for the call whose decision was recorded.
+    heal_log();
+    session
+        .call("send_email", &email("after healing"))
+        .await
+        .unwrap();
+    session.end(&Ok(String::new())).await.unwrap();
+
     let outbox = env.outbox();
     assert_eq!(outbox.len(), 1, "{outbox:?}");
     assert_eq!(outbox[0]["body"], "after healing");
@@ -91,13 +106,15 @@ async fn run_broken_then_healed(
         [
             "log_start",
             "session_start",
+            "approval_requested",
             "audit_outage",
+            "approval_requested",
             "decision",
             "outcome",
             "session_end"
         ]
     );
-    env.assert_verifies(6);
+    env.assert_verifies(8);
     let outage = env.records_of("audit_outage").remove(0);
     assert_eq!(outage["refused_appends"], 1, "{outage}");
     assert!(
@@ -107,7 +124,7 @@ async fn run_broken_then_healed(
     let decision = &env.records_of("decision")[0];
     assert_eq!(
         decision["call_id"], "sess_example_01:2",
-        "the refused call has no record"
+        "the refused call has no decision record"
     );
     outage
 }
@@ -207,7 +224,7 @@ async fn a_full_disk_refuses_the_call_until_space_is_freed() {
         .audit_path(mount.join("audit"))
         .build();
     let filler = mount.join("filler");
-    let (fill, free) = (filler.clone(), filler);
+    let fill = filler.clone();
     // The first call's decision record is larger than a page, so the slack at the end of the
     // segment's last page cannot hold it: it needs a page the full disk does not have.
     let big_subject = "s".repeat(9000);
@@ -218,19 +235,22 @@ async fn a_full_disk_refuses_the_call_until_space_is_freed() {
         while file.write_all(&chunk).is_ok() {}
         file.sync_all().ok();
     });
-    saboteur.then(move || std::fs::remove_file(&free).unwrap());
-    let results = env
-        .script(json!([
-            {"tool": "send_email", "arguments": {"to": "bob@example.com", "subject": big_subject, "body": "while full"}},
-            email_call("after freeing"),
-        ]))
-        .await;
-
-    let refused = &results[0]["error"];
-    assert_eq!(refused["kind"], "audit-unavailable", "{results:?}");
-    let message = refused["message"].as_str().unwrap();
+    let session = env
+        .guard
+        .start_session(common::session(), None)
+        .await
+        .unwrap();
+    let big = json!({"to": "bob@example.com", "subject": big_subject, "body": "while full"});
+    let refused = session.call("send_email", &big.to_string()).await;
+    let Err(ToolCallError::AuditUnavailable(message)) = &refused else {
+        panic!("expected audit-unavailable: {refused:?}");
+    };
     assert!(message.contains("No space left on device"), "{message}");
-    assert!(results[1].get("ok").is_some(), "{results:?}");
+
+    std::fs::remove_file(&filler).unwrap();
+    let after = email_call("after freeing")["arguments"].to_string();
+    session.call("send_email", &after).await.unwrap();
+    session.end(&Ok(String::new())).await.unwrap();
 
     // The tool ran only for the call whose decision was recorded.
     let outbox = env.outbox();
@@ -241,13 +261,15 @@ async fn a_full_disk_refuses_the_call_until_space_is_freed() {
         [
             "log_start",
             "session_start",
+            "approval_requested",
             "audit_outage",
+            "approval_requested",
             "decision",
             "outcome",
             "session_end"
         ]
     );
-    env.assert_verifies(6);
+    env.assert_verifies(8);
     let outage = env.records_of("audit_outage").remove(0);
     assert_eq!(outage["refused_appends"], 1, "{outage}");
     assert!(

@@ -10,9 +10,10 @@ use serde_json::json;
 use tokio::sync::OnceCell;
 
 /// The records of the run: log_start, session_start, then the allowed read
-/// (decision 3, outcome 4), the denied read (5), the held email (6), the
-/// unknown tool (7), and session_end (8).
-const RECORDS: u64 = 8;
+/// (decision 3, outcome 4), the denied read (5), the email held (its
+/// `approval_requested` 6, its decision 7), the unknown tool (8), and
+/// session_end (9).
+const RECORDS: u64 = 9;
 
 static LOG: OnceCell<Vec<u8>> = OnceCell::const_new();
 
@@ -37,6 +38,7 @@ async fn real_log() -> &'static [u8] {
                 "decision",
                 "outcome",
                 "decision",
+                "approval_requested",
                 "decision",
                 "decision",
                 "session_end"

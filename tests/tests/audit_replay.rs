@@ -57,9 +57,9 @@ fn email(subject: &str) -> Value {
 const READ_OWN: u64 = 3;
 const WRITE_SUMMARY: u64 = 5;
 const READ_OTHERS: u64 = 7;
-const EMAIL_APPROVED: u64 = 8;
-const EMAIL_DENIED: u64 = 10;
-const EMAIL_BY_BOB: u64 = 11;
+const EMAIL_APPROVED: u64 = 9;
+const EMAIL_DENIED: u64 = 12;
+const EMAIL_BY_BOB: u64 = 14;
 
 /// One session of the scripted agent under the example policies: every kind
 /// of decision the guard records.
@@ -121,14 +121,14 @@ async fn recorded_run() -> Env {
                 "reviewer_not_allowed"
             ),
             (
-                12,
+                15,
                 "delete_everything",
                 "unknown_tool",
                 "deny",
                 "not_required"
             ),
             (
-                13,
+                16,
                 "read_document",
                 "invalid_arguments",
                 "deny",

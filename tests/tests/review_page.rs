@@ -485,7 +485,7 @@ async fn a_reviewer_denies_from_the_page_with_a_reason_and_the_agent_is_told_it(
     assert_eq!(a["outcome"], "denied");
     assert_eq!(a["reviewer"], "carol");
     assert_eq!(a["reason"], "no launch dates by email");
-    env.assert_verifies(4);
+    env.assert_verifies(5); // log_start, session_start, approval_requested, decision, session_end
 
     let queued = world.queue().get(&id).unwrap().unwrap();
     assert_eq!(queued.status, QueueStatus::Denied);

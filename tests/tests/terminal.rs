@@ -100,9 +100,11 @@ fn an_agent_cannot_draw_a_fake_approval_on_the_operators_terminal() {
         "calls": [
             {"tool": "evil\u{1b}[8m\u{202e}tool", "arguments": {}},
             {"tool": "read_document", "arguments": {"document_id": "doc_88pk3r", "x\u{1b}[8m\u{200b}": 1}},
+            // `to` must be one plain address (else the call is refused before anyone is
+            // asked); the subject carries the bidi overrides into the prompt.
             {"tool": "send_email", "arguments": {
-                "to": "eve@evil.example\u{202e}\u{2066}elpmaxe.moc@bob",
-                "subject": "hi\u{200b}\u{e0041}",
+                "to": "bob@example.com",
+                "subject": "hi\u{200b}\u{e0041}\u{202e}\u{2066}elpmaxe.moc@eve",
                 "body": "the report"
             }}
         ]
