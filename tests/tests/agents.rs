@@ -67,7 +67,10 @@ async fn the_example_agent_reads_and_writes_but_may_not_email_without_a_reviewer
         common::policy_ids(&records[4]["decision"]["determining_policies"]),
         ["scope-documents-write"]
     );
-    assert_eq!(records[6]["call_id"], records[7]["call_id"], "the email's hold");
+    assert_eq!(
+        records[6]["call_id"], records[7]["call_id"],
+        "the email's hold"
+    );
     let email = &records[7];
     assert_eq!(email["decision"]["effect"], "deny");
     assert_eq!(email["approval"]["outcome"], "denied");

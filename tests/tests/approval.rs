@@ -380,7 +380,7 @@ async fn a_call_approved_after_its_session_expired_does_not_run() {
         .unwrap()
         .first()
         .cloned()
-        .expect(&format!("{results:?}"));
+        .unwrap_or_else(|| panic!("the reviewer was never asked: {results:?}"));
     assert!(
         pending.deadline <= expires_at,
         "deadline {} is after the session's expiry {expires_at}",
