@@ -132,6 +132,7 @@ class Verifier:
         self.checkpoints = {}  # record seq -> (vouched seq, head_hash, signed object, valid)
         self.retentions = []  # (record seq, body)
         self.last_signed = None  # highest seq of a valid signed checkpoint record
+        self.segment_ends = set()  # the last seq of every segment read
 
     def problem(self, seq, file, line, kind, message):
         self.problems.append(
@@ -253,6 +254,8 @@ class Verifier:
                 self.head_seq = seq
                 self.head_hash = hash_
             previous_name = name
+            if self.head_seq:
+                self.segment_ends.add(self.head_seq)
         self.finish()
 
     def parse_line(self, line, terminated):
@@ -324,22 +327,52 @@ class Verifier:
             self.problem(seq, name, number, "bad_retention",
                          "retention record needs `removed_segments`, `removed_through_seq` below its own seq and `removed_through_hash`")
             return
-        if through in self.hashes and self.hashes[through] != claimed:
-            self.problem(seq, name, number, "bad_retention",
-                         f"`removed_through_hash` is not the hash of record {through}")
-            return
+        if self.first_seq is not None and through + 1 == self.first_seq:
+            # The record that explains the missing start (section 7).
+            if claimed != self.first_prev_hash:
+                self.problem(seq, name, number, "bad_retention",
+                             f"`removed_through_hash` is not the `prev_hash` of record {self.first_seq}")
+                return
+            wrong = self.removed_segments_problem(removed, through)
+            if wrong is not None:
+                self.problem(seq, name, number, "bad_retention", f"`removed_segments` {wrong}")
+                return
+        elif self.first_seq is not None and through >= self.first_seq:
+            # Written before its segments were deleted: it must end one of them.
+            if through not in self.segment_ends:
+                self.problem(seq, name, number, "bad_retention",
+                             f"`removed_through_seq` {through} does not end a segment")
+                return
+            if self.hashes.get(through) != claimed:
+                self.problem(seq, name, number, "bad_retention",
+                             f"`removed_through_hash` is not the hash of record {through}")
+                return
         self.retentions.append((seq, body, name, number))
 
-    def explains_start(self, seq, body):
-        if body["removed_through_seq"] + 1 != self.first_seq or body["removed_through_hash"] != self.first_prev_hash:
-            return False
-        seqs = []
-        for n in body["removed_segments"]:
+    def removed_segments_problem(self, removed, through):
+        """What is wrong with `removed_segments` of the retention record explaining the start."""
+        older = [b["removed_through_seq"] for _, b, _, _ in self.retentions
+                 if b["removed_through_seq"] + 1 < self.first_seq]
+        start = max(older) + 1 if older else 1
+        if not removed:
+            return "is empty"
+        previous = None
+        for n in removed:
             m = SEGMENT_RE.match(n)
-            if not m or os.path.lexists(os.path.join(self.logdir, n)):
-                return False
-            seqs.append(int(m.group(1)))
-        return bool(seqs) and seqs == sorted(set(seqs)) and seqs[-1] < self.first_seq
+            if not m:
+                return f"holds `{n[:80]}`, which is not a segment file name"
+            first = int(m.group(1))
+            if (previous is None and first != start) or (previous is not None and first <= previous) \
+                    or first > through:
+                return f"holds `{n}` out of place"
+            if os.path.lexists(os.path.join(self.logdir, n)):
+                return f"holds `{n}`, which still exists"
+            previous = first
+        return None
+
+    def explains_start(self, seq, body):
+        # Its `removed_segments` and hash were checked when it was read (check_retention).
+        return body["removed_through_seq"] + 1 == self.first_seq
 
     # -- the end of the walk ------------------------------------------------------------------
 

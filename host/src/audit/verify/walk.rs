@@ -9,6 +9,7 @@ use crate::audit::checkpoint::{CheckpointVerifier, SignedCheckpoint};
 use crate::audit::error::{
     ChainBroken, ChainProblem, Malformed, NotALog, NotALogReason, VerifyError, json_message,
 };
+use crate::audit::segments::segment_name;
 
 use super::checkpoint_file::{CheckpointFile, Mismatch};
 use super::error::{CheckpointProblem, RetentionProblem, Rewritten, SegmentProblem};
@@ -407,6 +408,23 @@ impl Chain {
         };
         // What the chain says the hash of `through` is, if it still knows.
         let actual = if through.checked_add(1) == Some(first_seq) {
+            // The retention record that explains the start: it must name what it deleted, and
+            // what it names must be gone (a file named like a segment that is not a regular
+            // file is not listed as one, so existence is asked of the directory itself).
+            let from = self
+                .older_retention_through
+                .map_or(1, |t| t.saturating_add(1));
+            let dir = self.segment.as_deref().and_then(Path::parent);
+            if let Err(wrong) =
+                check_removed_segments(record.removed_segments.as_deref(), from, through, dir)
+            {
+                let wrong = RetentionProblem::RemovedSegments {
+                    from,
+                    through,
+                    problem: wrong,
+                };
+                return Err(self.broken(seq, problem(wrong)));
+            }
             Some(first_prev)
         } else if through >= first_seq {
             let end = self
@@ -476,4 +494,37 @@ fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// `removed_segments` must name segment files in the log's naming scheme, oldest first, the first
+/// starting at `from`, none past `through`, none still in `dir` (the log directory).
+///
+/// The files between the first and `through` are gone, so where each began cannot be checked:
+/// only that the names are well formed, in order and within the removed range.
+fn check_removed_segments(
+    names: Option<&[String]>,
+    from: u64,
+    through: u64,
+    dir: Option<&Path>,
+) -> Result<(), String> {
+    let names = names.ok_or_else(|| "is missing".to_owned())?;
+    let mut previous: Option<u64> = None;
+    for name in names {
+        let shown: String = name.chars().take(80).flat_map(char::escape_debug).collect();
+        let seq = super::named_seq(Path::new(name))
+            .filter(|seq| segment_name(*seq) == *name)
+            .ok_or_else(|| format!("holds `{shown}`, which is not a segment file name"))?;
+        let expected_first = previous.is_none() && seq != from;
+        if expected_first || previous.is_some_and(|p| seq <= p) || seq > through {
+            return Err(format!("holds `{shown}` out of place"));
+        }
+        if dir.is_some_and(|dir| std::fs::symlink_metadata(dir.join(name)).is_ok()) {
+            return Err(format!("holds `{shown}`, which still exists"));
+        }
+        previous = Some(seq);
+    }
+    if previous.is_none() {
+        return Err("is empty".to_owned());
+    }
+    Ok(())
 }
