@@ -158,7 +158,9 @@ impl CheckpointFile {
                 && let What::Hash(signed) = &check.what
             {
                 if signed.as_bytes() != prev_hash {
-                    return Err(self.mismatch(check, hash_evidence(prev_hash, signed)));
+                    let error = self.mismatch(check, hash_evidence(prev_hash, signed));
+                    self.next += 1;
+                    return Err(error);
                 }
                 self.confirm(check.seq);
             }
@@ -176,24 +178,36 @@ impl CheckpointFile {
         checkpoint: Option<&SignedCheckpoint>,
     ) -> Result<(), Mismatch> {
         while let Some(check) = self.checks.get(self.next) {
-            if check.seq != seq {
+            if check.seq > seq {
                 break;
             }
-            match &check.what {
-                What::Hash(signed) => {
-                    if signed.as_bytes() != hash {
-                        return Err(self.mismatch(check, hash_evidence(hash, signed)));
-                    }
+            self.next += 1;
+            if check.seq < seq {
+                // Its record was a bad line, already reported, that the walk skipped.
+                continue;
+            }
+            let mismatch = match &check.what {
+                What::Hash(signed) if signed.as_bytes() != hash => {
+                    Some(hash_evidence(hash, signed))
+                }
+                What::Hash(_) => {
                     self.matched += 1;
+                    None
                 }
-                What::Record(signed) => {
-                    if checkpoint != Some(signed) {
-                        return Err(self.mismatch(check, Evidence::NotTheCheckpoint));
-                    }
+                What::Record(signed) if checkpoint != Some(signed) => {
+                    Some(Evidence::NotTheCheckpoint)
                 }
+                What::Record(_) => None,
+            };
+            if let Some(evidence) = mismatch {
+                // One mismatch per record: the checks left for it would say the same.
+                let error = self.mismatch(check, evidence);
+                while self.checks.get(self.next).is_some_and(|c| c.seq == seq) {
+                    self.next += 1;
+                }
+                return Err(error);
             }
             self.confirm(seq);
-            self.next += 1;
         }
         Ok(())
     }

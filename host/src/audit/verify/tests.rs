@@ -1141,3 +1141,48 @@ fn a_segment_a_retention_record_removed_must_not_still_exist() {
     assert_eq!(error.first_bad_seq(), Some(13), "{error}");
     assert!(error.to_string().contains("which still exists"), "{error}");
 }
+
+/// Issue 12 item 5: a line over the record limit made `verify` stop there, so tampering
+/// after it went unreported. Every problem is reported, in the order found, and the walk
+/// resynchronises after each.
+#[test]
+fn two_tamperings_far_apart_one_an_oversized_line_are_both_reported() {
+    let signer = CheckpointSigner::generate().unwrap();
+    let mut b = Builder::new(&signer);
+    while b.seq < 40 {
+        b.call(b.seq + 1, false);
+    }
+    let mut log = b.log;
+    let lines = &mut log.segments[0].lines;
+    // Seq 5: a record whose hash is right but which is longer than any record may be.
+    let old: Value = serde_json::from_slice(&lines[4]).unwrap();
+    let prev = old["prev_hash"].as_str().unwrap();
+    let at: Timestamp = old["timestamp"].as_str().unwrap().parse().unwrap();
+    let pad = "x".repeat(crate::audit::chain::MAX_RECORD_BYTES + 1);
+    let body = json!({"kind": "decision", "call_id": "s:5", "pad": pad});
+    lines[4] = encode_line(5, prev, at, &BodyFields::new(&body).unwrap()).bytes;
+    // Seq 35: one byte changed, far after it.
+    let text = String::from_utf8(lines[34].clone()).unwrap();
+    lines[34] = text.replace("alice", "alicf").into_bytes();
+    let fixture = Fixture::new(&log);
+
+    let verification = verify_log_all(&fixture.log_dir, &VerifyOptions::default()).unwrap();
+    let found: Vec<(Option<u64>, String)> = verification
+        .problems
+        .iter()
+        .map(|p| (p.first_bad_seq(), p.to_string()))
+        .collect();
+    assert_eq!(
+        found.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+        [Some(5), Some(35)],
+        "{found:#?}"
+    );
+    assert!(found[0].1.contains("longer than"), "{}", found[0].1);
+    assert!(found[1].1.contains("hash does not match"), "{}", found[1].1);
+    assert_eq!(verification.first_bad_seq(), Some(5));
+    // The records around them were all walked.
+    assert_eq!(verification.report.head_seq, 40);
+    assert_eq!(verification.report.records, 38);
+    // `verify_log` still names the first.
+    assert_eq!(bad_seq(fixture.plain()), Some(5));
+}

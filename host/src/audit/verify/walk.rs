@@ -76,6 +76,14 @@ pub(super) struct Chain {
     checkpoints_in_log: u64,
     last_signed_seq: Option<u64>,
     signed_through: Option<u64>,
+    /// Every problem found so far, in the order found.
+    problems: Vec<VerifyError>,
+    /// Whether the line before was bad: the next line whose own hash is valid is taken as it
+    /// is, without holding its seq and `prev_hash` against the chain.
+    resync: bool,
+    /// Bad lines since the last good record: each stands where one record should be, so the
+    /// seq expected next is one more for each.
+    skipped: u64,
 }
 
 impl Default for Chain {
@@ -100,6 +108,9 @@ impl Default for Chain {
             checkpoints_in_log: 0,
             last_signed_seq: None,
             signed_through: None,
+            problems: Vec::new(),
+            resync: false,
+            skipped: 0,
         }
     }
 }
@@ -128,7 +139,7 @@ impl Chain {
 
     /// The error for a problem with the line after the last one pushed.
     pub(super) fn broken_next(&self, problem: ChainProblem) -> VerifyError {
-        let mut error = self.broken(self.seq.saturating_add(1), problem);
+        let mut error = self.broken(self.expected(), problem);
         if let VerifyError::Broken(broken) = &mut error {
             broken.line = self.line.saturating_add(1);
         }
@@ -165,9 +176,13 @@ impl Chain {
             self.line = 1;
             let seq = match self.expect {
                 Expect::Unlinked { named } => named,
-                _ => self.seq.saturating_add(1),
+                _ => self.expected(),
             };
-            return Err(self.broken(seq, ChainProblem::Segment(SegmentProblem::Empty)));
+            let problem = self.broken(seq, ChainProblem::Segment(SegmentProblem::Empty));
+            self.problems.push(problem);
+            // The segment after it cannot link to anything here.
+            self.resync = true;
+            return Ok(());
         }
         self.segment_ends.push((self.seq, self.hash));
         Ok(())
@@ -175,7 +190,72 @@ impl Chain {
 
     /// Checks the next line (without its newline) against the chain so far and advances.
     /// `terminated` says whether the line ended with a newline.
+    ///
+    /// A problem with the line is kept (see [`Chain::take_problems`]) and the walk goes on:
+    /// a line whose own hash is valid becomes the head as it is; after any other bad line the
+    /// next line with a valid hash does, its seq and `prev_hash` taken on trust. Only an input
+    /// that is not an audit log at all ends the walk with an error.
     pub(super) fn push(&mut self, line: &[u8], terminated: bool) -> Result<(), VerifyError> {
+        match self.push_checked(line, terminated) {
+            Ok(()) => Ok(()),
+            Err(error @ (VerifyError::NotALog(_) | VerifyError::Io(_))) => Err(error),
+            Err(problem) => {
+                self.problems.push(problem);
+                self.resync_after(line, terminated);
+                Ok(())
+            }
+        }
+    }
+
+    /// Keeps a problem found outside a line (an oversized line, an empty segment).
+    pub(super) fn report(&mut self, problem: VerifyError) {
+        self.problems.push(problem);
+        self.resync = true;
+        self.skipped = self.skipped.saturating_add(1);
+    }
+
+    /// Every problem found, in the order found.
+    pub(super) fn take_problems(&mut self) -> Vec<VerifyError> {
+        std::mem::take(&mut self.problems)
+    }
+
+    /// The seq the next line should hold.
+    fn expected(&self) -> u64 {
+        self.seq.saturating_add(1).saturating_add(self.skipped)
+    }
+
+    /// After a problem with `line`: if its own hash is valid it becomes the head, else the
+    /// walk waits for the next line that has one.
+    fn resync_after(&mut self, line: &[u8], terminated: bool) {
+        let record = if terminated {
+            parse_line(line).ok()
+        } else {
+            None
+        };
+        match record {
+            Some(record) if record.seq > self.seq || self.records == 0 => {
+                if self.first.is_none() {
+                    let mut prev = [0u8; 64];
+                    let written = record.prev_hash.as_bytes();
+                    if written.len() == prev.len() {
+                        prev.copy_from_slice(written);
+                    }
+                    self.first = Some((record.seq, prev));
+                }
+                self.seq = record.seq;
+                self.hash = record.hash;
+                self.records += 1;
+                self.skipped = 0;
+                self.resync = false;
+            }
+            _ => {
+                self.resync = true;
+                self.skipped = self.skipped.saturating_add(1);
+            }
+        }
+    }
+
+    fn push_checked(&mut self, line: &[u8], terminated: bool) -> Result<(), VerifyError> {
         self.line += 1;
         if self.expect != Expect::Within {
             return self.push_first(line, terminated);
@@ -183,18 +263,24 @@ impl Chain {
         let Some(expected) = self.seq.checked_add(1) else {
             return Err(self.broken(u64::MAX, ChainProblem::SeqExhausted));
         };
+        let expected = expected.saturating_add(self.skipped);
         if !terminated {
             return Err(self.broken(expected, ChainProblem::TornTail));
         }
         let record = parse_line(line).map_err(|problem| self.broken(expected, problem))?;
-        if record.seq != expected {
-            let problem = ChainProblem::SeqOutOfOrder {
-                expected,
-                found: record.seq,
-            };
-            return Err(self.broken(expected, problem));
+        if std::mem::take(&mut self.resync) {
+            // The first good line after a bad one: what it links to is gone.
+            self.skipped = 0;
+        } else {
+            if record.seq != expected {
+                let problem = ChainProblem::SeqOutOfOrder {
+                    expected,
+                    found: record.seq,
+                };
+                return Err(self.broken(expected, problem));
+            }
+            self.check_link(&record)?;
         }
-        self.check_link(&record)?;
         let checkpoint = match record.kind {
             // Held against the checkpoint file's record only when the record is exactly what
             // was signed: otherwise its other bytes could have been rewritten.
@@ -253,14 +339,17 @@ impl Chain {
             Expect::Linked { named, previous } => (named, Some(previous)),
         };
         let expected = match previous {
-            Some(_) => self.seq.saturating_add(1),
+            Some(_) => self.expected(),
             None => named,
         };
         if !terminated {
             return Err(self.broken(expected, ChainProblem::TornTail));
         }
         let record = parse_line(line).map_err(|problem| self.broken(expected, problem))?;
-        if previous.is_some() {
+        // After a bad line, what this one links to is gone: it is taken as it is.
+        let resync = std::mem::take(&mut self.resync);
+        self.skipped = 0;
+        if previous.is_some() && !resync {
             if record.seq != expected {
                 let problem = ChainProblem::SeqOutOfOrder {
                     expected,
