@@ -25,6 +25,8 @@ struct Check {
     seq: u64,
     file_line: u64,
     what: What,
+    /// Another check of the same line already failed: one problem per line of the file.
+    skip: bool,
 }
 
 #[derive(Debug)]
@@ -114,12 +116,14 @@ impl CheckpointFile {
                 seq: signed.checkpoint.seq,
                 file_line,
                 what: What::Hash(signed.checkpoint.head_hash.clone()),
+                skip: false,
             });
             if let Some(record_seq) = entry.record_seq {
                 checks.push(Check {
                     seq: record_seq,
                     file_line,
                     what: What::Record(signed),
+                    skip: false,
                 });
             }
         }
@@ -160,6 +164,10 @@ impl CheckpointFile {
                 if signed.as_bytes() != prev_hash {
                     let error = self.mismatch(check, hash_evidence(prev_hash, signed));
                     self.next += 1;
+                    let file_line = error.file_line;
+                    for later in self.checks.iter_mut().skip(self.next) {
+                        later.skip |= later.file_line == file_line;
+                    }
                     return Err(error);
                 }
                 self.confirm(check.seq);
@@ -182,8 +190,9 @@ impl CheckpointFile {
                 break;
             }
             self.next += 1;
-            if check.seq < seq {
-                // Its record was a bad line, already reported, that the walk skipped.
+            if check.seq < seq || check.skip {
+                // Its record was a bad line, already reported, that the walk skipped; or this
+                // line of the file already failed at another seq.
                 continue;
             }
             let mismatch = match &check.what {
@@ -204,6 +213,10 @@ impl CheckpointFile {
                 let error = self.mismatch(check, evidence);
                 while self.checks.get(self.next).is_some_and(|c| c.seq == seq) {
                     self.next += 1;
+                }
+                let file_line = error.file_line;
+                for later in self.checks.iter_mut().skip(self.next) {
+                    later.skip |= later.file_line == file_line;
                 }
                 return Err(error);
             }
