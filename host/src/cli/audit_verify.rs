@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use mandate::audit::{
-    ChainProblem, CheckpointProblem, CheckpointVerifier, Malformed, Origin, SegmentProblem,
-    Verification, VerifyError, VerifyOptions, VerifyReport, verify_log_all,
+    ChainProblem, CheckpointFileError, CheckpointProblem, CheckpointVerifier, Malformed, Origin,
+    SegmentProblem, Verification, VerifyError, VerifyOptions, VerifyReport, verify_log_all,
 };
 use mandate::terminal;
 use serde_json::{Value, json};
@@ -97,13 +97,10 @@ fn location(problem: &VerifyError) -> (Option<String>, Option<u64>) {
         VerifyError::Rewritten(rewritten) => (shown(&rewritten.segment), Some(rewritten.line)),
         VerifyError::CutShort(short) => (shown(&short.file), Some(short.file_line)),
         VerifyError::UnexplainedStart(start) => (shown(&start.segment), Some(1)),
-        VerifyError::CheckpointFile(error) => match error {
-            mandate::audit::CheckpointFileError::Malformed { path, line, .. }
-            | mandate::audit::CheckpointFileError::Signature { path, line, .. } => {
-                (shown(path), Some(*line))
-            }
-            _ => (None, None),
-        },
+        VerifyError::CheckpointFile(
+            CheckpointFileError::Malformed { path, line, .. }
+            | CheckpointFileError::Signature { path, line, .. },
+        ) => (shown(path), Some(*line)),
         VerifyError::UnsignedTail(tail) => (shown(&tail.log), None),
         _ => (None, None),
     }
