@@ -27,8 +27,11 @@ fn tampered(output: &Output, seq: u64) -> String {
         "stdout: {}\nstderr: {err}",
         stdout(output)
     );
+    // `tampered: seq N (<file>:<line>): <what>`, the first problem first.
+    let first = err.lines().next().unwrap_or_default();
     assert!(
-        err.starts_with(&format!("tampered: first bad seq {seq}: ")),
+        first.starts_with(&format!("tampered: seq {seq} ("))
+            || first.starts_with(&format!("tampered: seq {seq}: ")),
         "{err}"
     );
     err
@@ -227,7 +230,7 @@ fn verify_refuses_checkpoints_signed_with_another_key() {
     // The checkpoint file is checked first and names its line.
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.starts_with("error: checkpoint file `"), "{err}");
+    assert!(err.starts_with("tampered: seq - ("), "{err}");
     assert!(
         err.contains("line 1: checkpoint at seq 300 was signed by key"),
         "{err}"
@@ -238,7 +241,7 @@ fn verify_refuses_checkpoints_signed_with_another_key() {
     let out = mandate(&["audit", "verify", "--key", s(&other_public), s(&log)]);
     let err = tampered(&out, 301);
     assert!(
-        err.contains("(seq 301): checkpoint at seq 300 was signed by key"),
+        err.contains(":101): checkpoint at seq 300 was signed by key"),
         "{err}"
     );
 }
@@ -401,5 +404,81 @@ fn verify_with_the_key_refuses_records_no_signed_checkpoint_covers() {
     assert!(
         out.contains("signed: seq 1..=301 of 303 covered by 1 checkpoint; unsigned tail: 2 records (allowed by --allow-unsigned-tail)"),
         "{out}"
+    );
+}
+
+/// Issue 12 item 5: `verify` lists every problem, one line each, the first first, and
+/// `--format json` prints them as one object; a log it cannot read at all exits 2.
+#[test]
+fn verify_lists_every_problem_and_prints_them_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let spec = SyntheticSpec {
+        records: 60,
+        segment_records: 25,
+        ..SyntheticSpec::default()
+    };
+    write_synthetic_log(&log, &spec).unwrap();
+    // Seq 4 and seq 55 (line 5 of the third segment, which starts at seq 51), far apart,
+    // each with one byte changed.
+    let segments = list_segments(&log).unwrap();
+    for (segment, line) in [(&segments[0].path, 3), (&segments[2].path, 4)] {
+        let text = std::fs::read_to_string(segment).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        lines[line] = lines[line].replacen("\"seq\"", " \"seq\"", 1);
+        std::fs::write(segment, lines.join("\n") + "\n").unwrap();
+    }
+
+    let out = mandate(&["audit", "verify", s(&log)]);
+    let err = tampered(&out, 4);
+    let problems: Vec<&str> = err.lines().collect();
+    assert_eq!(problems.len(), 2, "{err}");
+    let second = format!("tampered: seq 55 ({}:5): ", s(&segments[2].path));
+    assert!(problems[1].starts_with(&second), "{err}");
+
+    let out = mandate(&["audit", "verify", "--format", "json", s(&log)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["first_bad_seq"], 4);
+    let seqs: Vec<u64> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [4, 55], "{report}");
+    assert_eq!(report["problems"][1]["line"], 5);
+    assert_eq!(report["problems"][1]["kind"], "hash_mismatch");
+    assert_eq!(report["problems"][1]["file"], s(&segments[2].path));
+    assert_eq!(report["head_seq"], 60);
+    assert!(report["signed_through_seq"].is_null(), "{report}");
+
+    let fresh = dir.path().join("fresh");
+    write_synthetic_log(&fresh, &spec).unwrap();
+    let out = mandate(&["audit", "verify", "--format", "json", s(&fresh)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["problems"], serde_json::json!([]));
+    assert!(report["first_bad_seq"].is_null());
+    assert_eq!(
+        (report["first_seq"].as_u64(), report["records"].as_u64()),
+        (Some(1), Some(60))
+    );
+
+    let out = mandate(&[
+        "audit",
+        "verify",
+        "--format",
+        "json",
+        s(&dir.path().join("none")),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["ok"], false);
+    assert!(
+        report["error"].as_str().unwrap().contains("cannot read"),
+        "{report}"
     );
 }

@@ -1,11 +1,11 @@
 //! The second verifier (`verifiers/python/mandate_verify.py`, written from
 //! `docs/audit-log-format.md` alone) against `mandate audit verify` on logs the real writer wrote
-//! and on every case of one mutation suite: both must give the same exit code and the same first
-//! bad seq. A disagreement means the specification is incomplete or one verifier is wrong.
+//! and on every case of one mutation suite: both must give the same exit code, the same first
+//! bad seq and the same set of problem seqs (each verifier reports every problem, in
+//! `--format json`). A disagreement means the specification is incomplete or one verifier is
+//! wrong, and fails the test.
 //!
-//! Each case states what the SPECIFICATION expects. Cases marked `needs helper A` depend on the
-//! verifier rules of issue 12 (items 1, 3, 4, 5); on a `mandate` without them the Rust verifier
-//! disagrees with the spec, and this test says so by case name.
+//! Each case states what the SPECIFICATION expects of the exit code and the first bad seq.
 //!
 //! The test needs `python3` with the `cryptography` package; `scripts/test` installs it. Without
 //! it the test prints a loud reason and checks nothing.
@@ -71,32 +71,37 @@ fn mandate_binary() -> PathBuf {
     bin
 }
 
-/// Exit code and first bad seq of one verifier run.
+/// Exit code, first bad seq and the seqs of every problem of one verifier run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Verdict {
     code: i32,
     first_bad_seq: Option<u64>,
+    /// The distinct seqs of `problems`, sorted (`None` for a problem with no seq). Left out of
+    /// what the spec expects of a case (see [`expect`]).
+    problem_seqs: Option<Vec<Option<u64>>>,
 }
 
-fn verdict_of(output: &std::process::Output) -> Verdict {
+/// The verdict of a run with `--format json`: anything but one JSON object on stdout is a
+/// failure of the verifier.
+fn verdict_of(who: &str, output: &std::process::Output) -> Verdict {
     let code = output.status.code().unwrap_or(-1);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if let Ok(report) = serde_json::from_str::<Value>(stdout.trim()) {
-        return Verdict {
-            code,
-            first_bad_seq: report["first_bad_seq"].as_u64(),
-        };
-    }
-    // A `mandate` without `--format json` (before issue 12): `tampered: first bad seq N: ...`.
-    let first_bad_seq = stderr
-        .split("first bad seq ")
-        .nth(1)
-        .and_then(|rest| rest.split(':').next())
-        .and_then(|n| n.trim().parse().ok());
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "{who} did not print one JSON object ({e}):\nstdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let mut seqs: Vec<Option<u64>> = report["problems"]
+        .as_array()
+        .map(|problems| problems.iter().map(|p| p["seq"].as_u64()).collect())
+        .unwrap_or_default();
+    seqs.sort();
+    seqs.dedup();
     Verdict {
         code,
-        first_bad_seq,
+        first_bad_seq: report["first_bad_seq"].as_u64(),
+        problem_seqs: Some(seqs),
     }
 }
 
@@ -123,22 +128,15 @@ impl Args<'_> {
     }
 }
 
-/// The verdict, and whether this `mandate` has issue 12's `--format json` (and so its rules).
-fn run_mandate(log: &Path, args: &Args<'_>) -> (Verdict, bool) {
-    let bin = mandate_binary();
-    let mut with_json = vec!["audit".to_owned(), "verify".to_owned()];
-    with_json.extend(["--format".to_owned(), "json".to_owned()]);
-    with_json.extend(args.list(log));
-    let output = Command::new(&bin).args(&with_json).output().unwrap();
-    if String::from_utf8_lossy(&output.stderr).contains("unexpected argument '--format'") {
-        let mut plain = vec!["audit".to_owned(), "verify".to_owned()];
-        plain.extend(args.list(log));
-        return (
-            verdict_of(&Command::new(&bin).args(&plain).output().unwrap()),
-            false,
-        );
-    }
-    (verdict_of(&output), true)
+/// The verdict of `mandate audit verify --format json`.
+fn run_mandate(log: &Path, args: &Args<'_>) -> Verdict {
+    let mut list = vec!["audit".to_owned(), "verify".to_owned()];
+    list.extend(["--format".to_owned(), "json".to_owned()]);
+    list.extend(args.list(log));
+    verdict_of(
+        "mandate",
+        &Command::new(mandate_binary()).args(&list).output().unwrap(),
+    )
 }
 
 fn run_python(log: &Path, args: &Args<'_>) -> Verdict {
@@ -148,7 +146,10 @@ fn run_python(log: &Path, args: &Args<'_>) -> Verdict {
         "json".to_owned(),
     ];
     list.extend(args.list(log));
-    verdict_of(&Command::new("python3").args(&list).output().unwrap())
+    verdict_of(
+        "the Python verifier",
+        &Command::new("python3").args(&list).output().unwrap(),
+    )
 }
 
 /// A log of `records` appended records (plus what the writer adds), rotated every ~2 KB,
@@ -331,13 +332,17 @@ fn expect(code: i32, first_bad_seq: Option<u64>) -> Verdict {
     Verdict {
         code,
         first_bad_seq,
+        problem_seqs: None,
     }
+}
+
+/// What the spec says of a verdict: its exit code and first bad seq.
+fn spec_part(verdict: &Verdict) -> Verdict {
+    expect(verdict.code, verdict.first_bad_seq)
 }
 
 struct Case {
     name: &'static str,
-    /// Depends on issue 12's verifier rules (helper A): today's `mandate` disagrees.
-    needs_new_rules: bool,
     log: PathBuf,
     key: bool,
     shipped: bool,
@@ -399,7 +404,6 @@ impl Suite {
         lines.write();
         self.cases.push(Case {
             name,
-            needs_new_rules: false,
             log,
             key: false,
             shipped: false,
@@ -428,7 +432,6 @@ impl Suite {
         lines.write();
         self.cases.push(Case {
             name,
-            needs_new_rules: false,
             log,
             key: false,
             shipped: false,
@@ -451,10 +454,6 @@ impl Case {
     fn shipped(&mut self) -> &mut Self {
         self.key = true;
         self.shipped = true;
-        self
-    }
-    fn needs_new_rules(&mut self) -> &mut Self {
-        self.needs_new_rules = true;
         self
     }
 }
@@ -606,8 +605,7 @@ fn mutation_suite() -> Suite {
             *l.line_mut(15) = line;
             l.rechain();
         },
-    )
-    .needs_new_rules();
+    );
     s.case(
         "a_hash_valid_line_with_a_duplicate_key",
         |_| expect(1, Some(15)),
@@ -620,8 +618,7 @@ fn mutation_suite() -> Suite {
             *l.line_mut(15) = line;
             l.rechain();
         },
-    )
-    .needs_new_rules();
+    );
     // Item 5: over MAX_RECORD_BYTES (16 MiB) with a valid hash.
     s.case(
         "a_hash_valid_line_over_the_record_limit",
@@ -636,8 +633,7 @@ fn mutation_suite() -> Suite {
             *l.line_mut(15) = line;
             l.rechain();
         },
-    )
-    .needs_new_rules();
+    );
     // Item 3: every checkpoint stripped, the log re-chained, the in-log checkpoint file gone.
     s.case(
         "stripped_checkpoints_with_a_key",
@@ -653,8 +649,7 @@ fn mutation_suite() -> Suite {
             std::fs::remove_file(l.dir.join(CHECKPOINT_FILE)).unwrap();
         },
     )
-    .key()
-    .needs_new_rules();
+    .key();
     s.case(
         "an_unsigned_tail_with_a_key",
         |l| expect(1, Some(l.head_seq())),
@@ -665,20 +660,52 @@ fn mutation_suite() -> Suite {
             l.rechain();
         },
     )
-    .key()
-    .needs_new_rules();
+    .key();
     // Item 1: the oldest segments deleted, a keyless retention record appended.
     s.case(
         "a_forged_retention_with_a_shipped_file",
         |_| expect(1, Some(1)),
         forge_retention,
     )
-    .shipped()
-    .needs_new_rules();
+    .shipped();
     s.case(
         "a_forged_retention_without_a_key",
         |_| expect(0, None),
         forge_retention,
+    );
+    s.case(
+        "a_forged_retention_naming_the_wrong_segments",
+        |l| expect(1, l.seqs_of("retention").last().copied()),
+        |l| {
+            forge_retention(l);
+            let seq = l.head_seq();
+            let line = l.line_mut(seq).clone();
+            let text = String::from_utf8(line).unwrap();
+            // The second removed segment named first: out of order.
+            let value: Value = serde_json::from_str(&text).unwrap();
+            let names = value["removed_segments"].to_string();
+            let mut swapped: Vec<Value> = serde_json::from_str(&names).unwrap();
+            swapped.reverse();
+            let forged = text.replace(&names, &Value::from(swapped).to_string());
+            *l.line_mut(seq) = rehash(forged.trim_end().as_bytes());
+        },
+    );
+    // Item 5: one tampering hidden no longer hides the next: an oversized line and, far
+    // after it, a changed byte are both reported.
+    s.case(
+        "two_tamperings_far_apart_one_an_oversized_line",
+        |_| expect(1, Some(8)),
+        |l| {
+            let pad = "x".repeat(16 * 1024 * 1024);
+            let line = replace(
+                l.line_mut(8),
+                "\"kind\":",
+                &format!("\"pad\":\"{pad}\",\"kind\":"),
+            );
+            *l.line_mut(8) = line;
+            let line = replace(l.line_mut(35), "\"timestamp\":\"20", "\"timestamp\":\"21");
+            *l.line_mut(35) = line;
+        },
     );
 
     // A log the guard itself wrote: sessions, decisions, outcomes, a refused unknown tool.
@@ -757,7 +784,6 @@ fn the_second_verifier_agrees_with_mandate_on_every_mutation_case() {
     }
     let suite = mutation_suite();
     let mut failures = Vec::new();
-    let mut pending = Vec::new();
     for case in &suite.cases {
         if case.name == "a_torn_last_line" {
             // `Lines::write` ended the cut line with a newline: take it off.
@@ -780,31 +806,23 @@ fn the_second_verifier_agrees_with_mandate_on_every_mutation_case() {
             allow_unsigned_tail: case.allow_unsigned_tail,
         };
         let python = run_python(&case.log, &args);
-        let (rust, new_rules) = run_mandate(&case.log, &args);
+        let rust = run_mandate(&case.log, &args);
         eprintln!(
-            "{:<55} spec {:?}  python {:?}  mandate {:?}",
-            case.name, case.expected, python, rust
+            "{:<55} spec {:?}\n{:<55} python {:?}\n{:<55} mandate {:?}",
+            case.name, case.expected, "", python, "", rust
         );
-        if python != case.expected {
+        if spec_part(&python) != case.expected {
             failures.push(format!(
                 "{}: the Python verifier says {python:?}, the spec {:?}",
                 case.name, case.expected
             ));
         }
         if rust != python {
-            let line = format!("{}: mandate says {rust:?}, Python {python:?}", case.name);
-            if case.needs_new_rules && !new_rules {
-                pending.push(line);
-            } else {
-                failures.push(line);
-            }
+            failures.push(format!(
+                "{}: mandate says {rust:?}, Python {python:?}",
+                case.name
+            ));
         }
-    }
-    if !pending.is_empty() {
-        eprintln!(
-            "cases that need issue 12's verifier rules (helper A) and disagree on this build:\n  {}",
-            pending.join("\n  ")
-        );
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
     let _ = &suite.signer;
@@ -1032,7 +1050,8 @@ fn the_checked_in_test_vectors_verify_and_match_what_the_code_computes() {
         checkpoints: Some(&shipped),
         allow_unsigned_tail: false,
     };
-    assert_eq!(run_python(&log, &args), expect(0, None));
+    assert_eq!(spec_part(&run_python(&log, &args)), expect(0, None));
+    assert_eq!(run_mandate(&log, &args), run_python(&log, &args));
     let status = Command::new("python3")
         .arg(python_verifier())
         .args(["prove", "--salt-key"])

@@ -132,6 +132,7 @@ class Verifier:
         self.checkpoints = {}  # record seq -> (vouched seq, head_hash, signed object, valid)
         self.retentions = []  # (record seq, body)
         self.last_signed = None  # highest seq of a valid signed checkpoint record
+        self.segment_ends = set()  # the last seq of every segment read
 
     def problem(self, seq, file, line, kind, message):
         self.problems.append(
@@ -197,12 +198,15 @@ class Verifier:
                 if what is not None:
                     if index == 0 and number == 1 and named == 1 and expected is None and seq is None:
                         raise Unreadable(f"`{path}` line 1 is not a mandate audit record: {what}")
-                    self.problem(seq if seq is not None else at, name, number, what[0], what[1])
+                    # A line whose own hash does not verify: its seq is unproven, so the problem
+                    # is named by the seq expected at that position (section 9).
+                    self.problem(at, name, number, what[0], what[1])
                     resync = True
                     if expected is not None:
                         expected += 1
                     continue
                 first_of_segment = number == 1
+                problems_before = len(self.problems)
                 if first_of_segment and expected is not None and not resync and seq != expected:
                     # A segment that does not continue the seqs: one was removed (or added) before it.
                     self.problem(expected, name, number, "seq_mismatch",
@@ -238,13 +242,22 @@ class Verifier:
                     if seq != expected:
                         self.problem(expected, name, number, "seq_mismatch",
                                      f"expected seq {expected}, found seq {seq}: a record was deleted, inserted or reordered")
-                        resync = False
+                        if seq < expected:
+                            # Not after the last good record: it does not become the head
+                            # (section 9); the next line with a valid hash does.
+                            resync = True
+                            expected += 1
+                            continue
                     elif prev_hash != prev:
                         self.problem(seq, name, number, "chain_broken",
                                      "`prev_hash` is not the previous record's hash: a record was changed, deleted or inserted")
                 self.records += 1
                 self.hashes[seq] = hash_
-                if kind == "checkpoint":
+                # One problem per line (section 9): a line already found at fault is taken as
+                # the new head, but what it says about other records is not believed.
+                if len(self.problems) > problems_before:
+                    pass
+                elif kind == "checkpoint":
                     self.check_checkpoint(seq, prev, body, name, number)
                 elif kind == "retention":
                     self.check_retention(seq, body, name, number)
@@ -253,6 +266,8 @@ class Verifier:
                 self.head_seq = seq
                 self.head_hash = hash_
             previous_name = name
+            if self.head_seq:
+                self.segment_ends.add(self.head_seq)
         self.finish()
 
     def parse_line(self, line, terminated):
@@ -324,22 +339,52 @@ class Verifier:
             self.problem(seq, name, number, "bad_retention",
                          "retention record needs `removed_segments`, `removed_through_seq` below its own seq and `removed_through_hash`")
             return
-        if through in self.hashes and self.hashes[through] != claimed:
-            self.problem(seq, name, number, "bad_retention",
-                         f"`removed_through_hash` is not the hash of record {through}")
-            return
+        if self.first_seq is not None and through + 1 == self.first_seq:
+            # The record that explains the missing start (section 7).
+            if claimed != self.first_prev_hash:
+                self.problem(seq, name, number, "bad_retention",
+                             f"`removed_through_hash` is not the `prev_hash` of record {self.first_seq}")
+                return
+            wrong = self.removed_segments_problem(removed, through)
+            if wrong is not None:
+                self.problem(seq, name, number, "bad_retention", f"`removed_segments` {wrong}")
+                return
+        elif self.first_seq is not None and through >= self.first_seq:
+            # Written before its segments were deleted: it must end one of them.
+            if through not in self.segment_ends:
+                self.problem(seq, name, number, "bad_retention",
+                             f"`removed_through_seq` {through} does not end a segment")
+                return
+            if self.hashes.get(through) != claimed:
+                self.problem(seq, name, number, "bad_retention",
+                             f"`removed_through_hash` is not the hash of record {through}")
+                return
         self.retentions.append((seq, body, name, number))
 
-    def explains_start(self, seq, body):
-        if body["removed_through_seq"] + 1 != self.first_seq or body["removed_through_hash"] != self.first_prev_hash:
-            return False
-        seqs = []
-        for n in body["removed_segments"]:
+    def removed_segments_problem(self, removed, through):
+        """What is wrong with `removed_segments` of the retention record explaining the start."""
+        older = [b["removed_through_seq"] for _, b, _, _ in self.retentions
+                 if b["removed_through_seq"] + 1 < self.first_seq]
+        start = max(older) + 1 if older else 1
+        if not removed:
+            return "is empty"
+        previous = None
+        for n in removed:
             m = SEGMENT_RE.match(n)
-            if not m or os.path.lexists(os.path.join(self.logdir, n)):
-                return False
-            seqs.append(int(m.group(1)))
-        return bool(seqs) and seqs == sorted(set(seqs)) and seqs[-1] < self.first_seq
+            if not m:
+                return f"holds `{n[:80]}`, which is not a segment file name"
+            first = int(m.group(1))
+            if (previous is None and first != start) or (previous is not None and first <= previous) \
+                    or first > through:
+                return f"holds `{n}` out of place"
+            if os.path.lexists(os.path.join(self.logdir, n)):
+                return f"holds `{n}`, which still exists"
+            previous = first
+        return None
+
+    def explains_start(self, seq, body):
+        # Its `removed_segments` and hash were checked when it was read (check_retention).
+        return body["removed_through_seq"] + 1 == self.first_seq
 
     # -- the end of the walk ------------------------------------------------------------------
 
@@ -423,24 +468,56 @@ class Verifier:
                 self.problem(self.head_seq + 1, base, number, "cut_short",
                              f"the checkpoint file vouches for seq {vseq} but the log ends at seq {self.head_seq}: records were cut from the end")
                 continue
+            if vseq + 1 == self.first_seq:
+                # The last removed record: its hash is the first record's `prev_hash`.
+                if vhash != self.first_prev_hash:
+                    self.problem(vseq, base, number, "rewritten",
+                                 f"record {self.first_seq} does not follow the record {vseq} the checkpoint file vouches for: the log was rewritten")
+                else:
+                    self.confirm(vseq)
+                continue
             if vseq < self.first_seq:
-                if not explained:
-                    self.problem(vseq, base, number, "unexplained_start",
-                                 f"the checkpoint file vouches for seq {vseq}, which is gone from the log")
+                # Accepted only with a retention record that explains the missing start; the
+                # missing start itself is the problem otherwise (section 7).
+                continue
+            if vseq not in self.hashes:
+                # A bad line, already reported.
                 continue
             if self.hashes.get(vseq) != vhash:
                 self.problem(vseq, base, number, "rewritten",
                              f"record {vseq} is not the one the checkpoint file vouches for: the log was rewritten")
                 continue
+            self.confirm(vseq)
             rseq = entry.get("record_seq")
-            if isinstance(rseq, int) and self.first_seq <= rseq <= self.head_seq:
+            if isinstance(rseq, int) and self.first_seq <= rseq <= self.head_seq and rseq in self.hashes:
                 held = self.checkpoints.get(rseq)
                 if held is None or held[2] != {"checkpoint": cp, "signature": entry["signature"]}:
                     self.problem(rseq, base, number, "rewritten",
                                  f"record {rseq} is not the checkpoint the checkpoint file holds: the log was rewritten")
+                else:
+                    self.confirm(rseq)
+
+    def confirm(self, seq):
+        """A checkpoint of the file, signed with the key, matched the log at `seq`: seqs up to it
+        are covered (section 6)."""
+        if self.last_signed is None or seq > self.last_signed:
+            self.last_signed = seq
 
     def report(self):
         signed = self.last_signed - 0 if self.last_signed is not None else None
+        # Section 9's order: the checkpoint file's own lines, then along the chain by seq (a
+        # checkpoint file contradicting a record counts as found at that record), then what
+        # only the end of the walk shows.
+        end = {"unexplained_start", "cut_short", "unsigned_tail"}
+
+        def rank(p):
+            if p["kind"] == "checkpoint_file":
+                return (0, 0)
+            if p["kind"] in end:
+                return (2, 0)
+            return (1, p["seq"] if p["seq"] is not None else 0)
+
+        self.problems.sort(key=rank)
         first_bad = self.problems[0]["seq"] if self.problems else None
         return {
             "ok": not self.problems,

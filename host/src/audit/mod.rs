@@ -120,8 +120,8 @@ pub use segments::{
 };
 pub use verify::{
     CheckpointFileError, CheckpointProblem, CheckpointReport, CutShort, Evidence, Origin,
-    RetentionProblem, Rewritten, SegmentProblem, UnexplainedStart, VerifyOptions, VerifyReport,
-    verify_file, verify_log, verify_reader,
+    RetentionProblem, Rewritten, SegmentProblem, UnexplainedStart, Verification, VerifyOptions,
+    VerifyReport, verify_file, verify_log, verify_log_all, verify_reader,
 };
 pub use writer::{Appended, AuditLog};
 #[doc(hidden)]

@@ -27,7 +27,7 @@ pub use self::error::{
 };
 
 use self::checkpoint_file::CheckpointFile;
-use self::read::{MAX_LINE, Stop, buffer_size, for_each_line};
+use self::read::{MAX_LINE, Stop, buffer_size, for_each_line, for_each_line_skipping};
 use self::walk::Chain;
 
 /// The read size of [`verify_reader`], which mostly checks small logs when a writer opens one.
@@ -169,6 +169,47 @@ pub fn verify_file(path: &Path) -> Result<VerifyReport, VerifyError> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn verify_log(path: &Path, options: &VerifyOptions<'_>) -> Result<VerifyReport, VerifyError> {
+    let verification = verify_log_all(path, options)?;
+    match verification.problems.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(verification.report),
+    }
+}
+
+/// What [`verify_log_all`] found in a log it could read.
+#[derive(Debug)]
+pub struct Verification {
+    /// What the log holds, as far as the walk got: meaningful as a whole only when `problems`
+    /// is empty.
+    pub report: VerifyReport,
+    /// Every problem found, in the order found: a line of the checkpoint file that does not
+    /// verify (read first), then the walk along the chain, then what only the end of the walk
+    /// shows (a missing start, a cut end, an unsigned tail). Empty when the log verified.
+    pub problems: Vec<VerifyError>,
+}
+
+impl Verification {
+    /// The seq of the first problem, if any has one.
+    pub fn first_bad_seq(&self) -> Option<u64> {
+        self.problems.first().and_then(VerifyError::first_bad_seq)
+    }
+}
+
+/// Verifies the audit log at `path` as [`verify_log`] does, but goes on after a problem and
+/// returns every problem it finds.
+///
+/// After a bad line the walk resynchronises on the next line whose own hash is valid (its seq
+/// and `prev_hash` are then not held against the chain), so that one damaged record, an
+/// oversized line included, cannot hide tampering after it. The checks at the end (a missing
+/// start, a cut end, an unsigned tail) run too.
+///
+/// Returns an error only when the log cannot be read at all: it is missing or unreadable, is
+/// not an audit log, or the checkpoint file cannot be read ([`VerifyError::is_unreadable`]).
+pub fn verify_log_all(
+    path: &Path,
+    options: &VerifyOptions<'_>,
+) -> Result<Verification, VerifyError> {
+    let mut problems = Vec::new();
     let io_error = |path: &Path| {
         let path = path.to_path_buf();
         move |error| {
@@ -204,9 +245,18 @@ pub fn verify_log(path: &Path, options: &VerifyOptions<'_>) -> Result<VerifyRepo
             .and_then(|_| default_checkpoints.clone())
     });
     let file = match (&checkpoints, &options.key) {
-        (Some(file), Some(key)) => {
-            Some(CheckpointFile::load(file, key).map_err(VerifyError::CheckpointFile)?)
-        }
+        (Some(file), Some(key)) => match CheckpointFile::load(file, key) {
+            Ok(file) => Some(file),
+            Err(error) => {
+                let error = VerifyError::CheckpointFile(error);
+                if error.is_unreadable() {
+                    return Err(error);
+                }
+                // A forged or damaged line: the log is still walked, without the file.
+                problems.push(error);
+                None
+            }
+        },
         (Some(file), None) => return Err(VerifyError::CheckpointsNeedKey(file.clone())),
         (None, _) => None,
     };
@@ -231,15 +281,35 @@ pub fn verify_log(path: &Path, options: &VerifyOptions<'_>) -> Result<VerifyRepo
                 progress(done, total.max(done));
             }
         };
-        for_each_line(input, &mut buf, on_read, |line, terminated| {
-            chain.push(line, terminated)
-        })
-        .map_err(|stop| chain.stopped(stop, &segment.path))?;
-        chain.end_segment()?;
+        let chain = std::cell::RefCell::new(&mut chain);
+        for_each_line_skipping(
+            input,
+            &mut buf,
+            on_read,
+            |line, terminated| chain.borrow_mut().push(line, terminated),
+            || {
+                let mut chain = chain.borrow_mut();
+                let problem = chain.too_long();
+                chain.report(problem);
+                Ok(())
+            },
+        )
+        .map_err(|stop| chain.borrow().stopped(stop, &segment.path))?;
+        chain.into_inner().end_segment()?;
     }
 
     let file = chain.take_checkpoint_file();
-    let walked = chain.finish()?;
+    problems.extend(chain.take_problems());
+    let walked = match chain.finish() {
+        Ok(walked) => walked,
+        // No line had a valid hash: the first bad line says more than "empty".
+        Err(error) => {
+            return Err(problems
+                .into_iter()
+                .find(|problem| matches!(problem, VerifyError::Broken(_)))
+                .unwrap_or(error));
+        }
+    };
 
     // The largest seq a checkpoint whose signature was checked vouches for, in the log or in
     // the checkpoint file.
@@ -264,17 +334,20 @@ pub fn verify_log(path: &Path, options: &VerifyOptions<'_>) -> Result<VerifyRepo
             // a key that is required; without one nothing can be checked, which the report says.
             let signed = signed_through.is_some_and(|through| through >= record_seq);
             if options.key.is_some() && !signed {
-                return Err(unexplained(Some(record_seq)));
+                problems.push(unexplained(Some(record_seq)));
             }
             Origin::Retention { record_seq, signed }
         }
-        None if metadata.is_dir() => return Err(unexplained(None)),
+        None if metadata.is_dir() => {
+            problems.push(unexplained(None));
+            Origin::LogStart
+        }
         None => Origin::Unlinked,
     };
     let mut checkpoints = CheckpointReport::default();
     if let Some(file) = file {
         if let Err(beyond) = file.finish(walked.head_seq) {
-            return Err(VerifyError::CutShort(CutShort {
+            problems.push(VerifyError::CutShort(CutShort {
                 log: path.to_path_buf(),
                 head_seq: walked.head_seq,
                 vouched_seq: beyond.vouched_seq,
@@ -297,7 +370,7 @@ pub fn verify_log(path: &Path, options: &VerifyOptions<'_>) -> Result<VerifyRepo
             .saturating_sub(covered_through)
             .min(walked.records);
         if unsigned > 0 && !options.allow_unsigned_tail {
-            return Err(VerifyError::UnsignedTail(UnsignedTail {
+            problems.push(VerifyError::UnsignedTail(UnsignedTail {
                 log: path.to_path_buf(),
                 first_seq: walked.first_seq,
                 signed_through,
@@ -311,15 +384,18 @@ pub fn verify_log(path: &Path, options: &VerifyOptions<'_>) -> Result<VerifyRepo
     checkpoints.key_id = options.key.as_ref().map(|key| key.key_id().to_owned());
     checkpoints.last_vouched_seq = checkpoints.last_vouched_seq.max(walked.last_signed_seq);
 
-    Ok(VerifyReport {
-        records: walked.records,
-        first_seq: walked.first_seq,
-        head_seq: walked.head_seq,
-        head_hash: walked.head_hash,
-        origin,
-        segments: segments.len() as u64,
-        bytes: done,
-        checkpoints,
+    Ok(Verification {
+        report: VerifyReport {
+            records: walked.records,
+            first_seq: walked.first_seq,
+            head_seq: walked.head_seq,
+            head_hash: walked.head_hash,
+            origin,
+            segments: segments.len() as u64,
+            bytes: done,
+            checkpoints,
+        },
+        problems,
     })
 }
 
@@ -348,6 +424,9 @@ pub fn verify_reader<R: BufRead>(reader: R) -> Result<VerifyReport, VerifyError>
         Stop::TooLong => chain.too_long(),
         Stop::Line(error) => error,
     })?;
+    if let Some(first) = chain.take_problems().into_iter().next() {
+        return Err(first);
+    }
     let walked = chain.finish()?;
     Ok(VerifyReport {
         records: walked.records,

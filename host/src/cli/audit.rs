@@ -10,7 +10,7 @@ use super::{audit_keygen, audit_prove, audit_query, audit_replay, audit_verify};
 #[derive(Subcommand)]
 pub enum AuditCommand {
     /// Check a log's hash chain (and, with --key, its signed checkpoints);
-    /// names the first bad seq.
+    /// lists every problem, the first bad seq first.
     Verify(VerifyArgs),
     /// Make an Ed25519 key pair for signing checkpoints.
     Keygen(KeygenArgs),
@@ -42,6 +42,19 @@ pub struct VerifyArgs {
     /// Never show a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// `text` (default): `ok: ...` or one `tampered: ...` line per problem; `json`: one object
+    /// with `ok`, `problems`, `first_bad_seq` and the log's extent on stdout.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: VerifyFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum, Default)]
+pub enum VerifyFormat {
+    /// `ok: ...`, or one `tampered: seq N (<file>:<line>): <what>` line per problem.
+    #[default]
+    Text,
+    /// One JSON object for machines.
+    Json,
 }
 
 #[derive(Args)]

@@ -6,9 +6,18 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use mandate::audit::{CheckpointVerifier, Origin, VerifyOptions, VerifyReport, verify_log};
+use mandate::audit::{
+    ChainProblem, CheckpointFileError, CheckpointProblem, CheckpointVerifier, Malformed, Origin,
+    SegmentProblem, Verification, VerifyError, VerifyOptions, VerifyReport, verify_log_all,
+};
+use mandate::terminal;
+use serde_json::{Value, json};
 
-use super::audit::VerifyArgs;
+use super::audit::{VerifyArgs, VerifyFormat};
+
+/// Longest problem message printed, in characters: a message can quote a record's `kind`
+/// or a segment name, which whoever wrote the log chose.
+const MESSAGE_CHARS: usize = 1024;
 
 /// Logs smaller than this verify in well under a second: a bar would only flicker.
 const PROGRESS_MIN_BYTES: u64 = 64 * 1024 * 1024;
@@ -41,29 +50,144 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         progress: Some(&progress),
         allow_unsigned_tail: args.allow_unsigned_tail,
     };
-    let result = verify_log(&args.log, &options);
+    let result = verify_log_all(&args.log, &options);
     if let Some(bar) = bar.get() {
         bar.finish_and_clear();
     }
+    let json = matches!(args.format, VerifyFormat::Json);
     match result {
-        Ok(report) => {
-            print!("{}", summary(&report));
-            Ok(ExitCode::SUCCESS)
+        Ok(verification) => {
+            let ok = verification.problems.is_empty();
+            if json {
+                println!("{}", json_report(&verification));
+            } else if ok {
+                print!("{}", summary(&verification.report));
+            } else {
+                // The first problem first: a script that reads one line gets the earliest.
+                for problem in &verification.problems {
+                    eprintln!("{}", tampered_line(problem));
+                }
+            }
+            Ok(ExitCode::from(if ok { 0 } else { 1 }))
         }
         // 2 for input that cannot be read at all, as elsewhere; 1 only for a log that was read
         // and failed a check, so that scripts can tell tampering from a wrong path.
-        Err(e) if e.is_unreadable() => {
-            eprintln!("error: {e}");
-            Ok(ExitCode::from(2))
-        }
         Err(e) => {
-            match e.first_bad_seq() {
-                Some(seq) => eprintln!("tampered: first bad seq {seq}: {e}"),
-                None => eprintln!("error: {e}"),
+            if json {
+                let object = json!({
+                    "ok": false,
+                    "error": e.to_string(),
+                    "problems": [],
+                    "first_bad_seq": null,
+                });
+                println!("{object}");
+            } else {
+                eprintln!("error: {e}");
             }
-            Ok(ExitCode::from(1))
+            Ok(ExitCode::from(if e.is_unreadable() { 2 } else { 1 }))
         }
     }
+}
+
+/// Where a problem is: the file and 1-based line, when it is about one.
+fn location(problem: &VerifyError) -> (Option<String>, Option<u64>) {
+    let shown = |path: &std::path::Path| Some(path.display().to_string());
+    match problem {
+        VerifyError::Broken(broken) => (broken.path.as_deref().and_then(shown), Some(broken.line)),
+        VerifyError::Rewritten(rewritten) => (shown(&rewritten.segment), Some(rewritten.line)),
+        VerifyError::CutShort(short) => (shown(&short.file), Some(short.file_line)),
+        VerifyError::UnexplainedStart(start) => (shown(&start.segment), Some(1)),
+        VerifyError::CheckpointFile(
+            CheckpointFileError::Malformed { path, line, .. }
+            | CheckpointFileError::Signature { path, line, .. },
+        ) => (shown(path), Some(*line)),
+        VerifyError::UnsignedTail(tail) => (shown(&tail.log), None),
+        _ => (None, None),
+    }
+}
+
+/// What a problem is, as one snake_case word (the same words as the second verifier's).
+fn kind(problem: &VerifyError) -> &'static str {
+    match problem {
+        VerifyError::Broken(broken) => match &broken.problem {
+            ChainProblem::HashMismatch => "hash_mismatch",
+            ChainProblem::SeqOutOfOrder { .. } => "seq_mismatch",
+            ChainProblem::PrevHashMismatch { .. } => "chain_broken",
+            ChainProblem::Malformed(Malformed::TooLong { .. }) => "too_long",
+            ChainProblem::Malformed(_) => "malformed",
+            ChainProblem::TornTail => "torn_tail",
+            ChainProblem::SeqExhausted => "seq_exhausted",
+            ChainProblem::Segment(SegmentProblem::Empty) => "empty_segment",
+            ChainProblem::Segment(SegmentProblem::NotSegmentStart { .. }) => {
+                "segment_start_missing"
+            }
+            ChainProblem::Segment(SegmentProblem::Named { .. }) => "segment_seq_mismatch",
+            ChainProblem::Segment(_) => "segment_missing",
+            ChainProblem::Checkpoint(CheckpointProblem::WrongHead { .. }) => "checkpoint_mismatch",
+            ChainProblem::Checkpoint(_) => "bad_checkpoint",
+            ChainProblem::Retention(_) => "bad_retention",
+        },
+        VerifyError::UnexplainedStart(_) => "unexplained_start",
+        VerifyError::Rewritten(_) => "rewritten",
+        VerifyError::CutShort(_) => "cut_short",
+        VerifyError::CheckpointFile(_) => "checkpoint_file",
+        VerifyError::UnsignedTail(_) => "unsigned_tail",
+        _ => "unreadable",
+    }
+}
+
+/// What is wrong, without the location [`location`] gives: for a broken chain the problem
+/// alone, for the rest the whole message. Escaped and bounded for a terminal.
+fn message(problem: &VerifyError) -> String {
+    let text = match problem {
+        VerifyError::Broken(broken) => broken.problem.to_string(),
+        other => other.to_string(),
+    };
+    terminal::bounded(&text, MESSAGE_CHARS)
+}
+
+/// `tampered: seq N (<file>:<line>): <what>`
+fn tampered_line(problem: &VerifyError) -> String {
+    let seq = problem
+        .first_bad_seq()
+        .map_or_else(|| "-".to_owned(), |seq| seq.to_string());
+    let (file, line) = location(problem);
+    let at = match (file, line) {
+        (Some(file), Some(line)) => format!(" ({}:{line})", terminal::escape(&file)),
+        (Some(file), None) => format!(" ({})", terminal::escape(&file)),
+        _ => String::new(),
+    };
+    format!("tampered: seq {seq}{at}: {}", message(problem))
+}
+
+/// The one object `--format json` prints.
+fn json_report(verification: &Verification) -> Value {
+    let report = &verification.report;
+    let problems: Vec<Value> = verification
+        .problems
+        .iter()
+        .map(|problem| {
+            let (file, line) = location(problem);
+            json!({
+                "seq": problem.first_bad_seq(),
+                "file": file,
+                "line": line,
+                "kind": kind(problem),
+                "message": message(problem),
+            })
+        })
+        .collect();
+    json!({
+        "ok": verification.problems.is_empty(),
+        "problems": problems,
+        "first_bad_seq": verification.first_bad_seq(),
+        "records": report.records,
+        "first_seq": report.first_seq,
+        "head_seq": report.head_seq,
+        "head_hash": report.head_hash,
+        "signed_through_seq": report.checkpoints.signed_through_seq,
+        "unsigned_tail": report.checkpoints.unsigned_tail,
+    })
 }
 
 fn new_bar(total: u64) -> ProgressBar {

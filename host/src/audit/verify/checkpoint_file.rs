@@ -25,6 +25,8 @@ struct Check {
     seq: u64,
     file_line: u64,
     what: What,
+    /// Another check of the same line already failed: one problem per line of the file.
+    skip: bool,
 }
 
 #[derive(Debug)]
@@ -114,12 +116,14 @@ impl CheckpointFile {
                 seq: signed.checkpoint.seq,
                 file_line,
                 what: What::Hash(signed.checkpoint.head_hash.clone()),
+                skip: false,
             });
             if let Some(record_seq) = entry.record_seq {
                 checks.push(Check {
                     seq: record_seq,
                     file_line,
                     what: What::Record(signed),
+                    skip: false,
                 });
             }
         }
@@ -158,7 +162,13 @@ impl CheckpointFile {
                 && let What::Hash(signed) = &check.what
             {
                 if signed.as_bytes() != prev_hash {
-                    return Err(self.mismatch(check, hash_evidence(prev_hash, signed)));
+                    let error = self.mismatch(check, hash_evidence(prev_hash, signed));
+                    self.next += 1;
+                    let file_line = error.file_line;
+                    for later in self.checks.iter_mut().skip(self.next) {
+                        later.skip |= later.file_line == file_line;
+                    }
+                    return Err(error);
                 }
                 self.confirm(check.seq);
             }
@@ -176,24 +186,41 @@ impl CheckpointFile {
         checkpoint: Option<&SignedCheckpoint>,
     ) -> Result<(), Mismatch> {
         while let Some(check) = self.checks.get(self.next) {
-            if check.seq != seq {
+            if check.seq > seq {
                 break;
             }
-            match &check.what {
-                What::Hash(signed) => {
-                    if signed.as_bytes() != hash {
-                        return Err(self.mismatch(check, hash_evidence(hash, signed)));
-                    }
+            self.next += 1;
+            if check.seq < seq || check.skip {
+                // Its record was a bad line, already reported, that the walk skipped; or this
+                // line of the file already failed at another seq.
+                continue;
+            }
+            let mismatch = match &check.what {
+                What::Hash(signed) if signed.as_bytes() != hash => {
+                    Some(hash_evidence(hash, signed))
+                }
+                What::Hash(_) => {
                     self.matched += 1;
+                    None
                 }
-                What::Record(signed) => {
-                    if checkpoint != Some(signed) {
-                        return Err(self.mismatch(check, Evidence::NotTheCheckpoint));
-                    }
+                What::Record(signed) if checkpoint != Some(signed) => {
+                    Some(Evidence::NotTheCheckpoint)
                 }
+                What::Record(_) => None,
+            };
+            if let Some(evidence) = mismatch {
+                // One mismatch per record: the checks left for it would say the same.
+                let error = self.mismatch(check, evidence);
+                while self.checks.get(self.next).is_some_and(|c| c.seq == seq) {
+                    self.next += 1;
+                }
+                let file_line = error.file_line;
+                for later in self.checks.iter_mut().skip(self.next) {
+                    later.skip |= later.file_line == file_line;
+                }
+                return Err(error);
             }
             self.confirm(seq);
-            self.next += 1;
         }
         Ok(())
     }

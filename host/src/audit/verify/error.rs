@@ -103,6 +103,19 @@ pub enum RetentionProblem {
         /// The `removed_through_seq` it holds.
         through: u64,
     },
+    /// Its `removed_segments` are not the segment files before the oldest one kept, named as
+    /// the log names them, oldest first.
+    #[error(
+        "the retention record's `removed_segments` {problem}: it must name the segment files that held seqs {from} to {through}, oldest first"
+    )]
+    RemovedSegments {
+        /// The first seq it removes.
+        from: u64,
+        /// The `removed_through_seq` it holds.
+        through: u64,
+        /// What is wrong with the list.
+        problem: String,
+    },
     /// The hash it gives for the last removed record is not the one the chain holds.
     #[error(
         "the retention record says seq {through} has hash `{claimed}`, but the chain says `{actual}`"

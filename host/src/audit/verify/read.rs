@@ -35,17 +35,35 @@ pub(super) fn buffer_size(len: u64) -> usize {
 /// `terminated` is false only for a last line that has none), and `on_read(n)` after every
 /// read of `n` bytes. `buf` is the reusable read buffer, whose length is the size of a read;
 /// it grows only for a line longer than it.
+///
+/// A line longer than [`MAX_LINE`] stops the read with [`Stop::TooLong`]; see
+/// [`for_each_line_skipping`] to go on after it.
 pub(super) fn for_each_line(
+    input: impl Read,
+    buf: &mut Vec<u8>,
+    on_read: impl FnMut(u64),
+    on_line: impl FnMut(&[u8], bool) -> Result<(), VerifyError>,
+) -> Result<(), Stop> {
+    for_each_line_skipping(input, buf, on_read, on_line, || Err(Stop::TooLong))
+}
+
+/// [`for_each_line`], but a line longer than [`MAX_LINE`] calls `on_too_long()` instead of
+/// stopping (unless it fails); the rest of that line is skipped unread, and reading goes on
+/// with the line after it, so that one oversized line cannot hide what follows.
+pub(super) fn for_each_line_skipping(
     mut input: impl Read,
     buf: &mut Vec<u8>,
     mut on_read: impl FnMut(u64),
     mut on_line: impl FnMut(&[u8], bool) -> Result<(), VerifyError>,
+    mut on_too_long: impl FnMut() -> Result<(), Stop>,
 ) -> Result<(), Stop> {
     if buf.is_empty() {
         buf.resize(buffer_size(u64::MAX), 0);
     }
-    // `buf[start..end]` holds unread input; no newline lies in `buf[start..scan]`.
+    // `buf[start..end]` holds unread input; no newline lies in `buf[start..scan]`. While
+    // `skipping`, the bytes up to the next newline belong to an oversized line and are dropped.
     let (mut start, mut scan, mut end) = (0, 0, 0);
+    let mut skipping = false;
     loop {
         if end == buf.len() {
             if start > 0 {
@@ -53,7 +71,11 @@ pub(super) fn for_each_line(
                 (scan, end) = (scan - start, end - start);
                 start = 0;
             } else if buf.len() >= MAX_LINE {
-                return Err(Stop::TooLong);
+                if !skipping {
+                    on_too_long()?;
+                }
+                skipping = true;
+                (start, scan, end) = (0, 0, 0);
             } else {
                 buf.resize(buf.len().saturating_mul(2).min(MAX_LINE), 0);
             }
@@ -70,11 +92,19 @@ pub(super) fn for_each_line(
         let filled = buf.get(..end).unwrap_or_default();
         for newline in memchr::memchr_iter(b'\n', filled.get(scan..).unwrap_or_default()) {
             let newline = scan + newline;
-            let line = filled.get(start..newline).unwrap_or_default();
-            on_line(line, true).map_err(Stop::Line)?;
+            if skipping {
+                skipping = false;
+            } else {
+                let line = filled.get(start..newline).unwrap_or_default();
+                on_line(line, true).map_err(Stop::Line)?;
+            }
             start = newline + 1;
         }
         scan = end;
+    }
+    if skipping {
+        // The oversized line was also the last, without a newline: already reported.
+        return Ok(());
     }
     if start < end {
         let rest = buf.get(start..end).unwrap_or_default();

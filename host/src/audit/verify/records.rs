@@ -58,6 +58,9 @@ pub(super) struct Retention {
     pub(super) removed_through_seq: u64,
     /// Its hash: the `prev_hash` of the oldest record kept.
     pub(super) removed_through_hash: String,
+    /// The segment files it removes, oldest first.
+    #[serde(default)]
+    pub(super) removed_segments: Option<Vec<String>>,
 }
 
 /// Reads a `retention` record.

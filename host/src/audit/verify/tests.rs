@@ -939,11 +939,11 @@ fn a_rewritten_checkpoint_record_is_not_reported_as_vouched_for() {
     }
 }
 
-/// Found by fuzzing (`scripts/fuzz 900 audit_mutate`, issue 12 item 10; the input is
-/// `fuzz/regressions/audit_mutate-first-seq-zero.bin`): the oldest segments removed and the
-/// rest renumbered, re-chained and renamed so that the oldest one left starts at seq 0. Seqs
-/// start at 1, so no record has seq 0, yet the log verified as starting with its `log_start`
-/// record, with a report whose `first_seq` is 0.
+/// Found by fuzzing (`scripts/fuzz 900 audit_mutate`, issue 12 item 10), rebuilt here by hand:
+/// the oldest segments removed and the rest renumbered, re-chained and renamed so that the
+/// oldest one left starts at seq 0 (its file named for seq 0). Seqs start at 1, so no record
+/// has seq 0, yet the log verified as starting with its `log_start` record, with a report whose
+/// `first_seq` (0) is outside 1..=`head_seq`.
 #[test]
 fn a_log_renumbered_to_start_at_seq_zero_is_refused() {
     let mut prev = "ab".repeat(32);
@@ -1086,4 +1086,103 @@ fn a_retention_record_covered_by_a_signed_checkpoint_excuses_the_missing_start()
             }
         );
     }
+}
+
+#[test]
+fn a_retention_record_must_name_the_segments_it_removed() {
+    let signer = CheckpointSigner::generate().unwrap();
+    // Without a checkpoint after it, so that nothing but the check of the names can tell.
+    let log = forged_retention(&signer, false);
+    let fixture = Fixture::new(&log);
+    fixture.plain().unwrap();
+    for names in [
+        json!([]),
+        json!([segment_name(5)]),
+        json!([segment_name(5), segment_name(1)]),
+        json!(["../../etc/passwd"]),
+        json!([segment_name(1), segment_name(9)]),
+    ] {
+        let mut forged = log.clone();
+        let lines = &mut forged.segments[0].lines;
+        let mut text = String::from_utf8(lines[4].clone()).unwrap();
+        let record: Value = serde_json::from_str(&text).unwrap();
+        let old = record["removed_segments"].to_string();
+        text = text.replace(&old, &names.to_string());
+        lines[4] = text.into_bytes();
+        // Re-chained with the hashes recomputed: only the check of the names can tell.
+        let mut prev = record["prev_hash"].as_str().unwrap().to_owned();
+        for line in lines.iter_mut().skip(4) {
+            let mut body: Value = serde_json::from_slice(line).unwrap();
+            let seq = body["seq"].as_u64().unwrap();
+            let at: Timestamp = body["timestamp"].as_str().unwrap().parse().unwrap();
+            let object = body.as_object_mut().unwrap();
+            for key in ["seq", "prev_hash", "timestamp", "hash"] {
+                // `shift_remove` keeps `kind` first, where the fixed prefix wants it.
+                object.shift_remove(key);
+            }
+            let encoded = encode_line(seq, &prev, at, &BodyFields::new(&body).unwrap());
+            prev = encoded.hash;
+            *line = encoded.bytes;
+        }
+        forged.write(&fixture.log_dir);
+        let error = fixture.plain().unwrap_err();
+        assert_eq!(error.first_bad_seq(), Some(13), "{names}: {error}");
+        assert!(error.to_string().contains("removed_segments"), "{error}");
+    }
+}
+
+#[test]
+fn a_segment_a_retention_record_removed_must_not_still_exist() {
+    let signer = CheckpointSigner::generate().unwrap();
+    let fixture = Fixture::new(&forged_retention(&signer, true));
+    // Not a regular file, so not listed as a segment, yet still there under the removed name.
+    fs::create_dir(fixture.log_dir.join(segment_name(5))).unwrap();
+    let error = fixture.with_file(&signer).unwrap_err();
+    assert_eq!(error.first_bad_seq(), Some(13), "{error}");
+    assert!(error.to_string().contains("which still exists"), "{error}");
+}
+
+/// Issue 12 item 5: a line over the record limit made `verify` stop there, so tampering
+/// after it went unreported. Every problem is reported, in the order found, and the walk
+/// resynchronises after each.
+#[test]
+fn two_tamperings_far_apart_one_an_oversized_line_are_both_reported() {
+    let signer = CheckpointSigner::generate().unwrap();
+    let mut b = Builder::new(&signer);
+    while b.seq < 40 {
+        b.call(b.seq + 1, false);
+    }
+    let mut log = b.log;
+    let lines = &mut log.segments[0].lines;
+    // Seq 5: a record whose hash is right but which is longer than any record may be.
+    let old: Value = serde_json::from_slice(&lines[4]).unwrap();
+    let prev = old["prev_hash"].as_str().unwrap();
+    let at: Timestamp = old["timestamp"].as_str().unwrap().parse().unwrap();
+    let pad = "x".repeat(crate::audit::chain::MAX_RECORD_BYTES + 1);
+    let body = json!({"kind": "decision", "call_id": "s:5", "pad": pad});
+    lines[4] = encode_line(5, prev, at, &BodyFields::new(&body).unwrap()).bytes;
+    // Seq 35: one byte changed, far after it.
+    let text = String::from_utf8(lines[34].clone()).unwrap();
+    lines[34] = text.replace("alice", "alicf").into_bytes();
+    let fixture = Fixture::new(&log);
+
+    let verification = verify_log_all(&fixture.log_dir, &VerifyOptions::default()).unwrap();
+    let found: Vec<(Option<u64>, String)> = verification
+        .problems
+        .iter()
+        .map(|p| (p.first_bad_seq(), p.to_string()))
+        .collect();
+    assert_eq!(
+        found.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+        [Some(5), Some(35)],
+        "{found:#?}"
+    );
+    assert!(found[0].1.contains("longer than"), "{}", found[0].1);
+    assert!(found[1].1.contains("hash does not match"), "{}", found[1].1);
+    assert_eq!(verification.first_bad_seq(), Some(5));
+    // The records around them were all walked.
+    assert_eq!(verification.report.head_seq, 40);
+    assert_eq!(verification.report.records, 38);
+    // `verify_log` still names the first.
+    assert_eq!(bad_seq(fixture.plain()), Some(5));
 }

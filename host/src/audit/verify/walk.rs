@@ -9,6 +9,7 @@ use crate::audit::checkpoint::{CheckpointVerifier, SignedCheckpoint};
 use crate::audit::error::{
     ChainBroken, ChainProblem, Malformed, NotALog, NotALogReason, VerifyError, json_message,
 };
+use crate::audit::segments::segment_name;
 
 use super::checkpoint_file::{CheckpointFile, Mismatch};
 use super::error::{CheckpointProblem, RetentionProblem, Rewritten, SegmentProblem};
@@ -75,6 +76,14 @@ pub(super) struct Chain {
     checkpoints_in_log: u64,
     last_signed_seq: Option<u64>,
     signed_through: Option<u64>,
+    /// Every problem found so far, in the order found.
+    problems: Vec<VerifyError>,
+    /// Whether the line before was bad: the next line whose own hash is valid is taken as it
+    /// is, without holding its seq and `prev_hash` against the chain.
+    resync: bool,
+    /// Bad lines since the last good record: each stands where one record should be, so the
+    /// seq expected next is one more for each.
+    skipped: u64,
 }
 
 impl Default for Chain {
@@ -99,6 +108,9 @@ impl Default for Chain {
             checkpoints_in_log: 0,
             last_signed_seq: None,
             signed_through: None,
+            problems: Vec::new(),
+            resync: false,
+            skipped: 0,
         }
     }
 }
@@ -127,7 +139,7 @@ impl Chain {
 
     /// The error for a problem with the line after the last one pushed.
     pub(super) fn broken_next(&self, problem: ChainProblem) -> VerifyError {
-        let mut error = self.broken(self.seq.saturating_add(1), problem);
+        let mut error = self.broken(self.expected(), problem);
         if let VerifyError::Broken(broken) = &mut error {
             broken.line = self.line.saturating_add(1);
         }
@@ -164,9 +176,13 @@ impl Chain {
             self.line = 1;
             let seq = match self.expect {
                 Expect::Unlinked { named } => named,
-                _ => self.seq.saturating_add(1),
+                _ => self.expected(),
             };
-            return Err(self.broken(seq, ChainProblem::Segment(SegmentProblem::Empty)));
+            let problem = self.broken(seq, ChainProblem::Segment(SegmentProblem::Empty));
+            self.problems.push(problem);
+            // The segment after it cannot link to anything here.
+            self.resync = true;
+            return Ok(());
         }
         self.segment_ends.push((self.seq, self.hash));
         Ok(())
@@ -174,7 +190,72 @@ impl Chain {
 
     /// Checks the next line (without its newline) against the chain so far and advances.
     /// `terminated` says whether the line ended with a newline.
+    ///
+    /// A problem with the line is kept (see [`Chain::take_problems`]) and the walk goes on:
+    /// a line whose own hash is valid becomes the head as it is; after any other bad line the
+    /// next line with a valid hash does, its seq and `prev_hash` taken on trust. Only an input
+    /// that is not an audit log at all ends the walk with an error.
     pub(super) fn push(&mut self, line: &[u8], terminated: bool) -> Result<(), VerifyError> {
+        match self.push_checked(line, terminated) {
+            Ok(()) => Ok(()),
+            Err(error @ (VerifyError::NotALog(_) | VerifyError::Io(_))) => Err(error),
+            Err(problem) => {
+                self.problems.push(problem);
+                self.resync_after(line, terminated);
+                Ok(())
+            }
+        }
+    }
+
+    /// Keeps a problem found outside a line (an oversized line, an empty segment).
+    pub(super) fn report(&mut self, problem: VerifyError) {
+        self.problems.push(problem);
+        self.resync = true;
+        self.skipped = self.skipped.saturating_add(1);
+    }
+
+    /// Every problem found, in the order found.
+    pub(super) fn take_problems(&mut self) -> Vec<VerifyError> {
+        std::mem::take(&mut self.problems)
+    }
+
+    /// The seq the next line should hold.
+    fn expected(&self) -> u64 {
+        self.seq.saturating_add(1).saturating_add(self.skipped)
+    }
+
+    /// After a problem with `line`: if its own hash is valid it becomes the head, else the
+    /// walk waits for the next line that has one.
+    fn resync_after(&mut self, line: &[u8], terminated: bool) {
+        let record = if terminated {
+            parse_line(line).ok()
+        } else {
+            None
+        };
+        match record {
+            Some(record) if record.seq > self.seq || self.records == 0 => {
+                if self.first.is_none() {
+                    let mut prev = [0u8; 64];
+                    let written = record.prev_hash.as_bytes();
+                    if written.len() == prev.len() {
+                        prev.copy_from_slice(written);
+                    }
+                    self.first = Some((record.seq, prev));
+                }
+                self.seq = record.seq;
+                self.hash = record.hash;
+                self.records += 1;
+                self.skipped = 0;
+                self.resync = false;
+            }
+            _ => {
+                self.resync = true;
+                self.skipped = self.skipped.saturating_add(1);
+            }
+        }
+    }
+
+    fn push_checked(&mut self, line: &[u8], terminated: bool) -> Result<(), VerifyError> {
         self.line += 1;
         if self.expect != Expect::Within {
             return self.push_first(line, terminated);
@@ -182,18 +263,24 @@ impl Chain {
         let Some(expected) = self.seq.checked_add(1) else {
             return Err(self.broken(u64::MAX, ChainProblem::SeqExhausted));
         };
+        let expected = expected.saturating_add(self.skipped);
         if !terminated {
             return Err(self.broken(expected, ChainProblem::TornTail));
         }
         let record = parse_line(line).map_err(|problem| self.broken(expected, problem))?;
-        if record.seq != expected {
-            let problem = ChainProblem::SeqOutOfOrder {
-                expected,
-                found: record.seq,
-            };
-            return Err(self.broken(expected, problem));
+        if std::mem::take(&mut self.resync) {
+            // The first good line after a bad one: what it links to is gone.
+            self.skipped = 0;
+        } else {
+            if record.seq != expected {
+                let problem = ChainProblem::SeqOutOfOrder {
+                    expected,
+                    found: record.seq,
+                };
+                return Err(self.broken(expected, problem));
+            }
+            self.check_link(&record)?;
         }
-        self.check_link(&record)?;
         let checkpoint = match record.kind {
             // Held against the checkpoint file's record only when the record is exactly what
             // was signed: otherwise its other bytes could have been rewritten.
@@ -252,14 +339,17 @@ impl Chain {
             Expect::Linked { named, previous } => (named, Some(previous)),
         };
         let expected = match previous {
-            Some(_) => self.seq.saturating_add(1),
+            Some(_) => self.expected(),
             None => named,
         };
         if !terminated {
             return Err(self.broken(expected, ChainProblem::TornTail));
         }
         let record = parse_line(line).map_err(|problem| self.broken(expected, problem))?;
-        if previous.is_some() {
+        // After a bad line, what this one links to is gone: it is taken as it is.
+        let resync = std::mem::take(&mut self.resync);
+        self.skipped = 0;
+        if previous.is_some() && !resync {
             if record.seq != expected {
                 let problem = ChainProblem::SeqOutOfOrder {
                     expected,
@@ -407,6 +497,23 @@ impl Chain {
         };
         // What the chain says the hash of `through` is, if it still knows.
         let actual = if through.checked_add(1) == Some(first_seq) {
+            // The retention record that explains the start: it must name what it deleted, and
+            // what it names must be gone (a file named like a segment that is not a regular
+            // file is not listed as one, so existence is asked of the directory itself).
+            let from = self
+                .older_retention_through
+                .map_or(1, |t| t.saturating_add(1));
+            let dir = self.segment.as_deref().and_then(Path::parent);
+            if let Err(wrong) =
+                check_removed_segments(record.removed_segments.as_deref(), from, through, dir)
+            {
+                let wrong = RetentionProblem::RemovedSegments {
+                    from,
+                    through,
+                    problem: wrong,
+                };
+                return Err(self.broken(seq, problem(wrong)));
+            }
             Some(first_prev)
         } else if through >= first_seq {
             let end = self
@@ -476,4 +583,37 @@ fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// `removed_segments` must name segment files in the log's naming scheme, oldest first, the first
+/// starting at `from`, none past `through`, none still in `dir` (the log directory).
+///
+/// The files between the first and `through` are gone, so where each began cannot be checked:
+/// only that the names are well formed, in order and within the removed range.
+fn check_removed_segments(
+    names: Option<&[String]>,
+    from: u64,
+    through: u64,
+    dir: Option<&Path>,
+) -> Result<(), String> {
+    let names = names.ok_or_else(|| "is missing".to_owned())?;
+    let mut previous: Option<u64> = None;
+    for name in names {
+        let shown: String = name.chars().take(80).flat_map(char::escape_debug).collect();
+        let seq = super::named_seq(Path::new(name))
+            .filter(|seq| segment_name(*seq) == *name)
+            .ok_or_else(|| format!("holds `{shown}`, which is not a segment file name"))?;
+        let expected_first = previous.is_none() && seq != from;
+        if expected_first || previous.is_some_and(|p| seq <= p) || seq > through {
+            return Err(format!("holds `{shown}` out of place"));
+        }
+        if dir.is_some_and(|dir| std::fs::symlink_metadata(dir.join(name)).is_ok()) {
+            return Err(format!("holds `{shown}`, which still exists"));
+        }
+        previous = Some(seq);
+    }
+    if previous.is_none() {
+        return Err("is empty".to_owned());
+    }
+    Ok(())
 }
