@@ -29,7 +29,9 @@ use jiff::Timestamp;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use super::chain::{BodyFields, FixedKeys, encode_line, now_millis};
+use super::chain::{
+    BodyFields, FixedKeys, MAX_RECORD_BYTES, encode_line, max_line_len, now_millis,
+};
 use super::config::AuditConfig;
 use super::error::AuditError;
 use super::error::BodyError;
@@ -174,10 +176,20 @@ impl AuditLog {
         &self,
         body: Result<BodyFields, BodyError>,
     ) -> impl Future<Output = Result<Appended, AuditError>> + Send + 'static {
-        let body = body.map_err(|error| AuditError::Body {
-            path: self.dir.clone(),
-            error,
-        });
+        // A record longer than the readers accept is refused here, alone: in the writer it
+        // would fail the whole group commit it rides in.
+        let body = body
+            .and_then(|body| match max_line_len(&body) {
+                bytes if bytes > MAX_RECORD_BYTES => Err(BodyError::TooLong {
+                    bytes,
+                    limit: MAX_RECORD_BYTES,
+                }),
+                _ => Ok(body),
+            })
+            .map_err(|error| AuditError::Body {
+                path: self.dir.clone(),
+                error,
+            });
         let queue = self.queue.clone();
         let dir = self.dir.clone();
         async move {
