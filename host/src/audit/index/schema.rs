@@ -96,6 +96,14 @@ pub(super) struct Position {
 /// Opens (creating if needed) the index database at `path`. Returns the
 /// connection and whether an index of an older layout was found and cleared.
 pub(super) fn open(path: &Path) -> rusqlite::Result<(Connection, bool)> {
+    // SQLite creates the index (and gives its `-wal` and `-shm` files the same mode) with
+    // whatever the umask allows; made first, it is private to the owner like the log.
+    create_private(path).map_err(|error| {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!("cannot create `{}`: {error}", path.display())),
+        )
+    })?;
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -228,4 +236,14 @@ pub(super) fn ensure_indexes(conn: &mut Connection) -> rusqlite::Result<()> {
     // New indexes have no statistics yet.
     tx.execute_batch("UPDATE state SET analyzed_calls = 0 WHERE id = 1")?;
     tx.commit()
+}
+
+/// Creates an empty file at `path`, mode 0600, unless something is there already.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let modes = crate::audit::Modes::new(false);
+    match modes.options().write(true).create_new(true).open(path) {
+        Ok(file) => modes.set_file(&file),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
+    }
 }

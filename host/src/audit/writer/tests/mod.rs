@@ -5,6 +5,7 @@ mod commit;
 mod faults;
 mod history;
 mod limit;
+mod permissions;
 mod repair;
 mod segments;
 
