@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 pub const INDEX_FILE: &str = "index.sqlite";
 
 /// Bumped whenever the tables change; an index of another version is rebuilt.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// How long to wait for another process that is catching the same index up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,6 +35,14 @@ CREATE TABLE state (
     hash TEXT NOT NULL,
     calls INTEGER NOT NULL DEFAULT 0,
     analyzed_calls INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE segments (
+    name TEXT PRIMARY KEY,
+    first_seq INTEGER NOT NULL,
+    indexed_end INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    last_hash TEXT NOT NULL,
+    fingerprint TEXT
 );
 CREATE TABLE calls (
     decision_seq INTEGER PRIMARY KEY,
@@ -120,7 +128,10 @@ pub(super) fn open(path: &Path) -> rusqlite::Result<(Connection, bool)> {
         let version = user_version(&tx)?;
         if version != SCHEMA_VERSION {
             cleared = version != 0;
-            tx.execute_batch("DROP TABLE IF EXISTS calls; DROP TABLE IF EXISTS state;")?;
+            tx.execute_batch(
+                "DROP TABLE IF EXISTS calls; DROP TABLE IF EXISTS state; \
+                 DROP TABLE IF EXISTS segments;",
+            )?;
             tx.execute_batch(TABLES)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
@@ -200,7 +211,7 @@ pub(super) fn analyze_if_changed(conn: &mut Connection) -> rusqlite::Result<bool
 
 /// Forgets everything, for a rebuild inside the caller's transaction.
 pub(super) fn clear(tx: &Transaction<'_>) -> rusqlite::Result<()> {
-    tx.execute_batch("DELETE FROM calls; DELETE FROM state;")
+    tx.execute_batch("DELETE FROM calls; DELETE FROM state; DELETE FROM segments;")
 }
 
 /// Drops the secondary indexes before a first build.
