@@ -142,7 +142,9 @@ impl AuditLog {
     ///
     /// `body` must serialize to a JSON object without the keys `seq`, `prev_hash`, `timestamp`
     /// and `hash`, which the log stamps itself ([`AuditError::Body`] otherwise; nothing is
-    /// written). If the log cannot be written the record is not written, the head does not
+    /// written). A body whose record could be longer than
+    /// [`MAX_RECORD_BYTES`](super::MAX_RECORD_BYTES) is refused the same way
+    /// ([`BodyError::TooLong`](super::BodyError::TooLong)). If the log cannot be written the record is not written, the head does not
     /// advance and the error says why ([`AuditError::Write`], [`AuditError::SegmentRemoved`],
     /// ...).
     ///
