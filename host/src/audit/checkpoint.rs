@@ -102,16 +102,25 @@ fn key_id(public: &VerifyingKey) -> String {
 }
 
 fn read_key_file(path: &Path, prefix: &str, kind: &'static str) -> Result<[u8; 32], KeyError> {
+    let parse = |text: &str| parse_key(path, text, prefix, kind);
     // A public key is no secret; only the signing key's file must be the owner's alone.
-    let text = if prefix == SIGNING_PREFIX {
-        read_secret_key_file(path, kind)?
-    } else {
-        std::fs::read_to_string(path).map_err(|error| KeyError::Io {
-            action: "read",
-            path: path.to_path_buf(),
-            error,
-        })?
-    };
+    if prefix == SIGNING_PREFIX {
+        return read_secret_key_file(path, kind, parse);
+    }
+    let text = std::fs::read_to_string(path).map_err(|error| KeyError::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        error,
+    })?;
+    parse(&text)
+}
+
+fn parse_key(
+    path: &Path,
+    text: &str,
+    prefix: &str,
+    kind: &'static str,
+) -> Result<[u8; 32], KeyError> {
     let malformed = |reason: &str| KeyError::Malformed {
         path: path.to_path_buf(),
         kind,
@@ -217,12 +226,16 @@ impl CheckpointSigner {
     }
 }
 
-/// Reads a secret key file (a signing key or a salt key) after checking, on the opened file,
-/// that nobody else could have written it: refused when another user owns it or its group or
-/// others may write it; a warning (on stderr, once per file) when its group or others may read
-/// it, as the secret is then no longer only the owner's.
+/// Reads a secret key file (a signing key or a salt key) with `parse`, after checking, on the
+/// opened file, that nobody else could have written it: refused when another user owns it or
+/// its group or others may write it; once it parsed as a key, a warning (on stderr, once per
+/// file) when its group or others may read it, as the secret is then no longer only the owner's.
 #[cfg(unix)]
-pub(crate) fn read_secret_key_file(path: &Path, kind: &'static str) -> Result<String, KeyError> {
+pub(crate) fn read_secret_key_file<T>(
+    path: &Path,
+    kind: &'static str,
+    parse: impl FnOnce(&str) -> Result<T, KeyError>,
+) -> Result<T, KeyError> {
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     let io = |error| KeyError::Io {
@@ -255,6 +268,9 @@ pub(crate) fn read_secret_key_file(path: &Path, kind: &'static str) -> Result<St
             }
         )));
     }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io)?;
+    let key = parse(&text)?;
     if mode & 0o044 != 0 {
         warn_once(
             path,
@@ -270,18 +286,21 @@ pub(crate) fn read_secret_key_file(path: &Path, kind: &'static str) -> Result<St
             ),
         );
     }
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(io)?;
-    Ok(text)
+    Ok(key)
 }
 
 #[cfg(not(unix))]
-pub(crate) fn read_secret_key_file(path: &Path, _kind: &'static str) -> Result<String, KeyError> {
-    std::fs::read_to_string(path).map_err(|error| KeyError::Io {
+pub(crate) fn read_secret_key_file<T>(
+    path: &Path,
+    _kind: &'static str,
+    parse: impl FnOnce(&str) -> Result<T, KeyError>,
+) -> Result<T, KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|error| KeyError::Io {
         action: "read",
         path: path.to_path_buf(),
         error,
-    })
+    })?;
+    parse(&text)
 }
 
 /// Prints `message` on stderr unless it was printed for `path` already in this process: a key

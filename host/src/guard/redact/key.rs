@@ -64,7 +64,10 @@ impl RedactionKey {
 
     /// Reads a key written by [`RedactionKey::save`].
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = crate::audit::read_secret_key_file(path, KEY_KIND)?;
+        crate::audit::read_secret_key_file(path, KEY_KIND, |text| Self::parse(path, text))
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<Self, KeyError> {
         let malformed = |reason: String| KeyError::Malformed {
             path: path.to_path_buf(),
             kind: KEY_KIND,
