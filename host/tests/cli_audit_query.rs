@@ -307,3 +307,90 @@ fn reindex_rebuilds_a_broken_index_from_the_log() {
     ]));
     assert_eq!(after, before);
 }
+
+/// Rewrites, in place and at the same length, the user of the first decision record of
+/// `segment` that names `from`; returns that record's seq.
+fn edit_user_in_place(segment: &Path, from: &str, to: &str) -> u64 {
+    assert_eq!(from.len(), to.len());
+    let bytes = std::fs::read(segment).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    let needle = format!("\"user\":{{\"id\":\"{from}\"");
+    let at = text
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no {needle} in {segment:?}"));
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line: Value = serde_json::from_str(text[line_start..].lines().next().unwrap()).unwrap();
+    let edited = format!(
+        "{}{}{}",
+        &text[..at],
+        needle.replace(from, to),
+        &text[at + needle.len()..]
+    );
+    assert_eq!(edited.len(), text.len());
+    // Written through the same file, as an editor with `:w` in place would.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(segment)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, edited.as_bytes()))
+        .unwrap();
+    line["seq"].as_u64().unwrap()
+}
+
+#[test]
+fn a_query_refuses_to_answer_from_an_index_of_records_edited_in_place_since() {
+    let log = log(1500);
+    let first = log.path().join("segment-00000000000000000001.jsonl");
+    success(&mandate(&[
+        "audit",
+        "query",
+        s(log.path()),
+        "--user",
+        "user-3",
+    ]));
+    let seq = edit_user_in_place(&first, "user-3", "user-4");
+
+    let err = failure(&mandate(&[
+        "audit",
+        "query",
+        s(log.path()),
+        "--user",
+        "user-4",
+    ]));
+    assert!(err.contains("segment-00000000000000000001.jsonl"), "{err}");
+    assert!(err.contains(&format!("seq {seq}")), "{err}");
+    assert!(err.contains("changed"), "{err}");
+    assert!(err.contains("mandate audit verify"), "{err}");
+}
+
+#[test]
+fn an_edit_in_the_segment_being_appended_to_is_noticed_too() {
+    let log = log(1500);
+    let segments = mandate::audit::list_segments(log.path()).unwrap();
+    let last = &segments.last().unwrap().path;
+    success(&mandate(&["audit", "query", s(log.path())]));
+    let seq = edit_user_in_place(last, "user-5", "user-6");
+    let err = failure(&mandate(&[
+        "audit",
+        "query",
+        s(log.path()),
+        "--user",
+        "user-6",
+    ]));
+    assert!(err.contains(&format!("seq {seq}")), "{err}");
+    assert!(err.contains("mandate audit verify"), "{err}");
+}
+
+#[test]
+fn reindex_of_a_log_edited_in_place_refuses_with_the_record_that_no_longer_verifies() {
+    let log = log(1500);
+    let first = log.path().join("segment-00000000000000000001.jsonl");
+    success(&mandate(&["audit", "query", s(log.path())]));
+    let seq = edit_user_in_place(&first, "user-3", "user-4");
+
+    let err = failure(&mandate(&["audit", "reindex", s(log.path())]));
+    assert!(err.contains("segment-00000000000000000001.jsonl"), "{err}");
+    assert!(err.contains(&format!("seq {seq}")), "{err}");
+    assert!(err.contains("hash does not match"), "{err}");
+    assert!(err.contains("mandate audit verify"), "{err}");
+    assert!(!err.to_lowercase().contains("sqlite"), "{err}");
+}

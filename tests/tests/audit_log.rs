@@ -155,3 +155,43 @@ async fn a_tail_truncated_mid_record_names_the_last_seq() {
     assert_eq!(error.first_bad_seq(), Some(RECORDS));
     assert_eq!(problem(&error), &ChainProblem::TornTail);
 }
+
+/// A call whose decision record would be longer than any reader accepts fails closed: the
+/// writer refuses the record with a typed error, nothing of it is written, the agent is told
+/// the audit log refused, and the log still verifies.
+#[tokio::test]
+async fn a_call_whose_record_would_exceed_the_record_limit_fails_closed_and_the_log_verifies() {
+    use mandate::audit::MAX_RECORD_BYTES;
+    use mandate::guard::ToolCallError;
+
+    let env = Env::example();
+    let mut session = common::session();
+    // The operator's session data (in the session's records and in every decision's
+    // request context) plus arguments under their own limit: together over the record limit.
+    session.scopes.push("s".repeat(5 * 1024 * 1024));
+    let handle = env.guard.start_session(session, None).await.unwrap();
+    let head = env.guard.audit().head();
+    let arguments =
+        json!({"document_id": "doc_88pk3r", "summary": "d".repeat(7 * 1024 * 1024)}).to_string();
+
+    let error = handle
+        .call("write_summary", &arguments)
+        .await
+        .expect_err("the call ran though its record could not be written");
+
+    let ToolCallError::AuditUnavailable(message) = &error else {
+        panic!("not an audit error: {}", &error.to_string()[..200]);
+    };
+    assert!(
+        message.contains(&MAX_RECORD_BYTES.to_string()),
+        "the error does not name the limit: {message}"
+    );
+    assert_eq!(env.guard.audit().head(), head, "a record was written");
+    let log = common::log_bytes(&env.audit_path);
+    assert!(
+        log.split(|&b| b == b'\n')
+            .all(|line| line.len() < MAX_RECORD_BYTES),
+        "a record over the limit is in the log"
+    );
+    env.assert_verifies(head.0);
+}

@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use mandate::audit::synthetic::{SyntheticSpec, write_synthetic_log};
 use mandate::audit::{
     AuditConfig, AuditIndex, AuditLog, CallEffect, CallQuery, CallRow, CheckpointSigner,
-    RebuildReason, RecordReader, Retention, list_segments,
+    IndexError, RecordReader, Retention, list_segments,
 };
 use serde_json::{Value, json};
 
@@ -301,31 +301,31 @@ fn reindex_gives_the_same_rows_as_the_index_built_incrementally() {
 }
 
 #[test]
-fn a_replaced_log_is_indexed_again_from_its_start() {
+fn a_replaced_log_is_refused_until_it_is_reindexed() {
     let mut rng = Rng(3);
-    // Same segment names, other records: the remembered record changed.
+    // Same segment names, other records: the records indexed are no longer the log's.
     let log = tempfile::tempdir().unwrap();
     write_synthetic_log(log.path(), &spec(1, 2000, 500)).unwrap();
     let mut index = AuditIndex::open(log.path()).unwrap();
     index.catch_up().unwrap();
     remove_segments(log.path());
     write_synthetic_log(log.path(), &spec(2, 2600, 500)).unwrap();
-    let caught_up = index.catch_up().unwrap();
-    assert_eq!(
-        caught_up.rebuilt,
-        Some(RebuildReason::RecordChanged { seq: 2000 })
-    );
+    let err = index.catch_up().unwrap_err();
+    assert!(matches!(err, IndexError::LogChanged { .. }), "{err}");
+    assert!(err.to_string().contains("mandate audit reindex"), "{err}");
+    drop(index);
+    let (index, caught_up) = AuditIndex::reindex(log.path()).unwrap();
     assert_eq!(caught_up.records, 2600);
     assert_index_equals_scan(&index, log.path(), &mut rng, 40);
 
-    // Other segment names: the remembered segment is gone.
+    // Other segment names: the first one is there with other records.
+    let mut index = index;
     remove_segments(log.path());
     write_synthetic_log(log.path(), &spec(3, 1200, 700)).unwrap();
-    let caught_up = index.catch_up().unwrap();
-    assert!(
-        matches!(caught_up.rebuilt, Some(RebuildReason::SegmentGone { .. })),
-        "{caught_up:?}"
-    );
+    let err = index.catch_up().unwrap_err();
+    assert!(matches!(err, IndexError::LogChanged { .. }), "{err}");
+    drop(index);
+    let (index, caught_up) = AuditIndex::reindex(log.path()).unwrap();
     assert_eq!(caught_up.records, 1200);
     assert_index_equals_scan(&index, log.path(), &mut rng, 40);
 }

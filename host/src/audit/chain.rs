@@ -226,6 +226,31 @@ pub(crate) fn encode_line(
     EncodedLine { bytes, hash }
 }
 
+/// The longest a formatted timestamp can be: jiff's earliest year, `-009999`, takes 7 of them.
+const TIMESTAMP_MAX_LEN: usize = "-009999-01-01T00:00:00.000Z".len();
+
+/// The longest line `body` can be encoded as by [`encode_line`], newline included, whatever its
+/// seq (up to the 20 digits of `u64::MAX`) and timestamp: the writer checks this against
+/// [`MAX_RECORD_BYTES`] before a record is queued, so one body is refused on its own, never a
+/// whole group commit, and no line it writes is longer than a reader accepts.
+pub(crate) fn max_line_len(body: &BodyFields) -> usize {
+    let body = body.inner();
+    let separator = usize::from(!body.is_empty());
+    RECORD_START.len()
+        + u64::MAX.to_string().len()
+        + b",\"prev_hash\":\"".len()
+        + HASH_HEX_LEN
+        + b"\",\"timestamp\":\"".len()
+        + TIMESTAMP_MAX_LEN
+        + 1
+        + separator
+        + body.len()
+        + HASH_INFIX.len()
+        + HASH_HEX_LEN
+        + LINE_END.len()
+        + 1
+}
+
 /// A line split into the bytes its hash covers and the hash it records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Framed<'a> {

@@ -77,6 +77,21 @@ pub enum KeyError {
     /// The system's random source failed.
     #[error("cannot generate a key: the system random source failed: {0}")]
     Random(String),
+    /// A secret key file that someone else could have written: another user owns it, or its
+    /// group or others may write it. A key someone else controls proves nothing.
+    #[error(
+        "refusing {kind} key file `{}`: {reason}; a secret key must be owned by the user \
+         running mandate and writable by them only (`chown` it, then `chmod 600` it)",
+        path.display()
+    )]
+    Unsafe {
+        /// The key file.
+        path: PathBuf,
+        /// `signing` or `salt`.
+        kind: &'static str,
+        /// Who else could write it.
+        reason: String,
+    },
 }
 
 const SIGNING_PREFIX: &str = "mandate-ed25519-signing:";
@@ -87,11 +102,25 @@ fn key_id(public: &VerifyingKey) -> String {
 }
 
 fn read_key_file(path: &Path, prefix: &str, kind: &'static str) -> Result<[u8; 32], KeyError> {
+    let parse = |text: &str| parse_key(path, text, prefix, kind);
+    // A public key is no secret; only the signing key's file must be the owner's alone.
+    if prefix == SIGNING_PREFIX {
+        return read_secret_key_file(path, kind, parse);
+    }
     let text = std::fs::read_to_string(path).map_err(|error| KeyError::Io {
         action: "read",
         path: path.to_path_buf(),
         error,
     })?;
+    parse(&text)
+}
+
+fn parse_key(
+    path: &Path,
+    text: &str,
+    prefix: &str,
+    kind: &'static str,
+) -> Result<[u8; 32], KeyError> {
     let malformed = |reason: &str| KeyError::Malformed {
         path: path.to_path_buf(),
         kind,
@@ -197,6 +226,100 @@ impl CheckpointSigner {
     }
 }
 
+/// Reads a secret key file (a signing key or a salt key) with `parse`, after checking, on the
+/// opened file, that nobody else could have written it: refused when another user owns it or
+/// its group or others may write it; once it parsed as a key, a warning (on stderr, once per
+/// file) when its group or others may read it, as the secret is then no longer only the owner's.
+#[cfg(unix)]
+pub(crate) fn read_secret_key_file<T>(
+    path: &Path,
+    kind: &'static str,
+    parse: impl FnOnce(&str) -> Result<T, KeyError>,
+) -> Result<T, KeyError> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let io = |error| KeyError::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        error,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let unsafe_key = |reason: String| KeyError::Unsafe {
+        path: path.to_path_buf(),
+        kind,
+        reason,
+    };
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(unsafe_key(format!(
+            "it is owned by uid {}, not by uid {me} who runs mandate",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(unsafe_key(format!(
+            "its mode {mode:04o} lets {} write it",
+            if mode & 0o002 != 0 {
+                "every user"
+            } else {
+                "its group"
+            }
+        )));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io)?;
+    let key = parse(&text)?;
+    if mode & 0o044 != 0 {
+        warn_once(
+            path,
+            &format!(
+                "warning: {kind} key file `{}` has mode {mode:04o}: {} can read the secret; \
+             `chmod 600` it",
+                path.display(),
+                if mode & 0o004 != 0 {
+                    "every user"
+                } else {
+                    "its group"
+                }
+            ),
+        );
+    }
+    Ok(key)
+}
+
+#[cfg(not(unix))]
+pub(crate) fn read_secret_key_file<T>(
+    path: &Path,
+    _kind: &'static str,
+    parse: impl FnOnce(&str) -> Result<T, KeyError>,
+) -> Result<T, KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|error| KeyError::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        error,
+    })?;
+    parse(&text)
+}
+
+/// Prints `message` on stderr unless it was printed for `path` already in this process: a key
+/// loaded again on every reload warns once.
+#[cfg(unix)]
+fn warn_once(path: &Path, message: &str) {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    static WARNED: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+    let first = WARNED
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(path.to_path_buf());
+    if first {
+        eprintln!("{message}");
+    }
+}
+
 /// Writes a new key file readable by its owner only; never overwrites one.
 #[cfg(unix)]
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -298,6 +421,66 @@ impl CheckpointVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn saved_signer(dir: &Path) -> (CheckpointSigner, PathBuf) {
+        let signer = CheckpointSigner::generate().unwrap();
+        let path = dir.join("checkpoint.key");
+        signer.save(&path, &dir.join("checkpoint.pub")).unwrap();
+        (signer, path)
+    }
+
+    fn chmod(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_signing_key_others_may_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, path) = saved_signer(dir.path());
+        for mode in [0o666, 0o620, 0o602] {
+            chmod(&path, mode);
+            let error = CheckpointSigner::load(&path).unwrap_err();
+            assert!(
+                matches!(error, KeyError::Unsafe { .. }),
+                "{mode:o}: {error}"
+            );
+            assert!(error.to_string().contains("chmod 600"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_signing_key_others_may_read_loads_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let (signer, path) = saved_signer(dir.path());
+        chmod(&path, 0o644);
+        assert_eq!(
+            CheckpointSigner::load(&path).unwrap().key_id(),
+            signer.key_id()
+        );
+        // The public key may be read by anyone, and is not checked as a secret.
+        chmod(&dir.path().join("checkpoint.pub"), 0o666);
+        CheckpointVerifier::load(&dir.path().join("checkpoint.pub")).unwrap();
+    }
+
+    #[test]
+    fn a_signing_key_another_user_owns_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, path) = saved_signer(dir.path());
+        let me = rustix::process::geteuid().as_raw();
+        if me != 0 {
+            eprintln!("skipped: needs root to give a file to another user (CI runs as root)");
+            return;
+        }
+        let status = std::process::Command::new("chown")
+            .arg("nobody")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let error = CheckpointSigner::load(&path).unwrap_err();
+        assert!(error.to_string().contains("is owned by uid"), "{error}");
+    }
 
     #[test]
     fn a_signed_checkpoint_verifies_and_any_change_does_not() {

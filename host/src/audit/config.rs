@@ -51,6 +51,9 @@ pub struct AuditConfig {
     /// Write a checkpoint this long after the last one if records came since, even if no
     /// more arrive.
     pub checkpoint_every: Duration,
+    /// Let the owner's group read the log: directories 0750 and files 0640 instead of 0700 and
+    /// 0600. Whatever the umask, the writer sets these modes on what it creates.
+    pub group_readable: bool,
 }
 
 impl Default for AuditConfig {
@@ -65,6 +68,7 @@ impl Default for AuditConfig {
             checkpoint_signer: None,
             checkpoint_every_records: 10_000,
             checkpoint_every: Duration::from_secs(60),
+            group_readable: false,
         }
     }
 }

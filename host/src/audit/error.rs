@@ -341,6 +341,18 @@ pub enum BodyError {
         /// The repeated key.
         key: String,
     },
+    /// The record would be longer than any reader of the log accepts
+    /// ([`MAX_RECORD_BYTES`](super::MAX_RECORD_BYTES)).
+    #[error(
+        "the record would take up to {bytes} bytes, over the limit of {limit} bytes a record \
+         may hold (every reader of the log refuses a longer line); nothing was written"
+    )]
+    TooLong {
+        /// The longest the record's line could be, with its framing and newline.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// Why a log failed verification.

@@ -87,10 +87,11 @@ mod checkpoint;
 pub(crate) use chain::FixedKeys;
 #[cfg(test)]
 pub(crate) use chain::check_body_keys;
-pub(crate) use checkpoint::write_private;
+pub(crate) use checkpoint::{read_secret_key_file, write_private};
 mod config;
 mod error;
 mod index;
+mod modes;
 mod segments;
 #[doc(hidden)]
 pub mod synthetic;
@@ -114,6 +115,8 @@ pub use index::{
     AuditIndex, CallEffect, CallQuery, CallRow, CatchUp, INDEX_FILE, IndexError, RebuildReason,
     RecordProblem,
 };
+pub use modes::LOCK_FILE;
+pub(crate) use modes::Modes;
 pub use segments::{
     RawRecord, RecordReader, SEGMENT_PREFIX, SEGMENT_START_KIND, SEGMENT_SUFFIX, Segment, TORN_DIR,
     line_seq, list_segments, segment_name,

@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// Start a new segment file once the active one would grow past this many bytes.
     #[arg(long, value_name = "BYTES", default_value_t = AuditConfig::default().segment_max_bytes)]
     segment_max_bytes: u64,
+    /// Let the log owner's group read the log: directories 0750 and files 0640 instead of
+    /// the private 0700 and 0600.
+    #[arg(long)]
+    audit_group_readable: bool,
     /// Keep at most this many segment files, deleting the oldest after recording what was
     /// removed (default: keep all).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -235,6 +239,7 @@ fn audit_config(args: &RunArgs) -> anyhow::Result<AuditConfig> {
             max_age: None,
         },
         checkpoint_signer,
+        group_readable: args.audit_group_readable,
         ..AuditConfig::default()
     })
 }

@@ -57,6 +57,23 @@ pub enum IndexError {
         /// What is wrong.
         problem: RecordProblem,
     },
+    /// Records the index holds are no longer in the log as they were indexed: the log was
+    /// edited, cut short or rewritten since. The index refuses to answer from them.
+    #[error(
+        "the log changed under its index: `{}` seq {seq} {problem}; records that were indexed \
+         were altered or removed since, which a writer never does: check the log with \
+         `mandate audit verify`, then `mandate audit reindex` builds the index from the log as \
+         it is now",
+        segment.display()
+    )]
+    LogChanged {
+        /// The segment file.
+        segment: PathBuf,
+        /// The first record found changed.
+        seq: u64,
+        /// What changed.
+        problem: String,
+    },
     /// The index file cannot be created or opened for writing, typically because the log
     /// directory is read-only to this user.
     #[error(

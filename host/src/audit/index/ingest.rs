@@ -21,6 +21,7 @@ use super::RebuildReason;
 use super::error::{IndexError, RecordProblem};
 use super::record::{self, CallOutcome, Change, NewCall, Parsed};
 use super::schema::{self, Position};
+use super::unchanged::{self, Indexed};
 use crate::audit::chain::{MAX_RECORD_BYTES, check_record_line, split_framed};
 use crate::audit::error::ChainProblem;
 use crate::audit::segments::{Segment, line_seq, list_segments, segment_name};
@@ -42,12 +43,43 @@ pub(super) struct Batch {
     pub(super) calls: u64,
     /// Call rows retention took out.
     removed: u64,
+    /// Segments whose indexed records were read again, their files having changed.
+    pub(super) rechecked: u64,
     /// Whether it reached the end of the log (else it stopped at the batch size).
     pub(super) at_end: bool,
     /// Set when it had to clear the index first.
     pub(super) rebuilt: Option<RebuildReason>,
     /// The last record in the index: the one remembered, then each one taken.
     head: Option<Position>,
+    /// The segment records were last taken from; what was taken is up to `head`.
+    reading: Option<Reading>,
+}
+
+/// A segment records are being taken from.
+#[derive(Debug)]
+struct Reading {
+    name: String,
+    first_seq: u64,
+    /// Its fingerprint before reading it.
+    fingerprint: Option<String>,
+}
+
+/// Remembers how far the index got in the segment it took records from last.
+fn save_reading(tx: &Transaction<'_>, batch: &Batch) -> rusqlite::Result<()> {
+    let (Some(reading), Some(head)) = (&batch.reading, &batch.head) else {
+        return Ok(());
+    };
+    if head.segment != reading.name {
+        return Ok(());
+    }
+    let indexed = Indexed {
+        first_seq: reading.first_seq,
+        indexed_end: head.line_end,
+        last_seq: head.seq,
+        last_hash: head.hash.clone(),
+        fingerprint: reading.fingerprint.clone(),
+    };
+    unchanged::save(tx, &reading.name, &indexed)
 }
 
 /// The files a batch works on, for error messages.
@@ -87,10 +119,14 @@ pub(super) fn segments(log: &Path) -> Result<Vec<Segment>, IndexError> {
 }
 
 /// Takes up to `max_records` new records into the index in one transaction.
+/// With `check`, it first checks that the records already indexed are still the log's
+/// ([`unchanged::check`]); a catch-up does that in its first batch only, as later ones go on
+/// from records it has just read.
 pub(super) fn batch(
     conn: &mut Connection,
     files: &Files<'_>,
     max_records: u64,
+    check: bool,
 ) -> Result<Batch, IndexError> {
     // IMMEDIATE: two processes catching up the same index take turns, and the
     // second one reads the position the first one left.
@@ -98,7 +134,16 @@ pub(super) fn batch(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| files.sql(e))?;
     let segments = segments(files.log)?;
-    let mut batch = Batch::default();
+    let checked = if check {
+        unchanged::check(&tx, files, &segments)?
+    } else {
+        unchanged::Checked::default()
+    };
+    let mut batch = Batch {
+        removed: checked.removed,
+        rechecked: checked.rechecked,
+        ..Batch::default()
+    };
     let (first, offset, head) = match schema::position(&tx).map_err(|e| files.sql(e))? {
         None => (0, 0, None),
         Some(position) => match locate(&segments, &position)? {
@@ -122,7 +167,8 @@ pub(super) fn batch(
     );
     // Keep what was read before a bad record: the index then answers for
     // everything up to it, and the error names where it stopped.
-    if batch.records > 0
+    save_reading(&tx, &batch).map_err(|e| files.sql(e))?;
+    if (batch.records > 0 || batch.removed > 0)
         && let Some(head) = &batch.head
     {
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
@@ -152,6 +198,8 @@ fn read_on(
             path: segment.path.clone(),
             error,
         };
+        // Taken before reading: a change made while the records are read moves it.
+        let fingerprint = unchanged::before_reading(&segment.path);
         let mut reader = open_at(&segment.path, start).map_err(unreadable)?;
         let mut pos = start;
         loop {
@@ -214,6 +262,16 @@ fn read_on(
             batch.calls += added;
             batch.removed += removed;
             batch.records += 1;
+            if batch.reading.as_ref().is_none_or(|r| r.name != name) {
+                // The first record taken from this segment: what was taken from the one
+                // before is saved now, so only the last segment waits for the commit.
+                save_reading(tx, batch).map_err(|e| files.sql(e))?;
+                batch.reading = Some(Reading {
+                    name: name.clone(),
+                    first_seq: segment.first_seq,
+                    fingerprint: fingerprint.clone(),
+                });
+            }
             batch.head = Some(Position {
                 segment: name.clone(),
                 line_start,

@@ -8,11 +8,15 @@
 //! reindex <log>`) builds it again from the log.
 //!
 //! [`AuditIndex::catch_up`] takes only the records appended since the last
-//! catch-up, after checking that the last record it took is still in the log
-//! unchanged; if the log was replaced or rewritten it rebuilds instead. It
-//! checks each record's hash and its link to the one before, so the index
-//! never holds a record that does not extend its chain (it does not check
-//! signed checkpoints: that is `mandate audit verify --key`).
+//! catch-up. It checks each record's hash and its link to the one before, so
+//! the index never holds a record that does not extend its chain (it does not
+//! check signed checkpoints: that is `mandate audit verify --key`). Before
+//! that it checks that the records it already holds are still the log's
+//! bytes: a segment whose file fingerprint (inode, size, modification and
+//! change times) moved since it was indexed has its indexed records read
+//! again, and a record edited, cut or rewritten since makes every catch-up
+//! fail with [`IndexError::LogChanged`] until [`AuditIndex::reindex`] builds
+//! the index from the log as it is. An unchanged log is not read again.
 //!
 //! ```
 //! use mandate::audit::synthetic::{SyntheticSpec, write_synthetic_log};
@@ -37,6 +41,7 @@ mod ingest;
 mod query;
 mod record;
 mod schema;
+mod unchanged;
 
 #[cfg(test)]
 mod tests;
@@ -75,6 +80,9 @@ pub struct CatchUp {
     pub head_seq: Option<u64>,
     /// Set when the index was cleared and built again from the start of the log.
     pub rebuilt: Option<RebuildReason>,
+    /// Segments whose indexed records were read again to check them, because the file
+    /// changed since (the one being appended to, usually); 0 when the log is unchanged.
+    pub rechecked: u64,
 }
 
 /// Why an index was built again from the start of its log.
@@ -154,9 +162,12 @@ impl AuditIndex {
     /// transactions of a bounded number of records, until it reaches the end
     /// of the log. A last line still being written is left for next time.
     ///
-    /// Rebuilds from the start of the log when the last record indexed is no
-    /// longer in it ([`CatchUp::rebuilt`] says why). Fails on a record whose
-    /// hash or link to the previous record is wrong, keeping everything before it.
+    /// Refuses ([`IndexError::LogChanged`]) when records already indexed were
+    /// changed or removed from the middle of the log since; segments removed
+    /// from its start take their calls out of the index. Rebuilds from the
+    /// start of the log when the segment it stopped in is gone
+    /// ([`CatchUp::rebuilt`] says why). Fails on a record whose hash or link
+    /// to the previous record is wrong, keeping everything before it.
     pub fn catch_up(&mut self) -> Result<CatchUp, IndexError> {
         let mut total = CatchUp {
             rebuilt: self.cleared.take(),
@@ -184,10 +195,13 @@ impl AuditIndex {
             log: &self.log,
             index: &self.path,
         };
+        let mut check = true;
         loop {
-            let batch = ingest::batch(&mut self.conn, &files, self.batch_records)?;
+            let batch = ingest::batch(&mut self.conn, &files, self.batch_records, check)?;
+            check = false;
             total.records += batch.records;
             total.calls += batch.calls;
+            total.rechecked += batch.rechecked;
             let rebuilt = batch.rebuilt.is_some();
             if rebuilt {
                 total.rebuilt = batch.rebuilt;

@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 pub const INDEX_FILE: &str = "index.sqlite";
 
 /// Bumped whenever the tables change; an index of another version is rebuilt.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// How long to wait for another process that is catching the same index up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,6 +35,14 @@ CREATE TABLE state (
     hash TEXT NOT NULL,
     calls INTEGER NOT NULL DEFAULT 0,
     analyzed_calls INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE segments (
+    name TEXT PRIMARY KEY,
+    first_seq INTEGER NOT NULL,
+    indexed_end INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    last_hash TEXT NOT NULL,
+    fingerprint TEXT
 );
 CREATE TABLE calls (
     decision_seq INTEGER PRIMARY KEY,
@@ -96,6 +104,14 @@ pub(super) struct Position {
 /// Opens (creating if needed) the index database at `path`. Returns the
 /// connection and whether an index of an older layout was found and cleared.
 pub(super) fn open(path: &Path) -> rusqlite::Result<(Connection, bool)> {
+    // SQLite creates the index (and gives its `-wal` and `-shm` files the same mode) with
+    // whatever the umask allows; made first, it is private to the owner like the log.
+    create_private(path).map_err(|error| {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!("cannot create `{}`: {error}", path.display())),
+        )
+    })?;
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -112,7 +128,10 @@ pub(super) fn open(path: &Path) -> rusqlite::Result<(Connection, bool)> {
         let version = user_version(&tx)?;
         if version != SCHEMA_VERSION {
             cleared = version != 0;
-            tx.execute_batch("DROP TABLE IF EXISTS calls; DROP TABLE IF EXISTS state;")?;
+            tx.execute_batch(
+                "DROP TABLE IF EXISTS calls; DROP TABLE IF EXISTS state; \
+                 DROP TABLE IF EXISTS segments;",
+            )?;
             tx.execute_batch(TABLES)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
@@ -192,7 +211,7 @@ pub(super) fn analyze_if_changed(conn: &mut Connection) -> rusqlite::Result<bool
 
 /// Forgets everything, for a rebuild inside the caller's transaction.
 pub(super) fn clear(tx: &Transaction<'_>) -> rusqlite::Result<()> {
-    tx.execute_batch("DELETE FROM calls; DELETE FROM state;")
+    tx.execute_batch("DELETE FROM calls; DELETE FROM state; DELETE FROM segments;")
 }
 
 /// Drops the secondary indexes before a first build.
@@ -228,4 +247,14 @@ pub(super) fn ensure_indexes(conn: &mut Connection) -> rusqlite::Result<()> {
     // New indexes have no statistics yet.
     tx.execute_batch("UPDATE state SET analyzed_calls = 0 WHERE id = 1")?;
     tx.commit()
+}
+
+/// Creates an empty file at `path`, mode 0600, unless something is there already.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let modes = crate::audit::Modes::new(false);
+    match modes.options().write(true).create_new(true).open(path) {
+        Ok(file) => modes.set_file(&file),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
+    }
 }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::audit::chain::{BodyFields, GENESIS_HASH, encode_line};
-use crate::audit::segments::segment_name;
+use crate::audit::segments::{list_segments, segment_name};
 
 /// A log written record by record, with control over every byte.
 struct TestLog {
@@ -412,7 +412,7 @@ fn two_handles_on_one_index_take_each_record_once() {
 }
 
 #[test]
-fn a_log_cut_short_before_the_remembered_record_is_indexed_again() {
+fn a_log_cut_short_under_its_index_is_refused_until_it_is_reindexed() {
     let mut log = TestLog::new();
     let first = log.decision("s", 1, "deny", not_required());
     let len = std::fs::metadata(&log.segment).unwrap().len();
@@ -426,13 +426,146 @@ fn a_log_cut_short_before_the_remembered_record_is_indexed_again() {
         .unwrap()
         .set_len(len)
         .unwrap();
-    let caught_up = index.catch_up().unwrap();
-    assert_eq!(
-        caught_up.rebuilt,
-        Some(RebuildReason::RecordChanged { seq: 3 })
+    let err = index.catch_up().unwrap_err();
+    assert!(
+        matches!(&err, IndexError::LogChanged { seq: 3, .. }),
+        "{err}"
     );
+    assert!(err.to_string().contains("mandate audit verify"), "{err}");
+    drop(index);
+    let (index, caught_up) = AuditIndex::reindex(log.path()).unwrap();
     assert_eq!(caught_up.records, 2);
     assert_eq!(seqs(&index.query(&all()).unwrap()), [first]);
+}
+
+/// Rewrites `from` as `to` (same length) in the first line of `path` holding it, in place.
+fn edit_in_place(path: &Path, from: &str, to: &str) {
+    assert_eq!(from.len(), to.len());
+    let text = std::fs::read_to_string(path).unwrap();
+    let edited = text.replacen(from, to, 1);
+    assert_ne!(edited, text, "no `{from}` in {path:?}");
+    let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all(edited.as_bytes()).unwrap();
+}
+
+#[test]
+fn a_record_edited_in_place_after_indexing_is_refused_naming_its_segment_and_seq() {
+    let mut log = TestLog::new();
+    log.decision("s", 1, "deny", not_required());
+    let edited = log.append(json!({"kind": "note", "user": "bob"}));
+    log.decision("s", 2, "deny", not_required());
+    let mut index = AuditIndex::open(log.path()).unwrap();
+    index.catch_up().unwrap();
+
+    edit_in_place(&log.segment, "\"bob\"", "\"rob\"");
+    let err = index.catch_up().unwrap_err();
+    let IndexError::LogChanged { segment, seq, .. } = &err else {
+        panic!("not refused as changed: {err}");
+    };
+    assert_eq!((segment, *seq), (&log.segment, edited), "{err}");
+    assert!(
+        err.to_string().contains("no longer matches its hash"),
+        "{err}"
+    );
+    // Every later catch-up refuses too: the index never answers from the stale rows.
+    assert!(matches!(
+        index.catch_up().unwrap_err(),
+        IndexError::LogChanged { .. }
+    ));
+    // A rebuild reads the log as it is, and refuses at the altered record.
+    drop(index);
+    let err = AuditIndex::reindex(log.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            IndexError::BadRecord {
+                problem: RecordProblem::HashMismatch,
+                seq: Some(s),
+                ..
+            } if s == edited
+        ),
+        "{err}"
+    );
+}
+
+/// Two logs that differ in one value, each record re-chained: every line of the second hashes
+/// and links, only the values differ.
+fn twin_logs(user: &str) -> TestLog {
+    let mut log = TestLog::new();
+    log.decision("s", 1, "deny", not_required());
+    log.append(json!({"kind": "note", "user": user}));
+    log.rotate();
+    log.decision("s", 2, "deny", not_required());
+    log
+}
+
+#[test]
+fn a_log_rewritten_with_every_record_rechained_is_refused() {
+    let log = twin_logs("bob");
+    let forged = twin_logs("rob");
+    let mut index = AuditIndex::open(log.path()).unwrap();
+    index.catch_up().unwrap();
+    // The forger keeps the second segment's start, so only the first segment is rewritten.
+    let first = log.path().join(segment_name(1));
+    std::fs::write(
+        &first,
+        std::fs::read(forged.path().join(segment_name(1))).unwrap(),
+    )
+    .unwrap();
+
+    let err = index.catch_up().unwrap_err();
+    assert!(
+        matches!(&err, IndexError::LogChanged { segment, .. } if *segment == first),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unchanged_log_is_not_read_again_and_an_append_rereads_only_its_segment() {
+    let mut log = twin_logs("bob");
+    let mut index = AuditIndex::open(log.path()).unwrap();
+    index.catch_up().unwrap();
+    // A fingerprint is trusted once the file's change time is old enough to have ticked.
+    std::thread::sleep(unchanged::SETTLE + std::time::Duration::from_millis(100));
+    let settled = index.catch_up().unwrap();
+    assert_eq!((settled.records, settled.rechecked), (0, 2));
+    let unchanged = index.catch_up().unwrap();
+    assert_eq!((unchanged.records, unchanged.rechecked), (0, 0));
+
+    log.decision("s", 3, "deny", not_required());
+    let appended = index.catch_up().unwrap();
+    assert_eq!((appended.records, appended.rechecked), (1, 1));
+}
+
+#[test]
+fn a_segment_removed_from_the_start_of_the_log_takes_its_calls_out_of_the_index() {
+    let log = twin_logs("bob");
+    let mut index = AuditIndex::open(log.path()).unwrap();
+    index.catch_up().unwrap();
+    assert_eq!(index.query(&all()).unwrap().len(), 2);
+    std::fs::remove_file(log.path().join(segment_name(1))).unwrap();
+
+    index.catch_up().unwrap();
+    let rows = index.query(&all()).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].call_id, "s:2");
+}
+
+#[test]
+fn a_segment_gone_from_between_others_is_refused() {
+    let mut log = twin_logs("bob");
+    log.rotate();
+    log.decision("s", 3, "deny", not_required());
+    let mut index = AuditIndex::open(log.path()).unwrap();
+    index.catch_up().unwrap();
+    let middle = list_segments(log.path()).unwrap()[1].path.clone();
+    std::fs::remove_file(&middle).unwrap();
+
+    let err = index.catch_up().unwrap_err();
+    assert!(
+        matches!(&err, IndexError::LogChanged { segment, .. } if *segment == middle),
+        "{err}"
+    );
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //! its sync does. A failed sync cuts the file back to the durable length and the head back to
 //! `durable`, so the log and the head never hold a record that is not durable.
 
-use std::fs::{File, OpenOptions};
+use crate::audit::Modes;
+use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -393,8 +394,13 @@ impl Core {
             .ok_or_else(|| Failure::SeqExhausted {
                 dir: self.dir.clone(),
             })?;
-        let next = ActiveSegment::create(&self.dir, first_seq, Some(self.active.name.clone()))
-            .map_err(|error| Failure::write(&self.dir.join(segment_name(first_seq)), &error))?;
+        let next = ActiveSegment::create(
+            &self.dir,
+            first_seq,
+            Some(self.active.name.clone()),
+            Modes::new(self.config.group_readable),
+        )
+        .map_err(|error| Failure::write(&self.dir.join(segment_name(first_seq)), &error))?;
         Ok(std::mem::replace(&mut self.active, next))
     }
 
@@ -515,12 +521,15 @@ impl Core {
         line.push(b'\n');
         if self.checkpoint_file.is_none() {
             let existed = path.exists();
-            let file = OpenOptions::new()
+            let modes = Modes::new(self.config.group_readable);
+            let file = modes
+                .options()
                 .append(true)
                 .create(true)
                 .open(&path)
                 .map_err(failed)?;
             if !existed {
+                modes.set_file(&file).map_err(failed)?;
                 sync_dir(&self.dir).map_err(failed)?;
             }
             self.checkpoint_file = Some(file);

@@ -29,7 +29,9 @@ use jiff::Timestamp;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use super::chain::{BodyFields, FixedKeys, encode_line, now_millis};
+use super::chain::{
+    BodyFields, FixedKeys, MAX_RECORD_BYTES, encode_line, max_line_len, now_millis,
+};
 use super::config::AuditConfig;
 use super::error::AuditError;
 use super::error::BodyError;
@@ -140,7 +142,9 @@ impl AuditLog {
     ///
     /// `body` must serialize to a JSON object without the keys `seq`, `prev_hash`, `timestamp`
     /// and `hash`, which the log stamps itself ([`AuditError::Body`] otherwise; nothing is
-    /// written). If the log cannot be written the record is not written, the head does not
+    /// written). A body whose record could be longer than
+    /// [`MAX_RECORD_BYTES`](super::MAX_RECORD_BYTES) is refused the same way
+    /// ([`BodyError::TooLong`](super::BodyError::TooLong)). If the log cannot be written the record is not written, the head does not
     /// advance and the error says why ([`AuditError::Write`], [`AuditError::SegmentRemoved`],
     /// ...).
     ///
@@ -174,10 +178,20 @@ impl AuditLog {
         &self,
         body: Result<BodyFields, BodyError>,
     ) -> impl Future<Output = Result<Appended, AuditError>> + Send + 'static {
-        let body = body.map_err(|error| AuditError::Body {
-            path: self.dir.clone(),
-            error,
-        });
+        // A record longer than the readers accept is refused here, alone: in the writer it
+        // would fail the whole group commit it rides in.
+        let body = body
+            .and_then(|body| match max_line_len(&body) {
+                bytes if bytes > MAX_RECORD_BYTES => Err(BodyError::TooLong {
+                    bytes,
+                    limit: MAX_RECORD_BYTES,
+                }),
+                _ => Ok(body),
+            })
+            .map_err(|error| AuditError::Body {
+                path: self.dir.clone(),
+                error,
+            });
         let queue = self.queue.clone();
         let dir = self.dir.clone();
         async move {

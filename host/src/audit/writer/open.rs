@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::fs::{File, TryLockError};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use super::history::check_history;
 use super::lines::{Line, last_line, parse_line, whole_lines_end};
 use super::repair::repair;
 use super::segment::{ActiveSegment, sync_dir};
-use crate::audit::INDEX_FILE;
+use crate::audit::{INDEX_FILE, LOCK_FILE, Modes};
 
 /// Opens (creating if needed) the log in `dir` and returns its writer, with every record the
 /// opening needs (`log_start`, a segment's start, `repair`, `retention`) durable.
@@ -37,8 +38,20 @@ pub(super) fn open(
         path: dir.to_path_buf(),
         error,
     };
-    prepare_dir(dir)?;
-    let lock = File::open(dir).map_err(opened)?;
+    let modes = Modes::new(config.group_readable);
+    prepare_dir(dir, modes)?;
+    // The lock is a file inside the private directory, not the directory itself: another user
+    // cannot open it, so cannot hold the lock to keep the writer out.
+    let lock = modes
+        .options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(LOCK_FILE))
+        .map_err(opened)?;
+    check_own(&lock, &dir.join(LOCK_FILE)).map_err(opened)?;
+    modes.set_file(&lock).map_err(opened)?;
     match lock.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
@@ -59,7 +72,7 @@ pub(super) fn open(
                 path: dir.to_path_buf(),
             });
         }
-        let active = ActiveSegment::create(dir, 1, None).map_err(opened)?;
+        let active = ActiveSegment::create(dir, 1, None, modes).map_err(opened)?;
         let mut core = Core::new(
             dir.to_path_buf(),
             config,
@@ -83,7 +96,7 @@ pub(super) fn open(
     check_history(dir, &segments, verifier.as_ref())?;
     let recorded: HashSet<String> = scan.set_aside.iter().cloned().collect();
     let repairs =
-        repair(dir, &last.path, scan.cut, &recorded).map_err(|error| AuditError::Open {
+        repair(dir, &last.path, scan.cut, &recorded, modes).map_err(|error| AuditError::Open {
             path: last.path.clone(),
             error,
         })?;
@@ -132,19 +145,30 @@ pub(super) fn open(
 }
 
 /// Makes sure `dir` is a directory, creating it (durably) if it does not exist.
-fn prepare_dir(dir: &Path) -> Result<(), AuditError> {
+fn prepare_dir(dir: &Path, modes: Modes) -> Result<(), AuditError> {
     let opened = |error| AuditError::Open {
         path: dir.to_path_buf(),
         error,
     };
     match std::fs::metadata(dir) {
+        // Any user could replace the segments of a directory everyone may write.
+        Ok(metadata) if metadata.is_dir() && metadata.permissions().mode() & 0o002 != 0 => {
+            Err(opened(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "every user may write the directory (mode {:04o}), so anyone could replace \
+                     its records; `chmod 700` it",
+                    metadata.permissions().mode() & 0o7777
+                ),
+            )))
+        }
         Ok(metadata) if metadata.is_dir() => Ok(()),
         Ok(_) => Err(AuditError::NotADirectory {
             path: dir.to_path_buf(),
         }),
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
             // Only the log directory itself: a mistyped parent should fail, not grow a tree.
-            std::fs::create_dir(dir).map_err(opened)?;
+            modes.create_dir(dir).map_err(opened)?;
             let parent = match dir.parent() {
                 Some(parent) if !parent.as_os_str().is_empty() => parent,
                 _ => Path::new("."),
@@ -153,6 +177,22 @@ fn prepare_dir(dir: &Path) -> Result<(), AuditError> {
         }
         Err(error) => Err(opened(error)),
     }
+}
+
+/// Refuses a file (the lock) that another user owns: they could change its mode and hold it.
+fn check_own(file: &File, path: &Path) -> io::Result<()> {
+    let owner = file.metadata()?.uid();
+    let me = rustix::process::geteuid().as_raw();
+    if owner == me {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "`{}` is owned by uid {owner}, not by uid {me} who opens the log",
+            path.display()
+        ),
+    ))
 }
 
 /// What the active segment holds up to its torn tail.

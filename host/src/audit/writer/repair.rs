@@ -7,6 +7,7 @@
 //! copy; between truncating and writing the `repair` record, it finds only the unrecorded copy
 //! and records it then. So every file in `torn/` ends up named by a `repair` record.
 
+use crate::audit::Modes;
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -26,6 +27,7 @@ pub(super) fn repair(
     segment: &Path,
     cut: u64,
     recorded: &HashSet<String>,
+    modes: Modes,
 ) -> io::Result<Vec<Repair>> {
     let name = file_name(segment);
     let mut unrecorded = unrecorded_copies(dir, &name, recorded)?;
@@ -55,7 +57,7 @@ pub(super) fn repair(
     if let Some(torn) = torn {
         let set_aside = match reused {
             Some(set_aside) => set_aside,
-            None => set_aside_copy(dir, &name, &torn)?,
+            None => set_aside_copy(dir, &name, &torn, modes)?,
         };
         file.set_len(cut)?;
         file.sync_all()?;
@@ -113,14 +115,16 @@ fn unrecorded_copies(
 
 /// Writes `torn` to a new file `torn/<segment>.torn-<unix millis>`, durably, and returns its
 /// path relative to the log directory.
-fn set_aside_copy(dir: &Path, segment: &str, torn: &[u8]) -> io::Result<String> {
+fn set_aside_copy(dir: &Path, segment: &str, torn: &[u8], modes: Modes) -> io::Result<String> {
     let torn_dir = dir.join(TORN_DIR);
     if !torn_dir.is_dir() {
-        std::fs::create_dir_all(&torn_dir)?;
+        modes.create_dir(&torn_dir)?;
         sync_dir(dir)?;
     }
     let millis = jiff::Timestamp::now().as_millisecond();
-    let (path, mut file) = create_unique(&torn_dir, &format!("{segment}.torn-{millis:013}"))?;
+    let (path, mut file) =
+        create_unique(&torn_dir, &format!("{segment}.torn-{millis:013}"), modes)?;
+    modes.set_file(&file)?;
     file.write_all(torn)?;
     file.sync_all()?;
     sync_dir(&torn_dir)?;
@@ -129,7 +133,7 @@ fn set_aside_copy(dir: &Path, segment: &str, torn: &[u8]) -> io::Result<String> 
 }
 
 /// Creates `base`, or `base-2`, `base-3`... if it exists (two repairs in one millisecond).
-fn create_unique(dir: &Path, base: &str) -> io::Result<(PathBuf, File)> {
+fn create_unique(dir: &Path, base: &str, modes: Modes) -> io::Result<(PathBuf, File)> {
     let mut attempt = 1u32;
     loop {
         let name = if attempt == 1 {
@@ -138,7 +142,7 @@ fn create_unique(dir: &Path, base: &str) -> io::Result<(PathBuf, File)> {
             format!("{base}-{attempt}")
         };
         let path = dir.join(&name);
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
+        match modes.options().write(true).create_new(true).open(&path) {
             Ok(file) => return Ok((path, file)),
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists && attempt < 1000 => {
                 attempt += 1;

@@ -1,6 +1,7 @@
 //! The active segment: the one file the writer appends to, and the checks that it is still the
 //! file the writer opened and holds exactly what the writer wrote.
 
+use crate::audit::Modes;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -176,13 +177,20 @@ impl ActiveSegment {
 
     /// Creates the empty segment whose first record will have `first_seq`, durably (its
     /// directory entry is synced). Its start record goes in with the next commit.
-    pub(super) fn create(dir: &Path, first_seq: u64, previous: Option<String>) -> io::Result<Self> {
+    pub(super) fn create(
+        dir: &Path,
+        first_seq: u64,
+        previous: Option<String>,
+        modes: Modes,
+    ) -> io::Result<Self> {
         let path = dir.join(segment_name(first_seq));
-        let file = OpenOptions::new()
+        let file = modes
+            .options()
             .read(true)
             .append(true)
             .create_new(true)
             .open(&path)?;
+        modes.set_file(&file)?;
         sync_dir(dir)?;
         let metadata = file.metadata()?;
         Ok(ActiveSegment {

@@ -64,11 +64,10 @@ impl RedactionKey {
 
     /// Reads a key written by [`RedactionKey::save`].
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|error| KeyError::Io {
-            action: "read",
-            path: path.to_path_buf(),
-            error,
-        })?;
+        crate::audit::read_secret_key_file(path, KEY_KIND, |text| Self::parse(path, text))
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<Self, KeyError> {
         let malformed = |reason: String| KeyError::Malformed {
             path: path.to_path_buf(),
             kind: KEY_KIND,
@@ -231,6 +230,21 @@ mod tests {
             "{err}"
         );
         assert_eq!(RedactionKey::load(&path).unwrap().key, key.key);
+    }
+
+    #[test]
+    fn a_salt_key_others_may_write_is_refused_and_one_they_may_read_warns() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("salt.key");
+        let key = RedactionKey::generate().unwrap();
+        key.save(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o646)).unwrap();
+        let error = RedactionKey::load(&path).unwrap_err();
+        assert!(matches!(error, KeyError::Unsafe { .. }), "{error}");
+        assert!(error.to_string().contains("every user"), "{error}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(RedactionKey::load(&path).unwrap().key_id(), key.key_id());
     }
 
     #[test]

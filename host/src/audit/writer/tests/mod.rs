@@ -4,6 +4,8 @@ mod checkpoints;
 mod commit;
 mod faults;
 mod history;
+mod limit;
+mod permissions;
 mod repair;
 mod segments;
 
