@@ -137,8 +137,14 @@ fn an_unopenable_file_is_an_error_naming_it() {
         text.starts_with("cannot open the approvals queue"),
         "{text}"
     );
+    // A directory given as the queue: refused before SQLite sees it (here
+    // already for its parent, `/tmp`, which every user may write).
     let err = ApprovalQueue::open(dir.path()).unwrap_err();
-    assert!(matches!(err, QueueError::Open { .. }), "{err}");
+    assert!(matches!(err, QueueError::Unsafe { .. }), "{err}");
+    let inner = dir.path().join("queue-is-a-dir");
+    std::fs::create_dir(&inner).unwrap();
+    let err = ApprovalQueue::open(&inner).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
