@@ -365,3 +365,97 @@ fn serve_on_a_taken_port_says_the_os_error_once() {
     assert!(err.contains(&format!("cannot listen on `{addr}`")), "{err}");
     assert_eq!(err.matches("os error").count(), 1, "{err}");
 }
+
+#[test]
+fn a_reviewer_the_host_refuses_is_told_and_the_approval_is_pending_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, q) = queue(dir.path());
+    // Bob approves; the test plays the waiting host, whose policy does not
+    // accept bob, as soon as his decision lands.
+    let bob = std::thread::spawn({
+        let path = path.clone();
+        move || {
+            approvals(
+                &[
+                    "approve",
+                    "apr:s1:3:0001",
+                    "--reviewer",
+                    "bob",
+                    "--wait",
+                    "20",
+                ],
+                &path,
+            )
+        }
+    });
+    let started = std::time::Instant::now();
+    while q.get("apr:s1:3:0001").unwrap().unwrap().status != QueueStatus::Approved {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "bob's decision never landed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    q.reopen(
+        "apr:s1:3:0001",
+        "bob",
+        "reviewer `bob` may not approve this call: only members of the reviewers group may approve",
+    )
+    .unwrap();
+    let out = bob.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_eq!(
+        stderr(&out),
+        "refused: the waiting host refused your decision on apr:s1:3:0001: reviewer `bob` may not approve this call: only members of the reviewers group may approve; the approval is pending again for other reviewers\n"
+    );
+    // Carol can still decide; the host takes her decision.
+    assert_eq!(
+        q.get("apr:s1:3:0001").unwrap().unwrap().status,
+        QueueStatus::Pending
+    );
+    let carol = std::thread::spawn({
+        let path = path.clone();
+        move || {
+            approvals(
+                &[
+                    "approve",
+                    "apr:s1:3:0001",
+                    "--reviewer",
+                    "carol",
+                    "--wait",
+                    "20",
+                ],
+                &path,
+            )
+        }
+    });
+    while q.get("apr:s1:3:0001").unwrap().unwrap().status != QueueStatus::Approved {
+        assert!(
+            started.elapsed().as_secs() < 40,
+            "carol's decision never landed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    q.mark_taken("apr:s1:3:0001").unwrap();
+    let text = success(&carol.join().unwrap());
+    assert!(
+        text.starts_with("approved apr:s1:3:0001 as carol"),
+        "{text}"
+    );
+    let row = q.get("apr:s1:3:0001").unwrap().unwrap();
+    assert_eq!(row.refused.len(), 1);
+    assert_eq!(row.refused[0].reviewer, "bob");
+}
+
+#[test]
+fn queue_files_made_by_the_cli_side_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _q) = queue(dir.path());
+    let mut key = path.as_os_str().to_owned();
+    key.push(".key");
+    for file in [path.clone(), PathBuf::from(key)] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} mode {mode:o}", file.display());
+    }
+}

@@ -262,7 +262,7 @@ async fn a_late_decision_is_refused_says_why_and_the_call_was_recorded_timed_out
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reviewer_the_policy_does_not_allow_cannot_approve() {
-    let (env, path, _queue_dir) = env_with_queue(None, PATIENT);
+    let (env, path, _queue_dir) = env_with_queue(None, Duration::from_secs(2));
     let session = start(&env, "sess_bob").await;
     let call = spawn_call(&session, "send_email", email("bob@example.com"));
     let reviewer = ApprovalQueue::open(&path).unwrap();
@@ -273,24 +273,30 @@ async fn a_reviewer_the_policy_does_not_allow_cannot_approve() {
         .unwrap();
     assert_eq!(taken.status, QueueStatus::Approved);
 
-    let result = landed(call).await;
-    let Err(ToolCallError::ApprovalDenied(why)) = &result else {
-        panic!("{result:?}");
-    };
+    // It does not: nobody else decides, and the call is denied at the deadline.
+    assert_eq!(landed(call).await, Err(ToolCallError::ApprovalTimedOut));
+    let record = decision_of(&env, "sess_bob:1");
+    assert_eq!(record["decision"]["effect"], "deny");
+    assert_eq!(record["approval"]["outcome"], "timed_out");
+    assert!(env.outbox().is_empty());
+    let refused = env.records_of("approval_refused");
+    assert_eq!(refused.len(), 1, "{:?}", env.records());
+    let why = refused[0]["detail"]["refused"].as_str().unwrap();
     assert!(
         why.contains("reviewer `bob` may not approve this call")
             && why.contains("only members of the reviewers group may approve"),
         "{why}"
     );
-    let record = decision_of(&env, "sess_bob:1");
-    assert_eq!(record["decision"]["effect"], "deny");
     assert_eq!(
-        policy_ids(&record["decision"]["determining_policies"]),
+        policy_ids(&refused[0]["detail"]["determining_policies"]),
         ["approver-must-be-reviewer"]
     );
-    assert_eq!(record["approval"]["outcome"], "reviewer_not_allowed");
-    assert_eq!(record["approval"]["reviewer"], "bob");
-    assert!(env.outbox().is_empty());
+    assert_eq!(refused[0]["detail"]["verdict"], "approve");
+    // Bob's tools can tell him.
+    let row = reviewer.get(&id).unwrap().unwrap();
+    assert_eq!(row.refused.len(), 1);
+    assert_eq!(row.refused[0].reviewer, "bob");
+    assert_eq!(row.refused[0].why, why);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -515,5 +521,302 @@ async fn the_review_server_restarts_while_calls_wait_and_the_approvals_are_still
         json!({"kind": "approval-denied", "message": "carol looked at it"}),
         "{results:?}"
     );
+    assert_eq!(env.outbox().len(), 1);
+}
+
+// --- The queue trusts nothing it did not write (issue 12, items 12 and 13) ---
+
+/// The uid of `nobody`, the other local user of these tests.
+const NOBODY: u32 = 65534;
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Whether `nobody` can read one byte of `file`.
+fn nobody_can_read(file: &Path) -> bool {
+    std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "head", "-c", "1"])
+        .arg(file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// What the guard said about the held call, and its decision record.
+async fn refused_at_once(env: &Env, session_id: &str) -> (String, Value) {
+    let session = start(env, session_id).await;
+    let result = tokio::time::timeout(
+        Duration::from_secs(10),
+        session.call("send_email", &email("bob@example.com")),
+    )
+    .await
+    .expect("the call waited on a queue it should have refused");
+    let Err(ToolCallError::ApprovalDenied(why)) = result else {
+        panic!("{result:?}");
+    };
+    let record = decision_of(env, &format!("{session_id}:1"));
+    assert_eq!(record["decision"]["effect"], "deny");
+    assert_eq!(record["approval"]["outcome"], "reviewer_failed");
+    assert!(env.outbox().is_empty());
+    (why, record)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queue_files_are_private_to_the_user_and_another_user_cannot_read_them() {
+    let (env, path, queue_dir) = env_with_queue(None, PATIENT);
+    // A directory other users may enter, so that only the files' own modes
+    // keep them out.
+    set_mode(queue_dir.path(), 0o755);
+    let session = start(&env, "sess_private").await;
+    let call = spawn_call(&session, "send_email", email("bob@example.com"));
+    let reviewer = ApprovalQueue::open(&path).unwrap();
+    let id = id_of(&wait_pending(&reviewer, 1).await, "sess_private");
+
+    for file in [
+        path.clone(),
+        with_suffix(&path, "-wal"),
+        with_suffix(&path, "-shm"),
+        with_suffix(&path, ".key"),
+    ] {
+        assert!(file.exists(), "{} is missing", file.display());
+        assert_eq!(
+            mode_of(&file) & 0o077,
+            0,
+            "{} is not private",
+            file.display()
+        );
+        // Nor can another user open it, so none can hold a lock on `-shm`
+        // that blocks every write.
+        assert!(
+            !nobody_can_read(&file),
+            "nobody can read {}",
+            file.display()
+        );
+    }
+    reviewer
+        .decide(&id, &decision(Verdict::Approve, "carol", GrantScope::Once))
+        .unwrap();
+    assert!(landed(call).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queue_file_another_user_created_is_refused_and_the_call_is_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("approvals.sqlite");
+    // The other user prepared the queue the host will use, readable and
+    // writable by all.
+    drop(ApprovalQueue::open(&path).unwrap());
+    for file in [
+        path.clone(),
+        with_suffix(&path, "-wal"),
+        with_suffix(&path, "-shm"),
+    ] {
+        if file.exists() {
+            std::os::unix::fs::chown(&file, Some(NOBODY), Some(NOBODY)).unwrap();
+            set_mode(&file, 0o666);
+        }
+    }
+    let err = ApprovalQueue::open(&path).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("`{}`", path.display())) && err.contains("uid 65534"),
+        "{err}"
+    );
+
+    let env = Env::builder()
+        .reviewer(QueueReviewer::at(&path))
+        .approval_timeout(Duration::from_secs(3))
+        .build();
+    let (why, _) = refused_at_once(&env, "sess_foreign").await;
+    assert!(why.contains("uid 65534"), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queue_in_a_directory_others_can_write_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    set_mode(&shared, 0o777);
+    let err = ApprovalQueue::open(&shared.join("approvals.sqlite"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("`{}`", shared.display())) && err.contains("writable by other users"),
+        "{err}"
+    );
+    assert!(!shared.join("approvals.sqlite").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_symlinked_queue_file_or_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let target = elsewhere.join("approvals.sqlite");
+    drop(ApprovalQueue::open(&target).unwrap());
+
+    let queue_dir = dir.path().join("queue");
+    std::fs::create_dir(&queue_dir).unwrap();
+    let link = queue_dir.join("approvals.sqlite");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let err = ApprovalQueue::open(&link).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("`{}`", link.display())) && err.contains("symbolic link"),
+        "{err}"
+    );
+
+    // A key that points elsewhere is refused too.
+    std::fs::remove_file(&link).unwrap();
+    let real = queue_dir.join("approvals.sqlite");
+    std::fs::write(elsewhere.join("key"), [7u8; 32]).unwrap();
+    std::os::unix::fs::symlink(elsewhere.join("key"), with_suffix(&real, ".key")).unwrap();
+    let err = ApprovalQueue::open(&real).unwrap_err().to_string();
+    assert!(err.contains("symbolic link"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approval_written_into_the_queue_with_sqlite_is_refused_and_recorded() {
+    let (env, path, _queue_dir) = env_with_queue(None, PATIENT);
+    let session = start(&env, "sess_forged").await;
+    let call = spawn_call(&session, "send_email", email("bob@example.com"));
+    let reviewer = ApprovalQueue::open(&path).unwrap();
+    let id = id_of(&wait_pending(&reviewer, 1).await, "sess_forged");
+
+    // Someone approves in carol's name without mandate's reviewer tools.
+    let forged = std::process::Command::new("sqlite3")
+        .arg(&path)
+        .arg(format!(
+            "UPDATE approvals SET status = 'approved', reviewer = 'carol', reason = 'fine', \
+             scope = 'once', decided_at = '{}' WHERE approval_id = '{id}'",
+            jiff::Timestamp::now()
+        ))
+        .output()
+        .unwrap();
+    assert!(forged.status.success(), "{forged:?}");
+
+    let result = landed(call).await;
+    let Err(ToolCallError::ApprovalDenied(why)) = &result else {
+        panic!("the forged approval was taken: {result:?}");
+    };
+    assert!(why.contains("unauthenticated_decision"), "{why}");
+    let record = decision_of(&env, "sess_forged:1");
+    assert_eq!(record["decision"]["effect"], "deny");
+    assert_eq!(record["approval"]["outcome"], "reviewer_failed");
+    assert!(
+        record["approval"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unauthenticated_decision"),
+        "{record}"
+    );
+    assert!(env.outbox().is_empty());
+    // The reviewer tools show it for what it is, not as carol's approval.
+    let row = reviewer.get(&id).unwrap().unwrap();
+    assert_ne!(row.status, QueueStatus::Approved);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reviewer_the_policy_does_not_allow_does_not_end_the_hold_and_carol_still_approves() {
+    let (env, path, _queue_dir) = env_with_queue(None, PATIENT);
+    let session = start(&env, "sess_bob_first").await;
+    let call = spawn_call(&session, "send_email", email("bob@example.com"));
+    let reviewer = ApprovalQueue::open(&path).unwrap();
+    let id = id_of(&wait_pending(&reviewer, 1).await, "sess_bob_first");
+
+    // Bob decides first; policy does not accept him as a reviewer.
+    reviewer
+        .decide(&id, &decision(Verdict::Approve, "bob", GrantScope::Once))
+        .unwrap();
+    // The host refuses his decision and the call waits on.
+    let started = Instant::now();
+    loop {
+        let row = reviewer.get(&id).unwrap().unwrap();
+        if row.status == QueueStatus::Pending {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "bob's decision ended the hold: {row:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!call.is_finished());
+    // Bob is told: his refused decision stays on the approval with why.
+    let row = reviewer.get(&id).unwrap().unwrap();
+    assert_eq!(row.refused.len(), 1);
+    assert_eq!(row.refused[0].reviewer, "bob");
+    assert!(
+        row.refused[0]
+            .why
+            .contains("reviewer `bob` may not approve this call"),
+        "{row:?}"
+    );
+
+    reviewer
+        .decide(&id, &decision(Verdict::Approve, "carol", GrantScope::Once))
+        .unwrap();
+    assert!(landed(call).await.is_ok());
+    // Carol's decision stands and the queue says the host took it.
+    let row = reviewer.get(&id).unwrap().unwrap();
+    assert_eq!(row.status, QueueStatus::Approved);
+    assert_eq!(row.reviewer.as_deref(), Some("carol"));
+    assert!(row.taken_at.is_some(), "{row:?}");
+    let record = decision_of(&env, "sess_bob_first:1");
+    assert_eq!(record["approval"]["outcome"], "approved");
+    assert_eq!(record["approval"]["reviewer"], "carol");
+    assert_eq!(env.outbox().len(), 1);
+    // Bob's refused decision is in the log.
+    let refused = env.records_of("approval_refused");
+    assert_eq!(refused.len(), 1, "{:?}", env.records());
+    assert_eq!(refused[0]["call_id"], "sess_bob_first:1");
+    assert_eq!(refused[0]["detail"]["approval_id"], json!(id));
+    assert_eq!(refused[0]["detail"]["reviewer"], "bob");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denial_from_a_reviewer_the_policy_does_not_accept_does_not_end_the_hold() {
+    let (env, path, _queue_dir) = env_with_queue(None, PATIENT);
+    let session = start(&env, "sess_bob_denies").await;
+    let call = spawn_call(&session, "send_email", email("bob@example.com"));
+    let reviewer = ApprovalQueue::open(&path).unwrap();
+    let id = id_of(&wait_pending(&reviewer, 1).await, "sess_bob_denies");
+    reviewer
+        .decide(&id, &decision(Verdict::Deny, "bob", GrantScope::Once))
+        .unwrap();
+    let started = Instant::now();
+    while reviewer.get(&id).unwrap().unwrap().status != QueueStatus::Pending {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "bob's denial ended the hold"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!call.is_finished());
+    reviewer
+        .decide(&id, &decision(Verdict::Approve, "carol", GrantScope::Once))
+        .unwrap();
+    assert!(landed(call).await.is_ok());
+    let refused = env.records_of("approval_refused");
+    assert_eq!(refused.len(), 1, "{:?}", env.records());
+    assert_eq!(refused[0]["detail"]["verdict"], "deny");
+    assert_eq!(refused[0]["detail"]["reviewer"], "bob");
     assert_eq!(env.outbox().len(), 1);
 }

@@ -22,6 +22,11 @@ pub struct DecideArgs {
     /// Why; shown to the agent on denial and written in the audit record.
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+    /// How long to wait for the waiting host to take or refuse the decision
+    /// (it refuses a reviewer its policy does not accept, and the approval
+    /// goes back to the other reviewers). 0: do not wait.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3)]
+    pub wait: u64,
 }
 
 /// `approve` takes what `deny` takes, and a scope: a denial covers its call
@@ -65,6 +70,14 @@ pub fn run(args: DecideArgs, scope: Option<GrantScope>) -> anyhow::Result<ExitCo
     };
     match queue.decide(&args.id, &decision) {
         Ok(decided) => {
+            if let Some(why) = refused_by_host(&queue, &decided, args.wait)? {
+                eprintln!(
+                    "refused: the waiting host refused your decision on {}: {}; the approval is pending again for other reviewers",
+                    escape(&args.id),
+                    escape(&why)
+                );
+                return Ok(ExitCode::from(1));
+            }
             let p = &decided.pending;
             if approve {
                 let scope = match scope {
@@ -102,4 +115,34 @@ pub fn run(args: DecideArgs, scope: Option<GrantScope>) -> anyhow::Result<ExitCo
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Waits up to `secs` for the host to take or refuse `decided`; the
+/// refusal's reason if it refused it.
+fn refused_by_host(
+    queue: &mandate::guard::queue::ApprovalQueue,
+    decided: &mandate::guard::queue::QueuedApproval,
+    secs: u64,
+) -> anyhow::Result<Option<String>> {
+    let id = &decided.pending.approval_id;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < until {
+        let Some(now) = queue.get(id)? else {
+            return Ok(None);
+        };
+        let mine = now.refused.iter().rev().find(|r| {
+            Some(&r.reviewer) == decided.reviewer.as_ref()
+                && Some(r.decided_at) == decided.decided_at
+        });
+        if let Some(r) = mine {
+            return Ok(Some(r.why.clone()));
+        }
+        // Taken, expired, or decided again by someone else after a refusal
+        // that is not ours: nothing more to wait for.
+        if now.taken_at.is_some() || now.decided_at != decided.decided_at {
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(None)
 }

@@ -149,6 +149,37 @@ pub trait Reviewer: Send + Sync + 'static {
         &'a self,
         pending: &'a PendingApproval,
     ) -> BoxFuture<'a, Result<ReviewDecision, ReviewError>>;
+
+    /// The guard refused the decision `review` gave: policy does not accept
+    /// that reviewer. A reviewer that several people share (the queue)
+    /// hands the approval back to them, tells the refused one why, and
+    /// waits for the next decision, so that one refused reviewer does not
+    /// end the hold for everyone. `None` (the default): the refusal ends
+    /// the hold and the call is denied. The future is polled only after the
+    /// guard has recorded the refusal.
+    fn review_again<'a>(
+        &'a self,
+        _pending: &'a PendingApproval,
+        _refused: RefusedDecision,
+    ) -> Option<BoxFuture<'a, Result<ReviewDecision, ReviewError>>> {
+        None
+    }
+
+    /// The guard took the decision `review` gave as final (policy accepted
+    /// the reviewer, or the decision ended the hold). The queue marks it so
+    /// that the reviewer's tool can say so.
+    fn decision_taken<'a>(&'a self, _pending: &'a PendingApproval) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// A reviewer's decision the guard refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedDecision {
+    /// The decision as the reviewer gave it.
+    pub decision: ReviewDecision,
+    /// Why policy does not accept the reviewer.
+    pub why: String,
 }
 
 /// Denies every held call: the default, so nothing waits on a human who is

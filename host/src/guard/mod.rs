@@ -29,7 +29,8 @@ use cedar_policy::{Entities, EntityUid};
 
 pub use approval::{
     CommandReviewer, DEFAULT_APPROVAL_TIMEOUT, DenyAll, GrantScope, PendingApproval,
-    PromptReviewer, ReviewDecision, ReviewError, Reviewer, UnknownGrantScope, Verdict,
+    PromptReviewer, RefusedDecision, ReviewDecision, ReviewError, Reviewer, UnknownGrantScope,
+    Verdict,
 };
 pub use call::{CallReport, ToolCallError};
 pub use entities::{EntityError, EntityProvider, StaticEntities};

@@ -94,6 +94,9 @@ pub enum RecordKind {
     /// A call is held for a reviewer (written before anyone is asked, so a
     /// hold that is never decided still shows in the log).
     ApprovalRequested,
+    /// A reviewer's decision on a held call was refused (policy does not
+    /// accept that reviewer) and the call is held for the other reviewers.
+    ApprovalRefused,
     /// A tool call was decided (written before the tool runs).
     Decision,
     /// A tool call that was allowed finished.

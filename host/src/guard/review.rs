@@ -9,7 +9,9 @@ use std::sync::Mutex;
 use jiff::Timestamp;
 
 use super::SessionGuard;
-use super::approval::{GrantScope, PendingApproval, Verdict};
+use super::approval::{
+    GrantScope, PendingApproval, RefusedDecision, ReviewDecision, ReviewError, Verdict,
+};
 use super::call::{ToolCallError, uid};
 use super::evaluate::ApprovalState;
 use super::record::{
@@ -156,95 +158,215 @@ impl SessionGuard {
         // A deadline already past (the session expires now) waits not at all.
         let wait = std::time::Duration::try_from(pending.deadline.duration_since(Timestamp::now()))
             .unwrap_or(std::time::Duration::ZERO);
-        let answer = tokio::time::timeout(wait, reviewer.review(&pending)).await;
+        let until = tokio::time::Instant::now() + wait;
+        let mut asking = reviewer.review(&pending);
+        loop {
+            let answer = tokio::time::timeout_at(until, asking).await;
+            let judged = self.judge(answer, &pending, record.clone(), &held, decide_at);
+            let (result, refused) = match judged {
+                Judged::Final(result) => (result, None),
+                Judged::NotAccepted(result, refused, by) => (result, Some((refused, by))),
+            };
+            let from_reviewer = matches!(
+                result.record.outcome,
+                ApprovalOutcome::Approved
+                    | ApprovalOutcome::Denied
+                    | ApprovalOutcome::ReviewerNotAllowed
+            );
+            // A reviewer others share hands the approval back to them: one
+            // reviewer policy does not accept does not end the hold.
+            let again = refused.and_then(|(r, by)| {
+                let shown = refused_record(&self.identity, &pending, action, &result, &r, &by);
+                reviewer.review_again(&pending, r).map(|f| (f, shown))
+            });
+            let Some((next, shown)) = again else {
+                if from_reviewer {
+                    reviewer.decision_taken(&pending).await;
+                }
+                return result;
+            };
+            // Recorded before the others are asked again; unrecordable means
+            // the refusal ends the hold, as it would without a queue.
+            if let Err(e) = self.write(shown).await {
+                let mut result = result;
+                result.error = Some(ToolCallError::AuditUnavailable(e.to_string()));
+                return result;
+            }
+            asking = next;
+        }
+    }
+
+    /// What a reviewer's answer (or its absence) comes to: the policy
+    /// decides, at the time of the answer, whether that reviewer counts.
+    fn judge(
+        &self,
+        answer: Result<Result<ReviewDecision, ReviewError>, tokio::time::error::Elapsed>,
+        pending: &PendingApproval,
+        mut record: ApprovalRecord,
+        held: &Decision,
+        decide_at: &impl Fn(ApprovalState<'_>, Timestamp) -> Result<Decision, String>,
+    ) -> Judged {
+        let held = held.clone();
         let answered_at = Timestamp::now();
         record.decided_at = Some(answered_at);
         let decision = match answer {
             Err(_) => {
                 record.outcome = ApprovalOutcome::TimedOut;
                 record.reason = Some(format!("no decision before {}", pending.deadline));
-                return ApprovalResult::refused(record, held, ToolCallError::ApprovalTimedOut);
+                return Judged::Final(ApprovalResult::refused(
+                    record,
+                    held,
+                    ToolCallError::ApprovalTimedOut,
+                ));
             }
             Ok(Err(e)) => {
                 record.outcome = ApprovalOutcome::ReviewerFailed;
                 record.reason = Some(e.to_string());
-                return ApprovalResult::refused(
+                return Judged::Final(ApprovalResult::refused(
                     record,
                     held,
                     ToolCallError::ApprovalDenied(e.to_string()),
-                );
+                ));
             }
             Ok(Ok(d)) => d,
         };
         record.reviewer = Some(decision.reviewer.clone());
         record.reason = decision.reason.clone();
-        if decision.decision == Verdict::Deny {
-            record.outcome = ApprovalOutcome::Denied;
-            let why = decision
-                .reason
-                .unwrap_or_else(|| format!("denied by {}", decision.reviewer));
-            return ApprovalResult::refused(record, held, ToolCallError::ApprovalDenied(why));
-        }
         // An answer that arrives as the session ends (the deadline is capped
         // at the expiry, but the answer may race it) approves nothing.
-        if self.session.is_expired(answered_at) {
+        if decision.decision == Verdict::Approve && self.session.is_expired(answered_at) {
             record.outcome = ApprovalOutcome::TimedOut;
             record.reason = Some(format!(
                 "the session expired at {} before the approval took effect",
                 self.session.expires_at
             ));
-            return ApprovalResult::refused(record, held, ToolCallError::SessionExpired);
+            return Judged::Final(ApprovalResult::refused(
+                record,
+                held,
+                ToolCallError::SessionExpired,
+            ));
         }
-        let reviewer_uid = match uid("User", &decision.reviewer) {
-            Ok(u) => u,
-            Err(e) => {
-                record.outcome = ApprovalOutcome::ReviewerFailed;
-                record.reason = Some(e.clone());
-                return ApprovalResult::refused(record, held, ToolCallError::ApprovalDenied(e));
-            }
+        // Whether policy accepts this reviewer: would it allow the call with
+        // their approval? Asked for a denial too, so that a denial from
+        // someone policy does not accept can be refused like an approval.
+        let accepted = match uid("User", &decision.reviewer) {
+            Ok(reviewer_uid) => decide_at(ApprovalState::GrantedBy(&reviewer_uid), answered_at),
+            Err(e) => Err(e),
         };
-        match decide_at(ApprovalState::GrantedBy(&reviewer_uid), answered_at) {
+        if decision.decision == Verdict::Deny {
+            if let Ok(d) = &accepted
+                && d.effect != Effect::Allow
+            {
+                let why = not_allowed(&decision.reviewer, d);
+                let mut denied = record.clone();
+                denied.outcome = ApprovalOutcome::Denied;
+                let why_denied = decision
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| format!("denied by {}", decision.reviewer));
+                let by = d.determining_policies.clone();
+                let result = ApprovalResult::refused(
+                    denied,
+                    held,
+                    ToolCallError::ApprovalDenied(why_denied),
+                );
+                return Judged::NotAccepted(result, RefusedDecision { decision, why }, by);
+            }
+            record.outcome = ApprovalOutcome::Denied;
+            let why = decision
+                .reason
+                .unwrap_or_else(|| format!("denied by {}", decision.reviewer));
+            return Judged::Final(ApprovalResult::refused(
+                record,
+                held,
+                ToolCallError::ApprovalDenied(why),
+            ));
+        }
+        match accepted {
             Ok(d) if d.effect == Effect::Allow => {
                 record.outcome = ApprovalOutcome::Approved;
                 record.scope = Some(decision.scope);
-                ApprovalResult {
+                Judged::Final(ApprovalResult {
                     record,
                     decision: d,
                     error: None,
                     session_grant: (decision.scope == GrantScope::Session)
                         .then(|| (pending.approval_id.clone(), decision.reviewer.clone())),
                     evaluated_at: Some(answered_at),
-                }
+                })
             }
             Ok(d) => {
                 record.outcome = ApprovalOutcome::ReviewerNotAllowed;
-                let reasons: Vec<String> = d
-                    .determining_policies
-                    .iter()
-                    .map(|p| p.reason.clone().unwrap_or_else(|| p.id.clone()))
-                    .chain(d.errors.iter().map(|e| e.message.clone()))
-                    .collect();
-                let why = format!(
-                    "reviewer `{}` may not approve this call: {}",
-                    decision.reviewer,
-                    if reasons.is_empty() {
-                        "no policy permits it".to_string()
-                    } else {
-                        reasons.join("; ")
-                    }
-                );
+                let why = not_allowed(&decision.reviewer, &d);
+                let by = d.determining_policies.clone();
                 let mut refused =
-                    ApprovalResult::refused(record, d, ToolCallError::ApprovalDenied(why));
+                    ApprovalResult::refused(record, d, ToolCallError::ApprovalDenied(why.clone()));
                 refused.evaluated_at = Some(answered_at);
-                refused
+                Judged::NotAccepted(refused, RefusedDecision { decision, why }, by)
             }
             Err(e) => {
                 record.outcome = ApprovalOutcome::ReviewerFailed;
                 record.reason = Some(e.clone());
-                ApprovalResult::refused(record, held, ToolCallError::ApprovalDenied(e))
+                Judged::Final(ApprovalResult::refused(
+                    record,
+                    held,
+                    ToolCallError::ApprovalDenied(e),
+                ))
             }
         }
     }
+}
+
+/// A judged answer: final, or a decision from a reviewer policy does not
+/// accept (with what the call comes to if the refusal ends the hold).
+enum Judged {
+    Final(ApprovalResult),
+    NotAccepted(ApprovalResult, RefusedDecision, Vec<DeterminingPolicy>),
+}
+
+/// Why policy does not accept `reviewer`, from the deciding evaluation.
+fn not_allowed(reviewer: &str, d: &Decision) -> String {
+    let reasons: Vec<String> = d
+        .determining_policies
+        .iter()
+        .map(|p| p.reason.clone().unwrap_or_else(|| p.id.clone()))
+        .chain(d.errors.iter().map(|e| e.message.clone()))
+        .collect();
+    format!(
+        "reviewer `{reviewer}` may not approve this call: {}",
+        if reasons.is_empty() {
+            "no policy permits it".to_string()
+        } else {
+            reasons.join("; ")
+        }
+    )
+}
+
+/// The `approval_refused` record of a decision the guard refused while the
+/// call stays held: who decided what, why policy does not accept them, and
+/// the policies that said so.
+fn refused_record(
+    identity: &std::sync::Arc<Identity>,
+    pending: &PendingApproval,
+    action: &ActionRecord,
+    result: &ApprovalResult,
+    refused: &RefusedDecision,
+    by: &[DeterminingPolicy],
+) -> Record {
+    let mut record = Record::new(RecordKind::ApprovalRefused, identity);
+    record.call_id = Some(pending.call_id.clone());
+    record.action = Some(action.clone());
+    record.detail = Some(serde_json::json!({
+        "approval_id": pending.approval_id,
+        "reviewer": refused.decision.reviewer,
+        "verdict": refused.decision.decision,
+        "reason": refused.decision.reason,
+        "decided_at": result.record.decided_at,
+        "refused": refused.why,
+        "determining_policies": by,
+        "hold": "continues",
+    }));
+    record
 }
 
 /// The `approval_requested` record of a hold: the call, as its decision

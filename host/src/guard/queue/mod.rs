@@ -32,6 +32,8 @@
 //! # }
 //! ```
 
+mod files;
+mod mac;
 mod reviewer;
 mod store;
 #[cfg(test)]
@@ -59,6 +61,11 @@ pub enum QueueStatus {
     Denied,
     /// Nobody decided before the deadline; the call was denied as timed out.
     Expired,
+    /// The row says approved or denied, but its MAC does not check: the
+    /// decision was written by something other than Mandate's reviewer tools
+    /// (another user, a direct SQL `UPDATE`). Refused: the waiting call is
+    /// denied (`refused_unauthenticated`).
+    Unauthenticated,
 }
 
 impl QueueStatus {
@@ -69,6 +76,7 @@ impl QueueStatus {
             QueueStatus::Approved => "approved",
             QueueStatus::Denied => "denied",
             QueueStatus::Expired => "expired",
+            QueueStatus::Unauthenticated => "unauthenticated",
         }
     }
 
@@ -123,6 +131,33 @@ pub struct QueuedApproval {
     pub reason: Option<String>,
     /// How far an approval reaches.
     pub scope: Option<GrantScope>,
+    /// When the host took the decision as final (policy accepted the
+    /// reviewer); `None` while it has not, or not yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_at: Option<Timestamp>,
+    /// Decisions the host refused because policy does not accept their
+    /// reviewer, oldest first; each put the approval back to pending.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedInQueue>,
+}
+
+/// A decision the host refused: policy does not accept its reviewer, so it
+/// did not end the hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedInQueue {
+    /// Who decided.
+    pub reviewer: String,
+    /// What they decided.
+    pub verdict: Verdict,
+    /// When they decided.
+    pub decided_at: Timestamp,
+    /// Their reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the host refused it.
+    pub refused_at: Timestamp,
+    /// Why policy does not accept them.
+    pub why: String,
 }
 
 /// Why the queue could not do what was asked. A guard that cannot submit or
@@ -168,6 +203,17 @@ pub enum QueueError {
         /// The approval.
         id: String,
         /// What is wrong with it.
+        message: String,
+    },
+    /// A queue file or its directory could be read or written by someone
+    /// else, or is not what it should be; nothing in it is trusted.
+    #[error("cannot open the approvals queue `{queue}`: `{path}` is refused: {message}")]
+    Unsafe {
+        /// The queue file.
+        queue: PathBuf,
+        /// The file or directory refused.
+        path: PathBuf,
+        /// What is wrong, with a hint.
         message: String,
     },
     /// The approval id is already in the queue.
@@ -230,6 +276,8 @@ pub struct ApprovalQueue {
 
 struct Inner {
     path: PathBuf,
+    /// Authenticates decisions (see [`mac`]); read from `<queue>.key`.
+    key: [u8; files::KEY_LEN],
     conn: Mutex<Connection>,
 }
 
@@ -242,13 +290,22 @@ impl std::fmt::Debug for ApprovalQueue {
 }
 
 impl ApprovalQueue {
-    /// Opens the queue at `path`, creating the file and its tables if they
-    /// do not exist. The directory must exist.
+    /// Opens the queue at `path`, creating the file (0600), its tables and
+    /// its key (`<path>.key`, 0600) if they do not exist. The directory must
+    /// exist.
+    ///
+    /// Refused ([`QueueError::Unsafe`]) when the directory is a symbolic
+    /// link, belongs to another user or is writable by others, or when the
+    /// queue file, its `-wal`/`-shm` files or the key is a symbolic link,
+    /// belongs to another user or is readable or writable by others.
     pub fn open(path: &Path) -> Result<ApprovalQueue, QueueError> {
+        files::prepare(path)?;
         let conn = store::open(path)?;
+        let key = files::key(path)?;
         Ok(ApprovalQueue {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
+                key,
                 conn: Mutex::new(conn),
             }),
         })
@@ -261,24 +318,24 @@ impl ApprovalQueue {
 
     /// Puts a held call in the queue, pending.
     pub fn submit(&self, pending: &PendingApproval) -> Result<(), QueueError> {
-        self.with(|conn, path| store::submit(conn, path, pending, Timestamp::now()))
+        self.with(|conn, path, _| store::submit(conn, path, pending, Timestamp::now()))
     }
 
     /// The approvals waiting for a decision whose deadline has not passed,
     /// oldest first.
     pub fn pending(&self) -> Result<Vec<QueuedApproval>, QueueError> {
-        self.with(|conn, path| store::pending(conn, path, Timestamp::now()))
+        self.with(|conn, path, key| store::pending(conn, path, key, Timestamp::now()))
     }
 
     /// The most recently submitted approvals, whatever their status, newest
     /// first, at most `limit` of them.
     pub fn recent(&self, limit: usize) -> Result<Vec<QueuedApproval>, QueueError> {
-        self.with(|conn, path| store::recent(conn, path, limit, Timestamp::now()))
+        self.with(|conn, path, key| store::recent(conn, path, key, limit, Timestamp::now()))
     }
 
     /// One approval, if the queue has it.
     pub fn get(&self, approval_id: &str) -> Result<Option<QueuedApproval>, QueueError> {
-        self.with(|conn, path| store::get(conn, path, approval_id, Timestamp::now()))
+        self.with(|conn, path, key| store::get(conn, path, key, approval_id, Timestamp::now()))
     }
 
     /// Records a reviewer's decision. Refused, leaving the queue as it was,
@@ -296,18 +353,47 @@ impl ApprovalQueue {
                 message: "the reviewer's user id is empty".into(),
             });
         }
-        self.with(|conn, path| store::decide(conn, path, approval_id, decision, Timestamp::now()))
+        self.with(|conn, path, key| {
+            store::decide(conn, path, key, approval_id, decision, Timestamp::now())
+        })
+    }
+
+    /// Puts an approval that `reviewer` decided back to pending, keeping
+    /// the refused decision and `why` on it: the host refused the decision
+    /// because policy does not accept that reviewer.
+    pub fn reopen(
+        &self,
+        approval_id: &str,
+        reviewer: &str,
+        why: &str,
+    ) -> Result<QueuedApproval, QueueError> {
+        self.with(|conn, path, key| {
+            store::reopen(
+                conn,
+                path,
+                key,
+                approval_id,
+                reviewer,
+                why,
+                Timestamp::now(),
+            )
+        })
+    }
+
+    /// Marks a decided approval as taken by the host (policy accepted it).
+    pub fn mark_taken(&self, approval_id: &str) -> Result<(), QueueError> {
+        self.with(|conn, path, _| store::taken(conn, path, approval_id, Timestamp::now()))
     }
 
     /// Marks a still-pending approval expired (its waiting call gave up) and
     /// returns it as it now stands; a decided one is left as it is.
     pub fn expire(&self, approval_id: &str) -> Result<Option<QueuedApproval>, QueueError> {
-        self.with(|conn, path| store::expire(conn, path, approval_id, Timestamp::now()))
+        self.with(|conn, path, key| store::expire(conn, path, key, approval_id, Timestamp::now()))
     }
 
     fn with<T>(
         &self,
-        f: impl FnOnce(&mut Connection, &Path) -> Result<T, QueueError>,
+        f: impl FnOnce(&mut Connection, &Path, &[u8; files::KEY_LEN]) -> Result<T, QueueError>,
     ) -> Result<T, QueueError> {
         // A panic while holding the lock cannot leave SQLite half-written
         // (transactions roll back), so the connection is still usable.
@@ -315,6 +401,6 @@ impl ApprovalQueue {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
         };
-        f(&mut conn, &self.inner.path)
+        f(&mut conn, &self.inner.path, &self.inner.key)
     }
 }

@@ -9,9 +9,10 @@ use jiff::Timestamp;
 
 use super::{ApprovalQueue, QueueError, QueueStatus, QueuedApproval};
 use crate::guard::approval::{
-    GrantScope, PendingApproval, ReviewDecision, ReviewError, Reviewer, Verdict,
+    GrantScope, PendingApproval, RefusedDecision, ReviewDecision, ReviewError, Reviewer, Verdict,
 };
 use crate::guard::tools::BoxFuture;
+use crate::terminal::bounded;
 
 /// How often a waiting call looks at the queue for its decision.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -122,6 +123,33 @@ impl QueueReviewer {
         let queue = self.open().await?;
         let submitted = pending.clone();
         self.blocking(&queue, move |q| q.submit(&submitted)).await?;
+        self.wait_decided(&queue, pending).await
+    }
+
+    /// The guard refused `refused`: put the approval back to pending for the
+    /// other reviewers (the refusal stays on it for the refused one's tool
+    /// to show) and wait for the next decision.
+    async fn wait_again(
+        &self,
+        pending: &PendingApproval,
+        refused: RefusedDecision,
+    ) -> Result<ReviewDecision, ReviewError> {
+        let queue = self.open().await?;
+        let id = pending.approval_id.clone();
+        let reviewer = refused.decision.reviewer.clone();
+        let why = refused.why;
+        self.blocking(&queue, move |q| q.reopen(&id, &reviewer, &why))
+            .await?;
+        self.wait_decided(&queue, pending).await
+    }
+
+    /// Waits until the pending approval in `queue` is decided or closed.
+    async fn wait_decided(
+        &self,
+        queue: &ApprovalQueue,
+        pending: &PendingApproval,
+    ) -> Result<ReviewDecision, ReviewError> {
+        let queue = queue.clone();
         let id = pending.approval_id.clone();
         // From here on, a call that stops waiting (deadline, cancelled
         // session) leaves its approval expired, not pending.
@@ -156,7 +184,21 @@ impl QueueReviewer {
                 QueueStatus::Pending => {}
                 QueueStatus::Approved | QueueStatus::Denied => {
                     expire.disarm();
+                    // The MAC binds the decision to the call as the queue
+                    // showed it; that must be the call this host holds.
+                    if !same_call(&current.pending, pending) {
+                        return Err(self.fail(format!(
+                            "unauthenticated_decision: the call shown in the queue for approval `{id}` is not the call that is held; the decision is refused"
+                        )));
+                    }
                     return decision(&current).map_err(|m| self.fail(m));
+                }
+                QueueStatus::Unauthenticated => {
+                    expire.disarm();
+                    return Err(self.fail(format!(
+                        "unauthenticated_decision: approval `{id}` is marked decided by `{}` in the queue file, but the decision does not carry a valid MAC of the queue key; it was not written by mandate's reviewer tools and is refused",
+                        bounded(current.reviewer.as_deref().unwrap_or("nobody"), 64),
+                    )));
                 }
                 QueueStatus::Expired => {
                     expire.disarm();
@@ -178,6 +220,14 @@ impl QueueReviewer {
             let next = (now + self.poll).min(close_at.max(now));
             tokio::time::sleep_until(next).await;
         }
+    }
+}
+
+/// Whether the queue's copy of a held call is the call the host submitted.
+fn same_call(stored: &PendingApproval, held: &PendingApproval) -> bool {
+    match (serde_json::to_value(stored), serde_json::to_value(held)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
 }
 
@@ -242,5 +292,24 @@ impl Reviewer for QueueReviewer {
         pending: &'a PendingApproval,
     ) -> BoxFuture<'a, Result<ReviewDecision, ReviewError>> {
         Box::pin(self.wait(pending))
+    }
+
+    fn review_again<'a>(
+        &'a self,
+        pending: &'a PendingApproval,
+        refused: RefusedDecision,
+    ) -> Option<BoxFuture<'a, Result<ReviewDecision, ReviewError>>> {
+        Some(Box::pin(self.wait_again(pending, refused)))
+    }
+
+    fn decision_taken<'a>(&'a self, pending: &'a PendingApproval) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            // Best effort: it only lets the reviewer's tool say the decision
+            // stands; the call's outcome does not depend on it.
+            if let Ok(queue) = self.open().await {
+                let id = pending.approval_id.clone();
+                let _ = self.blocking(&queue, move |q| q.mark_taken(&id)).await;
+            }
+        })
     }
 }

@@ -137,8 +137,14 @@ fn an_unopenable_file_is_an_error_naming_it() {
         text.starts_with("cannot open the approvals queue"),
         "{text}"
     );
+    // A directory given as the queue: refused before SQLite sees it (here
+    // already for its parent, `/tmp`, which every user may write).
     let err = ApprovalQueue::open(dir.path()).unwrap_err();
-    assert!(matches!(err, QueueError::Open { .. }), "{err}");
+    assert!(matches!(err, QueueError::Unsafe { .. }), "{err}");
+    let inner = dir.path().join("queue-is-a-dir");
+    std::fs::create_dir(&inner).unwrap();
+    let err = ApprovalQueue::open(&inner).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -198,4 +204,37 @@ fn json_has_the_shape_the_review_page_reads() {
         serde_json::from_str(r#"{"verdict":"approve","reviewer":"carol","scope":"session"}"#)
             .unwrap();
     assert_eq!(d.scope, GrantScope::Session);
+}
+
+#[test]
+fn a_decision_copied_onto_another_approval_does_not_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.sqlite");
+    let queue = ApprovalQueue::open(&path).unwrap();
+    queue.submit(&pending("apr:a", in_secs(60))).unwrap();
+    queue.submit(&pending("apr:b", in_secs(60))).unwrap();
+    queue.decide("apr:a", &approve("carol")).unwrap();
+    assert_eq!(
+        queue.get("apr:a").unwrap().unwrap().status,
+        QueueStatus::Approved
+    );
+    // Every decision column of carol's approval of `apr:a`, MAC included,
+    // copied onto `apr:b`.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE approvals SET (status, decided_at, reviewer, reason, scope, mac) =
+             (SELECT status, decided_at, reviewer, reason, scope, mac FROM approvals
+              WHERE approval_id = 'apr:a')
+         WHERE approval_id = 'apr:b'",
+        [],
+    )
+    .unwrap();
+    let b = queue.get("apr:b").unwrap().unwrap();
+    assert_eq!(b.status, QueueStatus::Unauthenticated);
+    assert_eq!(
+        queue.get("apr:a").unwrap().unwrap().status,
+        QueueStatus::Approved
+    );
+    // A decision cannot be made on it either: it reads as decided.
+    assert!(queue.decide("apr:b", &approve("carol")).is_err());
 }
