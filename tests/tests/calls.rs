@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use common::{Env, policy_ids, read_call, session};
 use mandate::guard::{ResourceBinding, Tool, ToolContext, ToolFailure, ToolSpec};
 use serde_json::{Value, json};
@@ -316,8 +314,13 @@ async fn a_wrongly_typed_argument_is_refused_naming_the_field() {
 /// that the decision allowing it is already there and the chain verifies.
 struct CheckLog;
 
+/// No arguments, and no field the type does not declare.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct NoArguments {}
+
 impl Tool for CheckLog {
-    type Args = BTreeMap<String, Value>;
+    type Args = NoArguments;
 
     fn spec(&self) -> ToolSpec {
         ToolSpec {
@@ -456,4 +459,33 @@ async fn arguments_too_large_for_a_record_are_refused_closed_and_recorded_by_dig
         .max()
         .unwrap();
     assert!(longest < 64 * 1024, "{longest} bytes");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_schema_is_refused_at_build_naming_the_tool_and_the_attribute() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies_dir = dir.path().join("policies");
+    common::copy_policies(&policies_dir);
+    let schema = policies_dir.join("schema.cedarschema");
+    let text = std::fs::read_to_string(&schema).unwrap();
+    // `write_summary` as it was before it took a summary.
+    let stale = text.replace(
+        "arguments: { document_id: String, summary: String }",
+        "arguments: { document_id: String }",
+    );
+    assert_ne!(stale, text, "the example schema changed; update this test");
+    std::fs::write(&schema, stale).unwrap();
+
+    let workspace = mandate::tools::Workspace::new(dir.path().join("workspace"));
+    let policies = mandate::policy::Policies::load_dir(&policies_dir).unwrap();
+    let audit = mandate::audit::AuditLog::open(&dir.path().join("audit")).unwrap();
+    let built = mandate::guard::Guard::builder(policies, audit)
+        .tools(mandate::tools::example_registry(&workspace).unwrap())
+        .build();
+    let Err(err) = built else {
+        panic!("a guard was built over a schema that lacks `arguments.summary`")
+    };
+    let text = err.to_string();
+    assert!(text.contains("`write_summary`"), "{text}");
+    assert!(text.contains("`arguments.summary`"), "{text}");
 }

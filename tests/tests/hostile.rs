@@ -505,3 +505,77 @@ async fn an_agent_error_of_ten_megabytes_is_recorded_truncated_with_its_size_and
     );
     assert_verifies(&env);
 }
+
+/// The `mandate` binary of this workspace's build, beside this test
+/// executable (`target/<profile>/deps/..`).
+fn mandate_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe.parent().unwrap().parent().unwrap().join("mandate");
+    assert!(
+        binary.is_file(),
+        "no `mandate` binary at `{}`",
+        binary.display()
+    );
+    binary
+}
+
+#[test]
+fn a_stale_schema_cannot_carry_a_secret_argument_to_the_record_the_agent_or_stdout() {
+    const SECRET: &str = "hunter2-7f3a9c-the-vault-code";
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    common::copy_policies(&policies);
+    // `send_email` as the schema knew it before it took a body: to Cedar,
+    // the body the agent sends is one field too many.
+    let schema = policies.join("schema.cedarschema");
+    let text = std::fs::read_to_string(&schema).unwrap();
+    let stale = text.replace(
+        "arguments: { body: String, subject: String, to: String }",
+        "arguments: { subject: String, to: String }",
+    );
+    assert_ne!(stale, text, "the example schema changed; update this test");
+    std::fs::write(&schema, stale).unwrap();
+    let workspace = dir.path().join("workspace");
+    std::fs::create_dir_all(workspace.join("documents")).unwrap();
+    let audit = dir.path().join("audit");
+    let task = json!({"calls": [
+        {"tool": "send_email", "arguments": {
+            "to": "bob@example.com", "subject": "hi", "body": SECRET,
+        }},
+    ]});
+    let output = std::process::Command::new(mandate_binary())
+        .arg("run")
+        .arg("--agent")
+        .arg(mandate_tests::SCRIPTED_AGENT)
+        .arg("--policies")
+        .arg(&policies)
+        .arg("--session")
+        .arg(policies.join("session.json"))
+        .arg("--audit")
+        .arg(&audit)
+        .arg("--workspace")
+        .arg(&workspace)
+        .arg(task.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let shown = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    // Stdout carries the agent's report, so what the agent was told too.
+    assert!(!stdout.contains(SECRET), "{shown}");
+    assert!(!stderr.contains(SECRET), "{shown}");
+    let log = if audit.exists() {
+        common::read_records(&audit)
+            .iter()
+            .map(Value::to_string)
+            .collect::<String>()
+    } else {
+        String::new()
+    };
+    assert!(!log.contains(SECRET), "{log}");
+    // The guard does not start over a schema that disagrees with its tools,
+    // and says which tool and which attribute.
+    assert_ne!(output.status.code(), Some(0), "{shown}");
+    assert!(stderr.contains("`send_email`"), "{shown}");
+    assert!(stderr.contains("`arguments.body`"), "{shown}");
+}

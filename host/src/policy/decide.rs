@@ -56,7 +56,8 @@ impl Policies {
     /// the action, and the context's type. What that check sees depends only
     /// on `shape` (the action, the entity types, the context's attribute
     /// names and value types), so each shape is checked by Cedar once and
-    /// remembered.
+    /// remembered. The error names attributes and types, never a value
+    /// (see [`super::mismatch`]).
     pub(crate) fn check_request(
         &self,
         request: &cedar_policy_core::ast::Request,
@@ -74,7 +75,8 @@ impl Policies {
             request,
             cedar_policy_core::extensions::Extensions::all_available(),
         )
-        .map_err(|e| e.to_string())?;
+        // Cedar's message quotes the context, secrets and all.
+        .map_err(|e| super::mismatch::describe(&e, self.schema.as_ref(), request))?;
         if let Ok(mut seen) = self.validated.write()
             && seen.len() < VALIDATED_SHAPES
         {

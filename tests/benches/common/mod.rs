@@ -22,7 +22,7 @@ pub const ARGUMENTS: &str = r#"{"document_id":"doc_88pk3r"}"#;
 struct NoopRead;
 
 impl Tool for NoopRead {
-    type Args = Value;
+    type Args = mandate::tools::ReadDocumentArgs;
 
     fn spec(&self) -> ToolSpec {
         ToolSpec {
@@ -37,7 +37,11 @@ impl Tool for NoopRead {
         }
     }
 
-    async fn run(&self, _ctx: ToolContext, _args: Value) -> Result<Value, ToolFailure> {
+    async fn run(
+        &self,
+        _ctx: ToolContext,
+        _args: mandate::tools::ReadDocumentArgs,
+    ) -> Result<Value, ToolFailure> {
         Ok(json!({}))
     }
 }
