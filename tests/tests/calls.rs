@@ -489,3 +489,31 @@ async fn a_stale_schema_is_refused_at_build_naming_the_tool_and_the_attribute() 
     assert!(text.contains("`write_summary`"), "{text}");
     assert!(text.contains("`arguments.summary`"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_errors_and_results_name_no_host_path() {
+    let env = Env::example();
+    let root = env.dir.path().to_str().unwrap().to_string();
+    // Allowed by policy, but its file is gone.
+    std::fs::remove_file(env.workspace.root().join("documents/doc_88pk3r.md")).unwrap();
+    let results = env
+        .script(json!([
+            read_call("doc_88pk3r"),
+            {"tool": "write_summary", "arguments": {"document_id": "doc_88pk3r", "summary": "s"}},
+        ]))
+        .await;
+    assert_eq!(results[0]["error"]["kind"], "tool-failed", "{results:?}");
+    let told = serde_json::to_string(&results).unwrap();
+    assert!(!told.contains(&root), "{told}");
+    assert!(!told.contains("/documents/"), "{told}");
+    assert_eq!(
+        results[1]["ok"]["path"], "summaries/doc_88pk3r.md",
+        "{results:?}"
+    );
+    let message = results[0]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("`documents/doc_88pk3r.md`"), "{message}");
+    // The log, the auditor's, says what failed too, without the host's
+    // directories.
+    let outcomes = env.records_of("outcome");
+    assert!(!outcomes[0].to_string().contains(&root), "{}", outcomes[0]);
+}

@@ -506,6 +506,31 @@ async fn an_agent_error_of_ten_megabytes_is_recorded_truncated_with_its_size_and
     assert_verifies(&env);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_document_and_another_users_read_alike_to_the_agent() {
+    let env = Env::example();
+    let results = env
+        .script(json!([
+            read_call("doc_4hq2zt"),
+            read_call("doc_0nothere"),
+            {"tool": "write_summary", "arguments": {"document_id": "doc_4hq2zt", "summary": "s"}},
+            {"tool": "write_summary", "arguments": {"document_id": "doc_0nothere", "summary": "s"}},
+        ]))
+        .await;
+    // Bob's document and one that does not exist: the same answer, so the
+    // agent cannot learn which documents exist.
+    assert_eq!(results[0], results[1], "{results:#?}");
+    assert_eq!(results[2], results[3], "{results:#?}");
+    assert_eq!(results[0]["error"]["kind"], "denied", "{results:#?}");
+    assert!(!results[1].to_string().contains("exist"), "{results:#?}");
+    // The record keeps the precise reason for the auditor.
+    let decisions = env.records_of("decision");
+    let missing = decisions[1]["decision"]["errors"].to_string();
+    assert!(missing.contains("doc_0nothere"), "{missing}");
+    assert!(missing.contains("does not exist"), "{missing}");
+    assert_eq!(decisions[0]["decision"]["errors"], json!([]));
+}
+
 /// The `mandate` binary of this workspace's build, beside this test
 /// executable (`target/<profile>/deps/..`).
 fn mandate_binary() -> std::path::PathBuf {
