@@ -517,3 +517,23 @@ async fn tool_errors_and_results_name_no_host_path() {
     let outcomes = env.records_of("outcome");
     assert!(!outcomes[0].to_string().contains(&root), "{}", outcomes[0]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_audit_failure_tells_the_agent_why_but_not_where_the_log_lives() {
+    let env = Env::example();
+    let session = env.guard.start_session(session(), None).await.unwrap();
+    env.guard
+        .audit()
+        .faults()
+        .set(Some(mandate::audit::FaultPlan::always(
+            mandate::audit::Fault::PermissionDenied,
+        )));
+    let read = json!({"document_id": "doc_88pk3r"}).to_string();
+    let err = session.call("read_document", &read).await.unwrap_err();
+    let mandate::guard::ToolCallError::AuditUnavailable(message) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(message.contains("permission denied"), "{message}");
+    let root = env.dir.path().to_str().unwrap();
+    assert!(!message.contains(root), "{message}");
+}

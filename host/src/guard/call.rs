@@ -780,8 +780,19 @@ fn deadline(now: Timestamp, timeout: std::time::Duration) -> Timestamp {
     now.checked_add(d).unwrap_or(Timestamp::MAX)
 }
 
-fn audit_unavailable(e: &GuardError) -> ToolCallError {
-    ToolCallError::AuditUnavailable(e.to_string())
+/// What the agent is told when the log cannot be written: why, but not where
+/// the log lives on the host; its file is named without its directory.
+pub(crate) fn audit_unavailable(e: &GuardError) -> ToolCallError {
+    let mut message = e.to_string();
+    if let GuardError::Audit(audit) = e {
+        let path = audit.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        message = message.replace(&path.display().to_string(), &name);
+    }
+    ToolCallError::AuditUnavailable(message)
 }
 
 /// Drops the values serde quotes in its messages (`invalid type: string
