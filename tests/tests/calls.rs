@@ -478,7 +478,7 @@ async fn a_stale_schema_is_refused_at_build_naming_the_tool_and_the_attribute() 
 
     let workspace = mandate::tools::Workspace::new(dir.path().join("workspace"));
     let policies = mandate::policy::Policies::load_dir(&policies_dir).unwrap();
-    let audit = mandate::audit::AuditLog::open(&dir.path().join("audit")).unwrap();
+    let audit = mandate::audit::AuditLog::open(dir.path().join("audit")).unwrap();
     let built = mandate::guard::Guard::builder(policies, audit)
         .tools(mandate::tools::example_registry(&workspace).unwrap())
         .build();
