@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use common::{Env, policy_ids, read_call, session};
 use mandate::guard::{ResourceBinding, Tool, ToolContext, ToolFailure, ToolSpec};
 use serde_json::{Value, json};
@@ -316,8 +314,13 @@ async fn a_wrongly_typed_argument_is_refused_naming_the_field() {
 /// that the decision allowing it is already there and the chain verifies.
 struct CheckLog;
 
+/// No arguments, and no field the type does not declare.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct NoArguments {}
+
 impl Tool for CheckLog {
-    type Args = BTreeMap<String, Value>;
+    type Args = NoArguments;
 
     fn spec(&self) -> ToolSpec {
         ToolSpec {
@@ -456,4 +459,81 @@ async fn arguments_too_large_for_a_record_are_refused_closed_and_recorded_by_dig
         .max()
         .unwrap();
     assert!(longest < 64 * 1024, "{longest} bytes");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_schema_is_refused_at_build_naming_the_tool_and_the_attribute() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies_dir = dir.path().join("policies");
+    common::copy_policies(&policies_dir);
+    let schema = policies_dir.join("schema.cedarschema");
+    let text = std::fs::read_to_string(&schema).unwrap();
+    // `write_summary` as it was before it took a summary.
+    let stale = text.replace(
+        "arguments: { document_id: String, summary: String }",
+        "arguments: { document_id: String }",
+    );
+    assert_ne!(stale, text, "the example schema changed; update this test");
+    std::fs::write(&schema, stale).unwrap();
+
+    let workspace = mandate::tools::Workspace::new(dir.path().join("workspace"));
+    let policies = mandate::policy::Policies::load_dir(&policies_dir).unwrap();
+    let audit = mandate::audit::AuditLog::open(dir.path().join("audit")).unwrap();
+    let built = mandate::guard::Guard::builder(policies, audit)
+        .tools(mandate::tools::example_registry(&workspace).unwrap())
+        .build();
+    let Err(err) = built else {
+        panic!("a guard was built over a schema that lacks `arguments.summary`")
+    };
+    let text = err.to_string();
+    assert!(text.contains("`write_summary`"), "{text}");
+    assert!(text.contains("`arguments.summary`"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_errors_and_results_name_no_host_path() {
+    let env = Env::example();
+    let root = env.dir.path().to_str().unwrap().to_string();
+    // Allowed by policy, but its file is gone.
+    std::fs::remove_file(env.workspace.root().join("documents/doc_88pk3r.md")).unwrap();
+    let results = env
+        .script(json!([
+            read_call("doc_88pk3r"),
+            {"tool": "write_summary", "arguments": {"document_id": "doc_88pk3r", "summary": "s"}},
+        ]))
+        .await;
+    assert_eq!(results[0]["error"]["kind"], "tool-failed", "{results:?}");
+    let told = serde_json::to_string(&results).unwrap();
+    assert!(!told.contains(&root), "{told}");
+    assert!(!told.contains("/documents/"), "{told}");
+    assert_eq!(
+        results[1]["ok"]["path"], "summaries/doc_88pk3r.md",
+        "{results:?}"
+    );
+    let message = results[0]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("`documents/doc_88pk3r.md`"), "{message}");
+    // The log, the auditor's, says what failed too, without the host's
+    // directories.
+    let outcomes = env.records_of("outcome");
+    assert!(!outcomes[0].to_string().contains(&root), "{}", outcomes[0]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_audit_failure_tells_the_agent_why_but_not_where_the_log_lives() {
+    let env = Env::example();
+    let session = env.guard.start_session(session(), None).await.unwrap();
+    env.guard
+        .audit()
+        .faults()
+        .set(Some(mandate::audit::FaultPlan::always(
+            mandate::audit::Fault::PermissionDenied,
+        )));
+    let read = json!({"document_id": "doc_88pk3r"}).to_string();
+    let err = session.call("read_document", &read).await.unwrap_err();
+    let mandate::guard::ToolCallError::AuditUnavailable(message) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(message.contains("permission denied"), "{message}");
+    let root = env.dir.path().to_str().unwrap();
+    assert!(!message.contains(root), "{message}");
 }

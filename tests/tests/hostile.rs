@@ -505,3 +505,102 @@ async fn an_agent_error_of_ten_megabytes_is_recorded_truncated_with_its_size_and
     );
     assert_verifies(&env);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_document_and_another_users_read_alike_to_the_agent() {
+    let env = Env::example();
+    let results = env
+        .script(json!([
+            read_call("doc_4hq2zt"),
+            read_call("doc_0nothere"),
+            {"tool": "write_summary", "arguments": {"document_id": "doc_4hq2zt", "summary": "s"}},
+            {"tool": "write_summary", "arguments": {"document_id": "doc_0nothere", "summary": "s"}},
+        ]))
+        .await;
+    // Bob's document and one that does not exist: the same answer, so the
+    // agent cannot learn which documents exist.
+    assert_eq!(results[0], results[1], "{results:#?}");
+    assert_eq!(results[2], results[3], "{results:#?}");
+    assert_eq!(results[0]["error"]["kind"], "denied", "{results:#?}");
+    assert!(!results[1].to_string().contains("exist"), "{results:#?}");
+    // The record keeps the precise reason for the auditor.
+    let decisions = env.records_of("decision");
+    let missing = decisions[1]["decision"]["errors"].to_string();
+    assert!(missing.contains("doc_0nothere"), "{missing}");
+    assert!(missing.contains("does not exist"), "{missing}");
+    assert_eq!(decisions[0]["decision"]["errors"], json!([]));
+}
+
+/// The `mandate` binary of this workspace's build, beside this test
+/// executable (`target/<profile>/deps/..`).
+fn mandate_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe.parent().unwrap().parent().unwrap().join("mandate");
+    assert!(
+        binary.is_file(),
+        "no `mandate` binary at `{}`",
+        binary.display()
+    );
+    binary
+}
+
+#[test]
+fn a_stale_schema_cannot_carry_a_secret_argument_to_the_record_the_agent_or_stdout() {
+    const SECRET: &str = "hunter2-7f3a9c-the-vault-code";
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    common::copy_policies(&policies);
+    // `send_email` as the schema knew it before it took a body: to Cedar,
+    // the body the agent sends is one field too many.
+    let schema = policies.join("schema.cedarschema");
+    let text = std::fs::read_to_string(&schema).unwrap();
+    let stale = text.replace(
+        "arguments: { body: String, subject: String, to: String }",
+        "arguments: { subject: String, to: String }",
+    );
+    assert_ne!(stale, text, "the example schema changed; update this test");
+    std::fs::write(&schema, stale).unwrap();
+    let workspace = dir.path().join("workspace");
+    std::fs::create_dir_all(workspace.join("documents")).unwrap();
+    let audit = dir.path().join("audit");
+    let task = json!({"calls": [
+        {"tool": "send_email", "arguments": {
+            "to": "bob@example.com", "subject": "hi", "body": SECRET,
+        }},
+    ]});
+    let output = std::process::Command::new(mandate_binary())
+        .arg("run")
+        .arg("--agent")
+        .arg(mandate_tests::SCRIPTED_AGENT)
+        .arg("--policies")
+        .arg(&policies)
+        .arg("--session")
+        .arg(policies.join("session.json"))
+        .arg("--audit")
+        .arg(&audit)
+        .arg("--workspace")
+        .arg(&workspace)
+        .arg(task.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let shown = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    // Stdout carries the agent's report, so what the agent was told too.
+    assert!(!stdout.contains(SECRET), "{shown}");
+    assert!(!stderr.contains(SECRET), "{shown}");
+    let log = if audit.exists() {
+        common::read_records(&audit)
+            .iter()
+            .map(Value::to_string)
+            .collect::<String>()
+    } else {
+        String::new()
+    };
+    assert!(!log.contains(SECRET), "{log}");
+    // The guard does not start over a schema that disagrees with its tools,
+    // and says which tool and which attribute.
+    assert_ne!(output.status.code(), Some(0), "{shown}");
+    assert!(stderr.contains("`send_email`"), "{shown}");
+    assert!(stderr.contains("`arguments.body`"), "{shown}");
+}

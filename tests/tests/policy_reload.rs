@@ -347,3 +347,37 @@ async fn sighup_reloads_the_policy_directory_and_rejects_a_broken_one() {
         .collect();
     assert_eq!(statuses, [json!("applied"), json!("rejected")]);
 }
+
+/// Copies the example policies to `dir` with `write_summary`'s `summary`
+/// declared a `Long`: a schema left behind by a change to the tool.
+fn stale_policies(dir: &Path) {
+    copy_policies(dir);
+    let schema = dir.join("schema.cedarschema");
+    let text = std::fs::read_to_string(&schema).unwrap();
+    let stale = text.replace(
+        "arguments: { document_id: String, summary: String }",
+        "arguments: { document_id: String, summary: Long }",
+    );
+    assert_ne!(stale, text, "the example schema changed; update this test");
+    std::fs::write(&schema, stale).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_schema_is_refused_at_reload_naming_the_tool_and_the_attribute() {
+    let sets = tempfile::tempdir().unwrap();
+    let stale = sets.path().join("stale");
+    stale_policies(&stale);
+    let env = Env::example();
+    let err = env.guard.reload_dir(&stale).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("rejected, the previous set stays in force"),
+        "{text}"
+    );
+    assert!(text.contains("`write_summary`"), "{text}");
+    assert!(text.contains("`arguments.summary`"), "{text}");
+    assert_eq!(env.guard.policies().digest(), env.policy_digest);
+    let rejected = env.records_of("policy_reload");
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0]["status"], "rejected");
+}

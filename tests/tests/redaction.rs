@@ -23,8 +23,35 @@ const SECRET: &str = "the merger closes on Friday; tell nobody";
 /// checked by the Cedar schema below.
 struct ShareFiles;
 
+/// The arguments of `share_files`, closed at every level.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ShareArgs {
+    attachments: Vec<Attachment>,
+    meta: Meta,
+    recipients: Vec<String>,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Attachment {
+    #[allow(dead_code)]
+    name: String,
+    #[allow(dead_code)]
+    content: String,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Meta {
+    #[allow(dead_code)]
+    token: String,
+    #[allow(dead_code)]
+    label: String,
+}
+
 impl Tool for ShareFiles {
-    type Args = Value;
+    type Args = ShareArgs;
 
     fn spec(&self) -> ToolSpec {
         ToolSpec {
@@ -40,9 +67,9 @@ impl Tool for ShareFiles {
         }
     }
 
-    async fn run(&self, _ctx: ToolContext, args: Value) -> Result<Value, ToolFailure> {
-        let shared = args["attachments"].as_array().map_or(0, Vec::len);
-        Ok(json!({"shared": shared}))
+    async fn run(&self, _ctx: ToolContext, args: ShareArgs) -> Result<Value, ToolFailure> {
+        let _ = (&args.meta, &args.recipients);
+        Ok(json!({"shared": args.attachments.len()}))
     }
 }
 

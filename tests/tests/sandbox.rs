@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -75,8 +74,13 @@ struct Rendezvous {
     most_inside: Arc<AtomicUsize>,
 }
 
+/// No arguments, and no field the type does not declare.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct NoArguments {}
+
 impl Tool for Rendezvous {
-    type Args = BTreeMap<String, serde_json::Value>;
+    type Args = NoArguments;
 
     fn spec(&self) -> ToolSpec {
         ToolSpec {

@@ -195,7 +195,7 @@ impl SessionGuard {
         let decide =
             |approval: ApprovalState<'_>| call_request.decide(&policies, &entities, approval);
         let resource_text = resource.to_string();
-        let mut approval = match settled(screening) {
+        let mut approval = match settled(&policies, screening) {
             Ok(settled) => settled,
             Err(demanded_by) => {
                 // A standing grant for this tool and resource decides without
@@ -281,7 +281,7 @@ impl SessionGuard {
             return self.finish(report, Err(err));
         }
         if !allowed {
-            return self.finish(report, Err(denial(&approval.decision)));
+            return self.finish(report, Err(denial(&policies, &approval.decision)));
         }
 
         let ctx = ToolContext {
@@ -555,7 +555,7 @@ impl SessionGuard {
         let screened = self
             .screen_call(&policies, call_id, tool_name, arguments)
             .map_err(|r| r.err)?;
-        let Ok(approval) = settled(screened.screening.clone()) else {
+        let Ok(approval) = settled(&policies, screened.screening.clone()) else {
             return Err(ToolCallError::ApprovalDenied(
                 "a dry run does not ask a reviewer".into(),
             ));
@@ -723,11 +723,14 @@ struct Screened {
 
 /// The outcome of a screening that needs no reviewer; else the policies
 /// that demand one.
-fn settled(screening: Screening) -> Result<ApprovalResult, Vec<DeterminingPolicy>> {
+fn settled(
+    policies: &Policies,
+    screening: Screening,
+) -> Result<ApprovalResult, Vec<DeterminingPolicy>> {
     match screening {
         Screening::Allowed(decision) => Ok(ApprovalResult::screened(decision, None)),
         Screening::Denied(decision) => {
-            let error = denial(&decision);
+            let error = denial(policies, &decision);
             Ok(ApprovalResult::screened(decision, Some(error)))
         }
         Screening::NeedsApproval { demanded_by, .. } => Err(demanded_by),
@@ -752,21 +755,9 @@ fn decision_record(
     }
 }
 
-fn denial(decision: &Decision) -> ToolCallError {
-    let mut policies: Vec<String> = decision
-        .determining_policies
-        .iter()
-        .map(|p| p.id.clone())
-        .collect();
-    let mut reasons: Vec<String> = decision
-        .determining_policies
-        .iter()
-        .map(|p| p.reason.clone().unwrap_or_default())
-        .collect();
-    for e in &decision.errors {
-        policies.push(e.policy.clone());
-        reasons.push(format!("evaluation error: {}", e.message));
-    }
+/// The denial the agent is told (see [`Policies::told_to_agent`]).
+fn denial(policies: &Policies, decision: &Decision) -> ToolCallError {
+    let (policies, reasons) = policies.told_to_agent(decision);
     ToolCallError::Denied { policies, reasons }
 }
 
@@ -789,8 +780,19 @@ fn deadline(now: Timestamp, timeout: std::time::Duration) -> Timestamp {
     now.checked_add(d).unwrap_or(Timestamp::MAX)
 }
 
-fn audit_unavailable(e: &GuardError) -> ToolCallError {
-    ToolCallError::AuditUnavailable(e.to_string())
+/// What the agent is told when the log cannot be written: why, but not where
+/// the log lives on the host; its file is named without its directory.
+pub(crate) fn audit_unavailable(e: &GuardError) -> ToolCallError {
+    let mut message = e.to_string();
+    if let GuardError::Audit(audit) = e {
+        let path = audit.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        message = message.replace(&path.display().to_string(), &name);
+    }
+    ToolCallError::AuditUnavailable(message)
 }
 
 /// Drops the values serde quotes in its messages (`invalid type: string

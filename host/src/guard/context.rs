@@ -316,6 +316,30 @@ mod tests {
     }
 
     #[test]
+    fn a_schema_error_names_attributes_and_types_but_never_a_value() {
+        let (policies, prepared) = example();
+        let secret = "hunter2-7f3a9c";
+        for (wrong, path) in [
+            (
+                json!({ "document_id": "doc_88pk3r", "extra": secret }),
+                "`context.arguments.extra`",
+            ),
+            (
+                json!({ "document_id": 5, "note": [secret] }),
+                "`context.arguments.document_id`",
+            ),
+            (json!({ "note": secret }), "`context.arguments."),
+        ] {
+            let err = decide(&policies, &prepared, wrong.clone()).unwrap_err();
+            assert!(!err.contains(secret), "{wrong}: {err}");
+            assert!(!err.contains("doc_88pk3r"), "{wrong}: {err}");
+            // Nor the session's values.
+            assert!(!err.contains("alice"), "{wrong}: {err}");
+            assert!(err.contains(path), "{wrong}: {err}");
+        }
+    }
+
+    #[test]
     fn attribute_names_cannot_pass_for_another_structure() {
         let shape = |v: Json| {
             let mut s = String::new();

@@ -79,6 +79,9 @@ pub enum GuardError {
         /// Its scope.
         scope: String,
     },
+    /// The schema's type of a tool's arguments is not the tool's.
+    #[error(transparent)]
+    StaleSchema(SchemaError),
     /// The session is malformed.
     #[error(transparent)]
     Session(#[from] SessionError),
@@ -279,7 +282,9 @@ impl Inner {
     }
 }
 
-/// Every tool must be an action of the schema, or no policy could allow it.
+/// Every tool must be an action of the schema, or no policy could allow it,
+/// and the schema must type its arguments as the tool does (see
+/// [`schema::check_arguments`]).
 fn check_tools(tools: &ToolRegistry, policies: &Policies) -> Result<(), GuardError> {
     let schema = policies.schema();
     for tool in tools.iter() {
@@ -291,7 +296,7 @@ fn check_tools(tools: &ToolRegistry, policies: &Policies) -> Result<(), GuardErr
             });
         }
     }
-    Ok(())
+    schema::check_arguments(tools, schema).map_err(GuardError::StaleSchema)
 }
 
 /// A tool name an agent gave, as a record or message may show it: itself

@@ -149,11 +149,7 @@ impl SessionGuard {
         {
             record.outcome = ApprovalOutcome::ReviewerFailed;
             record.reason = Some(format!("the hold could not be recorded: {e}"));
-            return ApprovalResult::refused(
-                record,
-                held,
-                ToolCallError::AuditUnavailable(e.to_string()),
-            );
+            return ApprovalResult::refused(record, held, super::call::audit_unavailable(&e));
         }
         // A deadline already past (the session expires now) waits not at all.
         let wait = std::time::Duration::try_from(pending.deadline.duration_since(Timestamp::now()))

@@ -9,6 +9,7 @@
 //! or stricter than the conversion.
 
 mod arguments;
+mod stale;
 #[cfg(test)]
 mod tests;
 
@@ -16,7 +17,8 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::tools::{RegisteredTool, ResourceBinding, ToolRegistry};
-use arguments::argument_type;
+pub(super) use arguments::argument_type_of;
+pub(super) use stale::check_arguments;
 
 /// The entity and common types every request uses. `Tool` is the resource
 /// of tools that act on nothing else.
@@ -228,6 +230,11 @@ pub enum Unrepresentable {
     /// A `$ref` that points nowhere.
     #[error("refers to `{0}`, which the argument schema does not define")]
     MissingRef(String),
+    /// A struct that accepts fields it does not declare.
+    #[error(
+        "accepts fields it does not declare; add `#[serde(deny_unknown_fields)]` to its type (`additionalProperties: false`)"
+    )]
+    Open,
     /// A JSON Schema construct with no Cedar counterpart.
     #[error("uses {0}, which has no cedar type")]
     Unsupported(String),
@@ -280,6 +287,19 @@ pub enum SchemaError {
         entity_type: String,
         /// The unknown type it names (as a parent or an attribute type).
         target: String,
+    },
+    /// The schema's type of a tool's arguments is not the tool's own: the
+    /// schema was written for another version of the tool.
+    #[error(
+        "tool `{tool}`: the schema does not match its arguments: `{path}` {why}; regenerate schema.cedarschema from the tools (`mandate policy schema`, or `ToolRegistry::cedar_schema`)"
+    )]
+    Stale {
+        /// The tool.
+        tool: String,
+        /// Where in the arguments, e.g. `arguments.summary`.
+        path: String,
+        /// How the schema differs.
+        why: String,
     },
     /// Cedar refused the generated text; a bug in this module.
     #[error("the generated schema is not valid cedar: {0}")]
@@ -375,7 +395,7 @@ fn write_action(
     declared: &BTreeSet<&str>,
 ) -> Result<(), SchemaError> {
     let spec = tool.spec();
-    let arguments = argument_type(tool)?;
+    let arguments = tool.argument_type().clone();
     let resource = match &spec.resource {
         ResourceBinding::Tool => "Tool".to_string(),
         ResourceBinding::Argument {

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::redact::SensitivePaths;
-use super::schema::{self, EntityTypeDecl, SchemaError};
+use super::schema::{self, CedarType, EntityTypeDecl, SchemaError};
 
 /// A boxed future, as returned by object-safe async traits here.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -78,7 +78,9 @@ pub struct ToolFailure(pub String);
 /// A native tool. Its arguments are a typed struct: the JSON Schema shown to
 /// agents is derived from it, and parsing it is the argument check.
 pub trait Tool: Send + Sync + 'static {
-    /// The arguments; use `#[serde(deny_unknown_fields)]`.
+    /// The arguments: a struct with `#[serde(deny_unknown_fields)]`, as
+    /// are the structs inside it. An argument type that accepts fields it
+    /// does not declare is refused at registration.
     type Args: DeserializeOwned + JsonSchema + Send + 'static;
 
     /// The tool's declaration.
@@ -143,6 +145,9 @@ pub struct ParsedArgs(Box<dyn Any + Send>);
 pub struct RegisteredTool {
     spec: ToolSpec,
     argument_schema: String,
+    /// The Cedar type of `context.arguments`, derived from
+    /// `argument_schema`.
+    argument_type: CedarType,
     action: EntityUid,
     /// `action` as text, for every decision record.
     action_text: String,
@@ -161,6 +166,11 @@ impl RegisteredTool {
     /// JSON Schema of the arguments, as text.
     pub fn argument_schema(&self) -> &str {
         &self.argument_schema
+    }
+
+    /// The Cedar type of the arguments (`context.arguments`).
+    pub fn argument_type(&self) -> &CedarType {
+        &self.argument_type
     }
 
     /// `Action::"<name>"`.
@@ -243,6 +253,10 @@ pub enum RegistryError {
         /// serde's message.
         message: String,
     },
+    /// The arguments have no exact Cedar type, or accept fields they do
+    /// not declare.
+    #[error(transparent)]
+    Arguments(SchemaError),
     /// Two declarations of one entity type.
     #[error("entity type `{0}` is declared twice")]
     DuplicateEntityType(String),
@@ -313,16 +327,24 @@ impl ToolRegistry {
             }
         })?;
         let schema = schemars::schema_for!(T::Args);
-        let argument_schema =
-            serde_json::to_string(&schema).map_err(|e| RegistryError::Schema {
-                name: spec.name.clone(),
-                message: e.to_string(),
-            })?;
+        let rendered = |e: serde_json::Error| RegistryError::Schema {
+            name: spec.name.clone(),
+            message: e.to_string(),
+        };
+        let argument_schema = serde_json::to_string(&schema).map_err(rendered)?;
+        // Checked here, once: an open struct or a type Cedar cannot hold is
+        // the tool author's mistake, refused before any agent can use it.
+        let argument_type = schema::argument_type_of(
+            &spec.name,
+            &serde_json::to_value(&schema).map_err(rendered)?,
+        )
+        .map_err(RegistryError::Arguments)?;
         self.tools.insert(
             spec.name.clone(),
             Arc::new(RegisteredTool {
                 spec,
                 argument_schema,
+                argument_type,
                 action_text: action.to_string(),
                 action,
                 tool_entity,

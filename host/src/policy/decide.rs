@@ -56,7 +56,8 @@ impl Policies {
     /// the action, and the context's type. What that check sees depends only
     /// on `shape` (the action, the entity types, the context's attribute
     /// names and value types), so each shape is checked by Cedar once and
-    /// remembered.
+    /// remembered. The error names attributes and types, never a value
+    /// (see [`super::mismatch`]).
     pub(crate) fn check_request(
         &self,
         request: &cedar_policy_core::ast::Request,
@@ -74,13 +75,49 @@ impl Policies {
             request,
             cedar_policy_core::extensions::Extensions::all_available(),
         )
-        .map_err(|e| e.to_string())?;
+        // Cedar's message quotes the context, secrets and all.
+        .map_err(|e| super::mismatch::describe(&e, self.schema.as_ref(), request))?;
         if let Ok(mut seen) = self.validated.write()
             && seen.len() < VALIDATED_SHAPES
         {
             seen.insert(shape);
         }
         Ok(())
+    }
+
+    /// What the agent is told of `decision`, a denial: the policy ids and
+    /// their `@reason`s. Only forbids are named: those that applied and
+    /// those that failed to evaluate, which deny as if they had applied
+    /// (fail closed) and are told the same way, with their own `@reason`,
+    /// never Cedar's message. That message names what is missing (`entity
+    /// Document::"doc_x" does not exist`), so a document that does not exist
+    /// and one the agent may not touch would read differently, and the
+    /// agent could probe what exists. The record keeps the message for the
+    /// auditor (`decision.errors`). Permits that Cedar found (an allow
+    /// overruled by an error) did not deny and are not named; with no forbid
+    /// left the denial is the default one.
+    pub fn told_to_agent(&self, decision: &Decision) -> (Vec<String>, Vec<String>) {
+        let mut policies: Vec<String> = Vec::new();
+        let mut reasons: Vec<String> = Vec::new();
+        let determined = decision.determining_policies.iter().map(|p| p.id.as_str());
+        let failed = decision.errors.iter().map(|e| e.policy.as_str());
+        for id in determined.chain(failed) {
+            let policy_id = cedar_policy::PolicyId::new(id);
+            let forbids = self
+                .set
+                .policy(&policy_id)
+                .is_some_and(|p| p.effect() == cedar_policy::Effect::Forbid);
+            if !forbids || policies.iter().any(|p| p == id) {
+                continue;
+            }
+            policies.push(id.to_string());
+            reasons.push(
+                self.info(&policy_id)
+                    .and_then(|i| i.reason.clone())
+                    .unwrap_or_default(),
+            );
+        }
+        (policies, reasons)
     }
 
     /// Evaluates `request` against the policy set and `entities`: only the

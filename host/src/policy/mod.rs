@@ -8,6 +8,7 @@ mod error;
 mod index;
 mod json;
 mod load;
+mod mismatch;
 mod source;
 pub mod synthetic;
 

@@ -70,8 +70,32 @@ impl Workspace {
     }
 }
 
-fn io_failure(what: &str, path: &Path, e: std::io::Error) -> ToolFailure {
-    ToolFailure(format!("cannot {what} `{}`: {e}", path.display()))
+impl Workspace {
+    /// `path` as the agent may see it: relative to the workspace root. The
+    /// host's own directories are none of the agent's business.
+    fn shown(&self, path: &Path) -> String {
+        match path.strip_prefix(self.root()) {
+            Ok(relative) => relative.display().to_string(),
+            // Never a host path: only the file's own name.
+            Err(_) => path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// A tool failure the agent is told: the operation and the workspace-relative
+/// path. A missing file and one the host may not open read alike, and the
+/// OS's own message (which can name other paths) is reduced to its kind.
+fn io_failure(workspace: &Workspace, what: &str, path: &Path, e: &std::io::Error) -> ToolFailure {
+    let why = match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+            "not found or not permitted".to_string()
+        }
+        kind => kind.to_string(),
+    };
+    ToolFailure(format!("cannot {what} `{}`: {why}", workspace.shown(path)))
 }
 
 /// Reads a document.
@@ -110,7 +134,7 @@ impl Tool for ReadDocument {
             .join(format!("{}.md", args.document_id.as_str()));
         let content = tokio::fs::read_to_string(&path)
             .await
-            .map_err(|e| io_failure("read", &path, e))?;
+            .map_err(|e| io_failure(&self.0, "read", &path, &e))?;
         let title = content
             .lines()
             .next()
@@ -156,12 +180,13 @@ impl Tool for WriteSummary {
         let dir = self.0.root().join("summaries");
         tokio::fs::create_dir_all(&dir)
             .await
-            .map_err(|e| io_failure("create", &dir, e))?;
+            .map_err(|e| io_failure(&self.0, "create", &dir, &e))?;
         let path = dir.join(format!("{}.md", args.document_id.as_str()));
         tokio::fs::write(&path, args.summary.as_bytes())
             .await
-            .map_err(|e| io_failure("write", &path, e))?;
-        Ok(json!({ "path": path.display().to_string(), "bytes": args.summary.len() }))
+            .map_err(|e| io_failure(&self.0, "write", &path, &e))?;
+        // Relative to the workspace: the agent learns no host path.
+        Ok(json!({ "path": self.0.shown(&path), "bytes": args.summary.len() }))
     }
 }
 
@@ -291,7 +316,7 @@ impl Tool for SendEmail {
         tokio::task::spawn_blocking(write)
             .await
             .map_err(|e| ToolFailure(e.to_string()))?
-            .map_err(|e| io_failure("append to", &outbox, e))?;
+            .map_err(|e| io_failure(&self.0, "append to", &outbox, &e))?;
         Ok(json!({ "queued": true, "message_id": message_id }))
     }
 }

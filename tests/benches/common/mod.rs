@@ -21,8 +21,16 @@ pub const ARGUMENTS: &str = r#"{"document_id":"doc_88pk3r"}"#;
 /// `read_document` as the policies see it, doing nothing when it runs.
 struct NoopRead;
 
+/// `read_document`'s arguments, closed as the guard requires.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ReadArgs {
+    #[allow(dead_code)]
+    document_id: String,
+}
+
 impl Tool for NoopRead {
-    type Args = Value;
+    type Args = ReadArgs;
 
     fn spec(&self) -> ToolSpec {
         ToolSpec {
@@ -37,7 +45,7 @@ impl Tool for NoopRead {
         }
     }
 
-    async fn run(&self, _ctx: ToolContext, _args: Value) -> Result<Value, ToolFailure> {
+    async fn run(&self, _ctx: ToolContext, _args: ReadArgs) -> Result<Value, ToolFailure> {
         Ok(json!({}))
     }
 }

@@ -2,28 +2,18 @@
 //! types. Exact or refused: a JSON value `to_cedar` would refuse (null,
 //! fractions) has no type here either, and a shape Cedar cannot describe
 //! (maps, tuples, unions, recursion, untyped values) is an error naming its
-//! path in the arguments.
+//! path in the arguments. Every struct must be closed (`additionalProperties:
+//! false`, which serde's `deny_unknown_fields` gives): a field the type does
+//! not declare would reach Cedar, which the schema does not allow.
 
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
 use super::{Attribute, CedarType, SchemaError, Unrepresentable, render_inline};
-use crate::guard::tools::RegisteredTool;
-
-/// The record type of a tool's arguments.
-pub(super) fn argument_type(tool: &RegisteredTool) -> Result<CedarType, SchemaError> {
-    let name = &tool.spec().name;
-    let schema: Value =
-        serde_json::from_str(tool.argument_schema()).map_err(|e| SchemaError::ArgumentSchema {
-            tool: name.clone(),
-            message: e.to_string(),
-        })?;
-    argument_type_of(name, &schema)
-}
 
 /// The record type of arguments described by the JSON Schema `schema`.
-pub(super) fn argument_type_of(tool: &str, schema: &Value) -> Result<CedarType, SchemaError> {
+pub(crate) fn argument_type_of(tool: &str, schema: &Value) -> Result<CedarType, SchemaError> {
     let mut mapper = Mapper {
         root: schema,
         // schemars refers to the arguments type itself as `#`.
@@ -281,12 +271,16 @@ impl Mapper<'_> {
         if extra_schema {
             return fail(Unrepresentable::Map);
         }
+        // A struct that accepts fields it does not declare lets an agent
+        // pass what neither the schema nor the policies know about.
+        if !closed {
+            return fail(Unrepresentable::Open);
+        }
         let empty = Map::new();
         let properties = match properties {
             Some(properties) => properties,
             // `struct Empty {}` with `deny_unknown_fields`: the record `{}`.
-            None if closed => &empty,
-            None => return fail(Unrepresentable::Untyped),
+            None => &empty,
         };
         let required: BTreeSet<&str> = object
             .get("required")

@@ -44,6 +44,7 @@ enum Colour {
 
 #[allow(dead_code)]
 #[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct Attachment {
     name: String,
     size: u32,
@@ -87,6 +88,7 @@ fn nested_records_sets_enums_and_optionals_map_to_cedar_types() {
 
 #[allow(dead_code)]
 #[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct Measure {
     label: String,
     readings: Vec<Reading>,
@@ -94,6 +96,7 @@ struct Measure {
 
 #[allow(dead_code)]
 #[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct Reading {
     at: i64,
     value: f64,
@@ -118,36 +121,42 @@ fn a_float_is_refused_with_its_path() {
 
 #[allow(dead_code)]
 #[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct WithMap {
     labels: HashMap<String, String>,
 }
 
 #[allow(dead_code)]
 #[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct WithTuple {
     pair: (String, i32),
 }
 
 #[allow(dead_code)]
 #[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct WithAny {
     extra: serde_json::Value,
 }
 
 #[allow(dead_code)]
 #[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct Node {
     children: Vec<Node>,
 }
 
 #[allow(dead_code)]
 #[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct WithNullableItems {
     cc: Vec<Option<String>>,
 }
 
 #[allow(dead_code)]
 #[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 enum Shape {
     Circle { radius: i64 },
     Label(String),
@@ -155,6 +164,7 @@ enum Shape {
 
 #[allow(dead_code)]
 #[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct WithShape {
     shape: Shape,
 }
@@ -206,7 +216,13 @@ fn refs_resolve_and_type_lists_with_null_are_optional() {
             "tag": { "enum": ["a", "b", null] },
         },
         "required": ["who", "note", "tag"],
-        "$defs": { "Who": { "type": "object", "properties": { "id": { "type": "string" } }, "required": ["id"] } },
+        "additionalProperties": false,
+        "$defs": { "Who": {
+            "type": "object",
+            "properties": { "id": { "type": "string" } },
+            "required": ["id"],
+            "additionalProperties": false,
+        } },
     });
     assert_eq!(
         argument_type_of("t", &schema).unwrap(),
@@ -220,7 +236,11 @@ fn refs_resolve_and_type_lists_with_null_are_optional() {
             ),
         ])
     );
-    let missing = json!({ "type": "object", "properties": { "x": { "$ref": "#/$defs/X" } } });
+    let missing = json!({
+        "type": "object",
+        "properties": { "x": { "$ref": "#/$defs/X" } },
+        "additionalProperties": false,
+    });
     assert_eq!(
         argument_type_of("t", &missing).unwrap_err().to_string(),
         "tool `t`: `arguments.x` refers to `#/$defs/X`, which the argument schema does not define"
@@ -249,6 +269,7 @@ struct Echo(&'static str, ResourceBinding);
 
 #[allow(dead_code)]
 #[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct EchoArgs {
     item_id: String,
     count: Option<u8>,
@@ -416,4 +437,82 @@ fn entity_types_are_declared_once_with_plain_names_that_are_not_built_in() {
             "{bad}"
         );
     }
+}
+
+/// Arguments that accept fields they do not declare, at the top and nested.
+#[allow(dead_code)]
+#[derive(Deserialize, JsonSchema)]
+struct OpenArgs {
+    to: String,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct NestedOpenArgs {
+    to: String,
+    attachment: OpenAttachment,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize, JsonSchema)]
+struct OpenAttachment {
+    name: String,
+}
+
+struct Open<A>(std::marker::PhantomData<A>);
+
+impl<A: serde::de::DeserializeOwned + JsonSchema + Send + Sync + 'static> Tool for Open<A> {
+    type Args = A;
+
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "open_tool".into(),
+            description: String::new(),
+            scope: "items:echo".into(),
+            resource: ResourceBinding::Tool,
+            sensitive: Vec::new(),
+        }
+    }
+
+    async fn run(&self, _: ToolContext, _: A) -> Result<Value, ToolFailure> {
+        Ok(Value::Null)
+    }
+}
+
+#[test]
+fn an_argument_struct_that_accepts_unknown_fields_is_refused_at_registration() {
+    for (err, path) in [
+        (
+            ToolRegistry::new()
+                .register(Open::<OpenArgs>(std::marker::PhantomData))
+                .err(),
+            "`arguments`",
+        ),
+        (
+            ToolRegistry::new()
+                .register(Open::<NestedOpenArgs>(std::marker::PhantomData))
+                .err(),
+            "`arguments.attachment`",
+        ),
+        (
+            ToolRegistry::new()
+                .register(Open::<Value>(std::marker::PhantomData))
+                .err(),
+            "`arguments`",
+        ),
+    ] {
+        let Some(err) = err else {
+            panic!("an open argument struct was registered")
+        };
+        let text = err.to_string();
+        assert!(text.starts_with("tool `open_tool`: "), "{text}");
+        assert!(text.contains(path), "{text}");
+    }
+    let text = ToolRegistry::new()
+        .register(Open::<OpenArgs>(std::marker::PhantomData))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(text.contains("deny_unknown_fields"), "{text}");
 }
