@@ -39,6 +39,7 @@ pub use record::{
     DecidedBy, DecisionRecord, GrantRef, Identity, OutcomeRecord, PolicyReloadRecord, Record,
     RecordKind, RequestContext, RequestRecord, Truncated,
 };
+pub(crate) use redact::hmac_sha256;
 pub use redact::{
     ARGUMENTS_ROOT, COMMITMENT_PREFIX, KEY_ID_FIELD, Proof, ProveError, REDACTED_FIELD,
     RedactionKey, SensitivePathError, SensitivePaths, canonical_json, commitment, prove,
