@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 fn pending(id: &str, session: &str, deadline: Timestamp) -> PendingApproval {
     PendingApproval {
+        revealed: Default::default(),
         approval_id: id.into(),
         session_id: session.into(),
         call_id: format!("{session}:3"),

@@ -921,3 +921,63 @@ async fn a_stranger_who_takes_the_port_while_the_server_restarts_gets_nothing_it
     browser.close().await;
     second.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reviewer_the_operator_allows_reads_the_held_body_on_the_page_and_others_do_not() {
+    use mandate::guard::reveal::{RevealConfig, socket_dir_for_queue};
+    let world = World::new();
+    let server = world.server().await;
+    let env = Env::builder()
+        .reviewer(QueueReviewer::new(world.queue()))
+        .reveal(RevealConfig::to(["carol"]).serve_in(socket_dir_for_queue(&world.queue_path())))
+        .build();
+    let agent = agent(env, json!([email_call(SECRET)]));
+    let id = world.pending(1).await[0].pending.approval_id.clone();
+
+    let browser = Browser::start().await;
+    browser.open(&server.url()).await;
+    // bob may review but not read: the card has the commitment only.
+    browser.sign_in(BOB_TOKEN).await;
+    browser.wait_for_text("#whoami", "bob").await;
+    let card = browser.card(&id).await;
+    assert!(card.find(Locator::Css("tr.revealed")).await.is_err());
+    let arguments = text_of(&card, ".arguments").await;
+    assert!(!arguments.contains(SECRET), "{arguments}");
+    assert!(
+        !browser
+            .client()
+            .source()
+            .await
+            .unwrap()
+            .contains("launch slips")
+    );
+
+    browser
+        .client()
+        .find(Locator::Css("#sign-out"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.sign_in(CAROL_TOKEN).await;
+    browser.wait_for_text("#whoami", "carol").await;
+    let card = browser.card(&id).await;
+    let revealed = text_of(&card, "tr.revealed").await;
+    assert!(revealed.contains("arguments.body"), "{revealed}");
+    assert!(revealed.contains(SECRET), "{revealed}");
+
+    click(&card, ".approve").await;
+    browser.wait_for_text("#decided-list", "approved").await;
+    let (env, results) = finished(agent).await;
+    assert_eq!(results[0]["ok"]["queued"], true, "{results:?}");
+    assert!(!common::log_text(&env.audit_path).contains(SECRET));
+    let queue_bytes = std::fs::read(world.queue_path()).unwrap();
+    assert!(
+        !queue_bytes
+            .windows(SECRET.len())
+            .any(|w| w == SECRET.as_bytes())
+    );
+    browser.close().await;
+    server.shutdown().await.unwrap();
+}

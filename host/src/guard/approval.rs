@@ -44,6 +44,12 @@ pub struct PendingApproval {
     pub demanded_by: Vec<DeterminingPolicy>,
     /// No decision is accepted after this instant.
     pub deadline: Timestamp,
+    /// The clear values of the sensitive arguments, for the reviewers the
+    /// operator allows ([`crate::guard::reveal::RevealConfig`]); empty
+    /// otherwise. Held in memory for the hold only: never serialized, so
+    /// never in the queue, the log or a `cmd:` reviewer's input.
+    #[serde(skip)]
+    pub revealed: crate::guard::reveal::Revealed,
 }
 
 /// Approve or deny.
@@ -464,6 +470,7 @@ mod tests {
                 reason: Some("humans review email".into()),
             }],
             deadline: Timestamp::now(),
+            revealed: Default::default(),
         }
     }
 

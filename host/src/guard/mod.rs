@@ -13,6 +13,7 @@ mod record;
 mod redact;
 mod reload;
 mod replay;
+pub mod reveal;
 mod review;
 mod schema;
 mod session;
@@ -111,6 +112,7 @@ struct Inner {
     approval_timeout: Duration,
     observer: Option<CallObserver>,
     redaction_key: RedactionKey,
+    reveal: reveal::RevealConfig,
 }
 
 /// The policy and audit guard. Build it once with [`Guard::builder`]; start a
@@ -130,6 +132,7 @@ pub struct GuardBuilder {
     approval_timeout: Duration,
     observer: Option<CallObserver>,
     redaction_key: Option<RedactionKey>,
+    reveal: reveal::RevealConfig,
 }
 
 impl GuardBuilder {
@@ -179,6 +182,13 @@ impl GuardBuilder {
         self
     }
 
+    /// Which reviewers may see the clear values of a held call's sensitive
+    /// arguments, while it is held (nobody by default); see [`reveal`].
+    pub fn reveal(mut self, config: reveal::RevealConfig) -> Self {
+        self.reveal = config;
+        self
+    }
+
     /// Checks that every tool's action is in the schema and builds the guard.
     pub fn build(self) -> Result<Guard, GuardError> {
         check_tools(&self.tools, &self.policies)?;
@@ -197,6 +207,7 @@ impl GuardBuilder {
                 approval_timeout: self.approval_timeout,
                 observer: self.observer,
                 redaction_key,
+                reveal: self.reveal,
             }),
         })
     }
@@ -214,6 +225,7 @@ impl Guard {
             approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
             observer: None,
             redaction_key: None,
+            reveal: reveal::RevealConfig::default(),
         }
     }
 

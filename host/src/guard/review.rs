@@ -15,6 +15,7 @@ use super::evaluate::ApprovalState;
 use super::record::{
     ActionRecord, ApprovalOutcome, ApprovalRecord, GrantRef, Identity, Record, RecordKind,
 };
+use super::reveal::RevealServer;
 use crate::policy::{Decision, DeterminingPolicy, Effect};
 
 /// How the approval step ended, before it is written down.
@@ -156,7 +157,17 @@ impl SessionGuard {
         // A deadline already past (the session expires now) waits not at all.
         let wait = std::time::Duration::try_from(pending.deadline.duration_since(Timestamp::now()))
             .unwrap_or(std::time::Duration::ZERO);
+        // Reviewer tools in other processes may ask for the clear values
+        // while the call is held; the socket goes when the hold ends. A
+        // socket that cannot be served only means they see commitments.
+        let revealing = match &self.inner.reveal.socket_dir {
+            Some(dir) if !pending.revealed.is_empty() => {
+                RevealServer::start(dir, &pending.approval_id, pending.revealed.clone()).ok()
+            }
+            _ => None,
+        };
         let answer = tokio::time::timeout(wait, reviewer.review(&pending)).await;
+        drop(revealing);
         let answered_at = Timestamp::now();
         record.decided_at = Some(answered_at);
         let decision = match answer {

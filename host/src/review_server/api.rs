@@ -16,6 +16,7 @@ use super::auth::{Reviewer, Sessions};
 use super::tokens::ReviewerTokens;
 use crate::guard::Verdict;
 use crate::guard::queue::{ApprovalQueue, GrantScope, QueueDecision, QueueError, QueuedApproval};
+use crate::guard::reveal::{ClearValue, fetch, socket_dir_for_queue};
 
 /// Longest reason a reviewer may give, in characters.
 pub const MAX_REASON_CHARS: usize = 2000;
@@ -104,6 +105,10 @@ pub(super) struct Listed {
     #[serde(flatten)]
     approval: QueuedApproval,
     seconds_left: i64,
+    /// The clear values of the redacted arguments, when the host holding
+    /// the call gives them to this reviewer (`mandate run --reveal-to`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revealed: Option<Vec<ClearValue>>,
 }
 
 impl Listed {
@@ -117,6 +122,7 @@ impl Listed {
         Listed {
             approval,
             seconds_left,
+            revealed: None,
         }
     }
 }
@@ -130,12 +136,25 @@ pub(super) async fn whoami(
 }
 
 /// `GET /api/pending`: the approvals still waiting, oldest first.
-pub(super) async fn pending(State(state): State<AppState>) -> Result<Json<Vec<Listed>>, ApiError> {
+pub(super) async fn pending(
+    State(state): State<AppState>,
+    Extension(Reviewer(reviewer)): Extension<Reviewer>,
+) -> Result<Json<Vec<Listed>>, ApiError> {
     let pending = on_queue(&state, ApprovalQueue::pending).await?;
     let now = Timestamp::now();
-    Ok(Json(
-        pending.into_iter().map(|a| Listed::new(a, now)).collect(),
-    ))
+    let dir = socket_dir_for_queue(state.queue.path());
+    let mut listed = Vec::with_capacity(pending.len());
+    for approval in pending {
+        // Only the host holding the call has its clear values, and gives
+        // them only to a reviewer it was told to; anything else: none.
+        let revealed = fetch(&dir, &approval.pending.approval_id, &reviewer)
+            .await
+            .ok();
+        let mut item = Listed::new(approval, now);
+        item.revealed = revealed;
+        listed.push(item);
+    }
+    Ok(Json(listed))
 }
 
 /// `GET /api/approvals/{id}`: one approval, decided or not.

@@ -291,6 +291,25 @@
     }
   }
 
+  /** The clear values the host gave this reviewer, below the arguments. */
+  function fillRevealed(tbody, revealed) {
+    if (!Array.isArray(revealed)) return;
+    for (const entry of revealed) {
+      if (!entry || typeof entry.path !== 'string') continue;
+      const row = document.createElement('tr');
+      row.className = 'revealed';
+      const key = document.createElement('th');
+      key.textContent = entry.path + ' (in clear)';
+      const cell = document.createElement('td');
+      cell.title = 'shown to you only while the call is held; the log and the queue keep only a commitment';
+      const pre = document.createElement('pre');
+      pre.textContent = typeof entry.value === 'string' ? entry.value : JSON.stringify(entry.value, null, 2);
+      cell.appendChild(pre);
+      row.append(key, cell);
+      tbody.appendChild(row);
+    }
+  }
+
   function buildCard(item) {
     const p = item.pending;
     const el = $('approval-template').content.firstElementChild.cloneNode(true);
@@ -316,6 +335,7 @@
       policies.appendChild(li);
     }
     fillArguments(el.querySelector('.arguments tbody'), p.arguments);
+    fillRevealed(el.querySelector('.arguments tbody'), item.revealed);
 
     const card = {
       id: p.approval_id,
