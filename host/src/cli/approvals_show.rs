@@ -38,10 +38,7 @@ pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(1));
     };
-    let revealed = match &args.reviewer {
-        Some(reviewer) => Some(ask_host(&args, reviewer)),
-        None => None,
-    };
+    let revealed = args.reviewer.as_ref().map(|r| ask_host(&args, r));
     let mut out = io::stdout().lock();
     match args.format {
         ShowFormat::Json => {
