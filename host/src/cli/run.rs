@@ -307,6 +307,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let session = Session::from_file(&args.session)?;
     let reviewer: Arc<dyn Reviewer> =
         Arc::new(Announced(reviewer(&args.approver, &args.reviewer_env)?));
+    let reveal = reveal_config(&args)?;
     // Everything that can be checked is checked before the log is touched.
     let runtime = Runtime::with_limits(session_limits(&args)?)?;
     let agent = runtime.load_agent(&args.agent)?;
@@ -327,7 +328,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let audit = AuditLog::open_with(&args.audit, audit_config(&args)?)?;
     let tools = example_registry(&Workspace::new(&args.workspace))?;
     let mut builder = Guard::builder(policies, audit)
-        .reveal(reveal_config(&args)?)
+        .reveal(reveal)
         .tools(tools)
         .reviewer_arc(reviewer)
         .approval_timeout(Duration::from_secs(args.approval_timeout))
