@@ -61,9 +61,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME")]
     reviewer_env: Vec<String>,
     /// A reviewer (user id) allowed to see the clear values of a held call's sensitive
-    /// arguments while it is held (repeatable), with a `queue:` approver: `mandate approvals
-    /// show --reviewer <id>` and the review page ask this host for them; they never reach
-    /// the log or the queue file.
+    /// arguments while it is held (repeatable), with a `queue:` approver (`mandate approvals
+    /// show --reviewer <id>` and the review page ask this host for them) or `prompt` (shown
+    /// after the reviewer gives their id); they never reach the log or the queue file.
     #[arg(long, value_name = "USER ID")]
     reveal_to: Vec<String>,
     /// Seconds a reviewer has to decide.
@@ -288,17 +288,21 @@ fn reveal_config(args: &RunArgs) -> anyhow::Result<mandate::guard::reveal::Revea
     if args.reveal_to.is_empty() {
         return Ok(RevealConfig::default());
     }
-    let Some(queue) = args.approver.strip_prefix("queue:") else {
-        bail!(
-            "--reveal-to needs a `queue:<file>` approver, whose reviewer tools ask this host for the clear values; not `{}`",
-            escape(&args.approver)
-        );
-    };
     if let Some(empty) = args.reveal_to.iter().find(|r| r.trim().is_empty()) {
         bail!("--reveal-to `{}` names no reviewer", escape(empty));
     }
-    Ok(RevealConfig::to(args.reveal_to.iter().cloned())
-        .serve_in(socket_dir_for_queue(queue.as_ref())))
+    let config = RevealConfig::to(args.reveal_to.iter().cloned());
+    if args.approver == "prompt" {
+        // The prompt asks who is answering, then shows the values if allowed.
+        return Ok(config);
+    }
+    let Some(queue) = args.approver.strip_prefix("queue:") else {
+        bail!(
+            "--reveal-to needs a `queue:<file>` approver, whose reviewer tools ask this host for the clear values, or `prompt`; not `{}`",
+            escape(&args.approver)
+        );
+    };
+    Ok(config.serve_in(socket_dir_for_queue(queue.as_ref())))
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
