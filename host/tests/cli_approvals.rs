@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 fn pending(id: &str, session: &str, deadline: Timestamp) -> PendingApproval {
     PendingApproval {
+        revealed: Default::default(),
         approval_id: id.into(),
         session_id: session.into(),
         call_id: format!("{session}:3"),
@@ -289,6 +290,34 @@ fn a_missing_queue_is_an_error_not_a_new_empty_queue() {
             "cannot open the approvals queue `{}`",
             queue.display()
         )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path().join("audit").exists());
+}
+
+#[test]
+fn reveal_to_needs_a_queue_approver_and_is_checked_before_the_log_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mandate(&[
+        "run",
+        "--agent",
+        s(&dir.path().join("agent.wasm")),
+        "--policies",
+        s(&policies_dir()),
+        "--session",
+        s(&policies_dir().join("session.json")),
+        "--audit",
+        s(&dir.path().join("audit")),
+        "--approver",
+        "deny",
+        "--reveal-to",
+        "carol",
+        "task",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--reveal-to needs a `queue:<file>` approver"),
         "{}",
         stderr(&out)
     );

@@ -618,3 +618,105 @@ fn the_example_reviewer_approves_only_a_whole_internal_address() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_allowed_reviewer_sees_the_held_body_in_clear_another_does_not_and_no_file_keeps_it() {
+    use mandate::guard::Verdict;
+    use mandate::guard::queue::{ApprovalQueue, GrantScope, QueueDecision, QueueReviewer};
+    use mandate::guard::reveal::{RevealConfig, RevealError, fetch, socket_dir_for_queue};
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let queue_path = dir.path().join("approvals.sqlite");
+    let queue = ApprovalQueue::open(&queue_path).unwrap();
+    let sockets = socket_dir_for_queue(&queue_path);
+    let env = Env::builder()
+        .reviewer(QueueReviewer::new(
+            ApprovalQueue::open(&queue_path).unwrap(),
+        ))
+        .reveal(RevealConfig::to(["carol"]).serve_in(&sockets))
+        .build();
+    let agent = tokio::spawn(async move {
+        let results = env.script(json!([email_call(SECRET)])).await;
+        (env, results)
+    });
+    let start = Instant::now();
+    let id = loop {
+        if let Some(a) = queue.pending().unwrap().first() {
+            break a.pending.approval_id.clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "nothing held");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let show = |reviewer: &'static str| {
+        let (id, queue_path) = (id.clone(), queue_path.clone());
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(mandate_binary())
+                .args(["approvals", "show", &id, "--queue"])
+                .arg(&queue_path)
+                .args(["--reviewer", reviewer])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            (
+                String::from_utf8(out.stdout).unwrap(),
+                String::from_utf8(out.stderr).unwrap(),
+            )
+        })
+    };
+
+    // carol, whom the operator allows, sees the body while the call waits.
+    let values = fetch(&sockets, &id, "carol").await.unwrap();
+    assert_eq!(values.len(), 1, "{values:?}");
+    assert_eq!(values[0].path, "arguments.body");
+    assert_eq!(values[0].value, SECRET);
+    let (shown, _) = show("carol").await.unwrap();
+    assert!(shown.contains(SECRET), "{shown}");
+    assert!(shown.contains("arguments.body"), "{shown}");
+
+    // bob is not allowed: refused, and his `show` has only the commitment.
+    let refused = fetch(&sockets, &id, "bob").await.unwrap_err();
+    assert!(matches!(refused, RevealError::Refused(_)), "{refused}");
+    assert!(refused.to_string().contains("`bob`"), "{refused}");
+    let (shown, note) = show("bob").await.unwrap();
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert!(note.contains("does not allow reviewer `bob`"), "{note}");
+
+    let mode = std::fs::metadata(&sockets).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    let files_keep_it = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .any(|p| {
+                let bytes = std::fs::read(&p).unwrap();
+                bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes())
+            })
+    };
+    assert!(!files_keep_it(), "the queue files hold the body in clear");
+
+    queue
+        .decide(
+            &id,
+            &QueueDecision {
+                verdict: Verdict::Approve,
+                reviewer: "carol".into(),
+                reason: None,
+                scope: GrantScope::Once,
+            },
+        )
+        .unwrap();
+    let (env, results) = tokio::time::timeout(Duration::from_secs(30), agent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(results[0]["ok"]["queued"], true, "{results:?}");
+    assert!(!common::log_text(&env.audit_path).contains(SECRET));
+    assert!(!files_keep_it(), "the queue files hold the body in clear");
+
+    // The hold is over: nothing is served any more, no socket is left.
+    let gone = fetch(&sockets, &id, "carol").await.unwrap_err();
+    assert!(matches!(gone, RevealError::NotOffered(_)), "{gone}");
+    assert_eq!(std::fs::read_dir(&sockets).unwrap().count(), 0);
+}

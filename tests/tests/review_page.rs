@@ -647,30 +647,27 @@ async fn the_review_server_restarts_while_a_call_waits_and_the_approval_is_still
     browser.sign_in(CAROL_TOKEN).await;
     browser.card(&id).await;
 
-    // The server goes away; the page says it cannot reach it; the call waits.
+    // The server goes away; the page says it cannot reach it and stops
+    // asking; the call waits.
     first.shutdown().await.unwrap();
     browser
         .wait_for_text("#error", "cannot reach the review server")
         .await;
+    assert!(is_shown(&browser, "#reconnect").await);
     assert!(!agent.is_finished());
 
-    // A new server over the same queue file, on the same address.
+    // A new server over the same queue file, on the same address; the page
+    // reconnects when the reviewer says so, and proves itself anew.
     let second = world.server_on(addr).await;
     let list = http(addr, "GET", "/api/pending", Some(CAROL_TOKEN), None).await;
     assert_eq!(list.body[0]["pending"]["approval_id"], id.as_str());
+    browser.wait_for("#reconnect").await.click().await.unwrap();
     let start = Instant::now();
-    while browser
-        .client()
-        .find(Locator::Css("#error"))
-        .await
-        .unwrap()
-        .is_displayed()
-        .await
-        .unwrap()
-    {
+    while is_shown(&browser, "#error").await {
         assert!(start.elapsed() < PATIENCE, "the page did not recover");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(!is_shown(&browser, "#reconnect").await);
     let card = browser.card(&id).await;
     click(&card, ".approve").await;
     browser.wait_for_text("#decided-list", "approved").await;
@@ -683,4 +680,304 @@ async fn the_review_server_restarts_while_a_call_waits_and_the_approval_is_still
     assert_eq!(a["reviewer"], "carol");
     browser.close().await;
     second.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// A stranger on the port.
+
+/// What another local user can run once the review server's port is free: a
+/// listener that records every request and answers as a server that knows
+/// no token would (a made-up handshake, a reviewer, an empty list).
+struct Impostor {
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Impostor {
+    async fn bind(addr: SocketAddr) -> Impostor {
+        let start = Instant::now();
+        let listener = loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => break l,
+                Err(e) if start.elapsed() > PATIENCE => panic!("cannot bind {addr}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        };
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let Some(request) = read_request(&mut stream).await else {
+                        return;
+                    };
+                    let body = if request.starts_with("POST /api/handshake") {
+                        json!({
+                            "session": "0".repeat(32),
+                            "server_nonce": "1".repeat(32),
+                            "proof": "2".repeat(64),
+                        })
+                    } else if request.contains("/api/whoami") {
+                        json!({"reviewer": "carol"})
+                    } else {
+                        json!([])
+                    }
+                    .to_string();
+                    seen.lock().unwrap().push(request);
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        Impostor { requests, task }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// One whole HTTP/1.1 request (head and `Content-Length` body), as text.
+async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return (!raw.is_empty()).then(|| String::from_utf8_lossy(&raw).into_owned());
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.trim()
+                        .eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                return Some(text);
+            }
+        }
+    }
+}
+
+/// Sends `request` (as captured) again over a fresh connection; the status
+/// and body of the answer.
+async fn replay(addr: SocketAddr, request: &str) -> (u16, String) {
+    let (head, body) = request.split_once("\r\n\r\n").unwrap();
+    let mut lines: Vec<&str> = head
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    lines.push("Connection: close");
+    let request = format!("{}\r\n\r\n{body}", lines.join("\r\n"));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// HMAC-SHA256, to compute the key the page derives from a token.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    block[..key.len()].copy_from_slice(key);
+    let mut inner = Sha256::new();
+    inner.update(block.map(|b| b ^ 0x36));
+    inner.update(message);
+    let mut outer = Sha256::new();
+    outer.update(block.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+async fn is_shown(browser: &Browser, css: &str) -> bool {
+    match browser.client().find(Locator::Css(css)).await {
+        Ok(el) => el.is_displayed().await.unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stranger_who_takes_the_port_while_the_server_restarts_gets_nothing_it_can_use() {
+    let world = World::new();
+    let first = world.server().await;
+    let addr = first.local_addr();
+    let agent = agent(world.env(), json!([email_call(SECRET)]));
+    let id = world.pending(1).await[0].pending.approval_id.clone();
+
+    let browser = Browser::start().await;
+    browser.open(&first.url()).await;
+    browser.sign_in(CAROL_TOKEN).await;
+    browser.card(&id).await;
+
+    // The server goes away; another local user binds its port at once.
+    first.shutdown().await.unwrap();
+    let impostor = Impostor::bind(addr).await;
+    // Long enough for a page that polls every second to try five times.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let page_key = hex::encode(hmac_sha256(CAROL_TOKEN.as_bytes(), b"mandate-review/key"));
+    let check = |requests: &[String]| {
+        for request in requests {
+            assert!(
+                !request.contains(CAROL_TOKEN),
+                "the stranger on the port received the reviewer's token:\n{request}"
+            );
+            assert!(
+                !request.contains(&page_key),
+                "the stranger received the page's key:\n{request}"
+            );
+        }
+    };
+    let after_loss = impostor.requests();
+    check(&after_loss);
+    // At most the request already on its way when the server went; then
+    // the page stops and waits for the reviewer.
+    assert!(
+        after_loss.len() <= 1,
+        "the page kept polling a server it could not authenticate: {} requests",
+        after_loss.len()
+    );
+    browser
+        .wait_for_text("#error", "nothing more is sent until you reconnect")
+        .await;
+    assert!(is_shown(&browser, "#reconnect").await);
+    assert!(!agent.is_finished());
+
+    // The reviewer reconnects while the stranger still holds the port: it
+    // cannot prove it knows the token, and the page sends nothing more.
+    browser.wait_for("#reconnect").await.click().await.unwrap();
+    let refused = browser
+        .wait_for_text("#error", "did not prove that it knows your token")
+        .await;
+    assert!(refused.contains("nothing else was sent"), "{refused}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let captured = impostor.requests();
+    check(&captured);
+    let handshakes = captured
+        .iter()
+        .filter(|r| r.starts_with("POST /api/handshake"))
+        .count();
+    assert_eq!(
+        captured.len() - after_loss.len(),
+        1,
+        "only the handshake reaches an unproven server: {captured:#?}"
+    );
+    assert_eq!(handshakes, 1, "{captured:#?}");
+    impostor.stop().await;
+
+    // The real server is back. Nothing the stranger captured opens it: a
+    // signed request names a session that died with the old server, and a
+    // replayed handshake shows no approval.
+    let second = world.server_on(addr).await;
+    for request in &captured {
+        let (status, answer) = replay(addr, request).await;
+        assert!(
+            !answer.contains(&id),
+            "a replay showed the approval: {answer}"
+        );
+        if !request.starts_with("POST /api/handshake") {
+            assert_eq!(status, 401, "{request}\n{answer}");
+        }
+    }
+
+    // The reviewer reconnects to the real server and decides.
+    browser.wait_for("#reconnect").await.click().await.unwrap();
+    let card = browser.card(&id).await;
+    let start = Instant::now();
+    while is_shown(&browser, "#error").await {
+        assert!(start.elapsed() < PATIENCE, "the page did not reconnect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    click(&card, ".approve").await;
+    browser.wait_for_text("#decided-list", "approved").await;
+    let (env, results) = finished(agent).await;
+    assert_eq!(results[0]["ok"]["queued"], true, "{results:?}");
+    assert_eq!(env.outbox().len(), 1);
+    browser.close().await;
+    second.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reviewer_the_operator_allows_reads_the_held_body_on_the_page_and_others_do_not() {
+    use mandate::guard::reveal::{RevealConfig, socket_dir_for_queue};
+    let world = World::new();
+    let server = world.server().await;
+    let env = Env::builder()
+        .reviewer(QueueReviewer::new(world.queue()))
+        .reveal(RevealConfig::to(["carol"]).serve_in(socket_dir_for_queue(&world.queue_path())))
+        .build();
+    let agent = agent(env, json!([email_call(SECRET)]));
+    let id = world.pending(1).await[0].pending.approval_id.clone();
+
+    let browser = Browser::start().await;
+    browser.open(&server.url()).await;
+    // bob may review but not read: the card has the commitment only.
+    browser.sign_in(BOB_TOKEN).await;
+    browser.wait_for_text("#whoami", "bob").await;
+    let card = browser.card(&id).await;
+    assert!(card.find(Locator::Css("tr.revealed")).await.is_err());
+    let arguments = text_of(&card, ".arguments").await;
+    assert!(!arguments.contains(SECRET), "{arguments}");
+    assert!(
+        !browser
+            .client()
+            .source()
+            .await
+            .unwrap()
+            .contains("launch slips")
+    );
+
+    browser
+        .client()
+        .find(Locator::Css("#sign-out"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.sign_in(CAROL_TOKEN).await;
+    browser.wait_for_text("#whoami", "carol").await;
+    let card = browser.card(&id).await;
+    let revealed = text_of(&card, "tr.revealed").await;
+    assert!(revealed.contains("arguments.body"), "{revealed}");
+    assert!(revealed.contains(SECRET), "{revealed}");
+
+    click(&card, ".approve").await;
+    browser.wait_for_text("#decided-list", "approved").await;
+    let (env, results) = finished(agent).await;
+    assert_eq!(results[0]["ok"]["queued"], true, "{results:?}");
+    assert!(!common::log_text(&env.audit_path).contains(SECRET));
+    let queue_bytes = std::fs::read(world.queue_path()).unwrap();
+    assert!(
+        !queue_bytes
+            .windows(SECRET.len())
+            .any(|w| w == SECRET.as_bytes())
+    );
+    browser.close().await;
+    server.shutdown().await.unwrap();
 }

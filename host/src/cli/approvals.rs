@@ -62,7 +62,7 @@ pub fn open_existing(path: &Path) -> anyhow::Result<ApprovalQueue> {
     Ok(ApprovalQueue::open(path)?)
 }
 
-#[derive(Clone, Copy, ValueEnum, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum ShowFormat {
     /// For people.
     #[default]
@@ -95,6 +95,11 @@ pub struct ShowArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: ShowFormat,
+    /// Your user id: while the call is held, ask its host for the clear values of the
+    /// redacted arguments, which it gives only to reviewers it was started with
+    /// `--reveal-to`.
+    #[arg(long, value_name = "USER ID")]
+    pub reviewer: Option<String>,
 }
 
 pub fn run(cmd: ApprovalsCommand) -> anyhow::Result<ExitCode> {

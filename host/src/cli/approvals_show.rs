@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use jiff::{SignedDuration, Timestamp};
 use mandate::guard::queue::{QueueStatus, QueuedApproval};
+use mandate::guard::reveal::{ClearValue, RevealError, fetch, socket_dir_for_queue};
 use mandate::terminal::{cell, escape};
 
 use super::approvals::{ListArgs, ShowArgs, ShowFormat};
@@ -37,15 +38,64 @@ pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(1));
     };
+    let revealed = args.reviewer.as_ref().map(|r| ask_host(&args, r));
     let mut out = io::stdout().lock();
     match args.format {
         ShowFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &approval)?;
+            let mut value = serde_json::to_value(&approval)?;
+            if let (Some(Ok(values)), Some(map)) = (&revealed, value.as_object_mut()) {
+                map.insert("revealed".into(), serde_json::to_value(values)?);
+            }
+            serde_json::to_writer_pretty(&mut out, &value)?;
             writeln!(out)?;
         }
         ShowFormat::Table => write_one(&mut out, &approval)?,
     }
+    match revealed {
+        Some(Ok(values)) if args.format == ShowFormat::Table => write_revealed(&mut out, &values)?,
+        Some(Err(e)) => eprintln!("note: no clear values: {e}"),
+        _ => {}
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The clear values the host holding the call gives `reviewer`, if any.
+fn ask_host(args: &ShowArgs, reviewer: &str) -> Result<Vec<ClearValue>, RevealError> {
+    let dir = socket_dir_for_queue(&args.queue.queue);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RevealError::Io {
+            path: dir.clone(),
+            message: e.to_string(),
+        })?;
+    runtime.block_on(fetch(&dir, &args.id, reviewer))
+}
+
+/// The clear values, escaped like everything else the agent wrote; they are
+/// shown to this reviewer only and are in no file.
+fn write_revealed(out: &mut impl Write, values: &[ClearValue]) -> io::Result<()> {
+    writeln!(
+        out,
+        "in clear   (from the host, for you only; not in the log or the queue)"
+    )?;
+    for v in values {
+        let text = match &v.value {
+            serde_json::Value::String(s) => s.clone(),
+            other => serde_json::to_string_pretty(other).unwrap_or_default(),
+        };
+        let mut lines = text.lines();
+        writeln!(
+            out,
+            "  {}: {}",
+            escape(&v.path),
+            escape(lines.next().unwrap_or(""))
+        )?;
+        for line in lines {
+            writeln!(out, "    {}", escape(line))?;
+        }
+    }
+    Ok(())
 }
 
 /// `4m 48s`, to the second.

@@ -64,6 +64,12 @@ pub struct RunArgs {
     /// credentials.
     #[arg(long, value_name = "NAME")]
     reviewer_env: Vec<String>,
+    /// A reviewer (user id) allowed to see the clear values of a held call's sensitive
+    /// arguments while it is held (repeatable), with a `queue:` approver (`mandate approvals
+    /// show --reviewer <id>` and the review page ask this host for them) or `prompt` (shown
+    /// after the reviewer gives their id); they never reach the log or the queue file.
+    #[arg(long, value_name = "USER ID")]
+    reveal_to: Vec<String>,
     /// Seconds a reviewer has to decide.
     #[arg(long, default_value_t = 300)]
     approval_timeout: u64,
@@ -281,12 +287,36 @@ fn print_reload(dir: &Path, result: Result<Reloaded, ReloadError>) {
     }
 }
 
+/// `--reveal-to`: served beside the queue, for the reviewer tools.
+fn reveal_config(args: &RunArgs) -> anyhow::Result<mandate::guard::reveal::RevealConfig> {
+    use mandate::guard::reveal::{RevealConfig, socket_dir_for_queue};
+    if args.reveal_to.is_empty() {
+        return Ok(RevealConfig::default());
+    }
+    if let Some(empty) = args.reveal_to.iter().find(|r| r.trim().is_empty()) {
+        bail!("--reveal-to `{}` names no reviewer", escape(empty));
+    }
+    let config = RevealConfig::to(args.reveal_to.iter().cloned());
+    if args.approver == "prompt" {
+        // The prompt asks who is answering, then shows the values if allowed.
+        return Ok(config);
+    }
+    let Some(queue) = args.approver.strip_prefix("queue:") else {
+        bail!(
+            "--reveal-to needs a `queue:<file>` approver, whose reviewer tools ask this host for the clear values, or `prompt`; not `{}`",
+            escape(&args.approver)
+        );
+    };
+    Ok(config.serve_in(socket_dir_for_queue(queue.as_ref())))
+}
+
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let policies = Policies::load_dir(&args.policies)
         .with_context(|| format!("cannot load policies from `{}`", args.policies.display()))?;
     let session = Session::from_file(&args.session)?;
     let reviewer: Arc<dyn Reviewer> =
         Arc::new(Announced(reviewer(&args.approver, &args.reviewer_env)?));
+    let reveal = reveal_config(&args)?;
     // Everything that can be checked is checked before the log is touched.
     let runtime = Runtime::with_limits(session_limits(&args)?)?;
     let agent = runtime.load_agent(&args.agent)?;
@@ -307,6 +337,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let audit = AuditLog::open_with(&args.audit, audit_config(&args)?)?;
     let tools = example_registry(&Workspace::new(&args.workspace))?;
     let mut builder = Guard::builder(policies, audit)
+        .reveal(reveal)
         .tools(tools)
         .reviewer_arc(reviewer)
         .approval_timeout(Duration::from_secs(args.approval_timeout))

@@ -44,6 +44,12 @@ pub struct PendingApproval {
     pub demanded_by: Vec<DeterminingPolicy>,
     /// No decision is accepted after this instant.
     pub deadline: Timestamp,
+    /// The clear values of the sensitive arguments, for the reviewers the
+    /// operator allows ([`crate::guard::reveal::RevealConfig`]); empty
+    /// otherwise. Held in memory for the hold only: never serialized, so
+    /// never in the queue, the log or a `cmd:` reviewer's input.
+    #[serde(skip)]
+    pub revealed: crate::guard::reveal::Revealed,
 }
 
 /// Approve or deny.
@@ -413,6 +419,28 @@ fn describe(pending: &PendingApproval) -> String {
     )
 }
 
+/// The clear values for `reviewer`, escaped, or why they are not shown.
+fn describe_revealed(revealed: &super::reveal::Revealed, reviewer: &str) -> String {
+    let shown = |text: &str| crate::terminal::bounded(text, 16 * crate::terminal::DISPLAY_CHARS);
+    match revealed.for_reviewer(reviewer) {
+        Some(values) => {
+            let mut text = String::from("  in clear (for you only; not in the log):\n");
+            for v in values {
+                let value = match &v.value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                text.push_str(&format!("    {}: {}\n", shown(&v.path), shown(&value)));
+            }
+            text
+        }
+        None => format!(
+            "  (the redacted values are not shown to `{}`)\n",
+            shown(reviewer)
+        ),
+    }
+}
+
 impl Reviewer for PromptReviewer {
     fn name(&self) -> &str {
         "prompt"
@@ -430,13 +458,23 @@ impl Reviewer for PromptReviewer {
             };
             let terminal = std::sync::Arc::clone(&self.terminal);
             let text = describe(pending);
+            let revealed = pending.revealed.clone();
             let answers = tokio::task::spawn_blocking(move || {
                 let mut t = terminal
                     .lock()
                     .map_err(|_| "the terminal is unusable after an earlier failure".to_string())?;
                 let _ = write!(t.output, "{text}");
-                let verdict = t.ask("approve? [y/N] ")?;
+                if revealed.is_empty() {
+                    let verdict = t.ask("approve? [y/N] ")?;
+                    let reviewer = t.ask("your user id: ")?;
+                    let reason = t.ask("reason (optional): ")?;
+                    return Ok::<_, String>((verdict, reviewer, reason));
+                }
+                // The operator lets some reviewers read the redacted values:
+                // who is asking comes first, then the values, if allowed.
                 let reviewer = t.ask("your user id: ")?;
+                let _ = write!(t.output, "{}", describe_revealed(&revealed, &reviewer));
+                let verdict = t.ask("approve? [y/N] ")?;
                 let reason = t.ask("reason (optional): ")?;
                 Ok::<_, String>((verdict, reviewer, reason))
             })
@@ -495,6 +533,7 @@ mod tests {
                 reason: Some("humans review email".into()),
             }],
             deadline: Timestamp::now(),
+            revealed: Default::default(),
         }
     }
 
@@ -554,6 +593,36 @@ mod tests {
         let r = PromptReviewer::with_terminal(std::io::Cursor::new("y\n"), Vec::new());
         let e = r.review(&pending()).await.unwrap_err();
         assert!(e.message.contains("closed"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_prompt_shows_clear_values_only_to_a_reviewer_the_operator_allows() {
+        let allowed: std::sync::Arc<[String]> = vec!["carol".to_string()].into();
+        let mut held = pending();
+        held.revealed = crate::guard::reveal::Revealed::collect(
+            &allowed,
+            &serde_json::json!({"to": "bob@example.com", "body": {"redacted": "sha256:00"}}),
+            &serde_json::json!({"to": "bob@example.com", "body": "the launch slips\u{1b}[8m"}),
+        );
+        let out = Shared::default();
+        let r = PromptReviewer::with_terminal(std::io::Cursor::new("carol\ny\nok\n"), out.clone());
+        let d = r.review(&held).await.unwrap();
+        assert_eq!(
+            (d.decision, d.reviewer.as_str()),
+            (Verdict::Approve, "carol")
+        );
+        let shown = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            shown.contains("arguments.body: the launch slips\\u{1b}[8m"),
+            "{shown}"
+        );
+
+        let out = Shared::default();
+        let r = PromptReviewer::with_terminal(std::io::Cursor::new("bob\ny\n\n"), out.clone());
+        r.review(&held).await.unwrap();
+        let shown = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(!shown.contains("launch slips"), "{shown}");
+        assert!(shown.contains("not shown to `bob`"), "{shown}");
     }
 
     #[tokio::test]

@@ -19,6 +19,7 @@ use super::record::{
     ActionRecord, ApprovalOutcome, ApprovalRecord, CallStatus, DecidedBy, DecisionRecord, GrantRef,
     OutcomeRecord, Record, RecordKind, RequestContext, RequestRecord,
 };
+use super::reveal::Revealed;
 use super::review::ApprovalResult;
 use super::session::Session;
 use super::tools::{ParsedArgs, RegisteredTool, ToolContext};
@@ -190,6 +191,7 @@ impl SessionGuard {
             cedar_now,
             cedar_args,
             screening,
+            clear_args,
         } = screened;
         let call_request = self.call_request(&tool, &resource, &cedar_now, &cedar_args);
         let decide =
@@ -230,6 +232,11 @@ impl SessionGuard {
                         // No approval outlives the session it is for.
                         deadline: deadline(now, self.inner.approval_timeout)
                             .min(self.session.expires_at),
+                        revealed: Revealed::collect(
+                            &self.inner.reveal.allowed,
+                            &action.arguments,
+                            &clear_args,
+                        ),
                     };
                     self.ask_reviewer(pending, &action, &decide_at).await
                 }
@@ -482,6 +489,7 @@ impl SessionGuard {
             cedar_now,
             cedar_args,
             screening,
+            clear_args: args,
         }))
     }
 
@@ -719,6 +727,9 @@ struct Screened {
     cedar_now: cedar_policy_core::ast::Value,
     cedar_args: cedar_policy_core::ast::Value,
     screening: Screening,
+    /// The arguments in clear, for the reviewers the operator lets see
+    /// them while the call is held (never recorded).
+    clear_args: Value,
 }
 
 /// The outcome of a screening that needs no reviewer; else the policies

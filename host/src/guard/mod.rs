@@ -13,6 +13,7 @@ mod record;
 mod redact;
 mod reload;
 mod replay;
+pub mod reveal;
 mod review;
 mod schema;
 mod session;
@@ -40,6 +41,7 @@ pub use record::{
     DecidedBy, DecisionRecord, GrantRef, Identity, OutcomeRecord, PolicyReloadRecord, Record,
     RecordKind, RequestContext, RequestRecord, Truncated,
 };
+pub(crate) use redact::hmac_sha256;
 pub use redact::{
     ARGUMENTS_ROOT, COMMITMENT_PREFIX, KEY_ID_FIELD, Proof, ProveError, REDACTED_FIELD,
     RedactionKey, SensitivePathError, SensitivePaths, canonical_json, commitment, prove,
@@ -114,6 +116,7 @@ struct Inner {
     approval_timeout: Duration,
     observer: Option<CallObserver>,
     redaction_key: RedactionKey,
+    reveal: reveal::RevealConfig,
 }
 
 /// The policy and audit guard. Build it once with [`Guard::builder`]; start a
@@ -133,6 +136,7 @@ pub struct GuardBuilder {
     approval_timeout: Duration,
     observer: Option<CallObserver>,
     redaction_key: Option<RedactionKey>,
+    reveal: reveal::RevealConfig,
 }
 
 impl GuardBuilder {
@@ -182,6 +186,13 @@ impl GuardBuilder {
         self
     }
 
+    /// Which reviewers may see the clear values of a held call's sensitive
+    /// arguments, while it is held (nobody by default); see [`reveal`].
+    pub fn reveal(mut self, config: reveal::RevealConfig) -> Self {
+        self.reveal = config;
+        self
+    }
+
     /// Checks that every tool's action is in the schema and builds the guard.
     pub fn build(self) -> Result<Guard, GuardError> {
         check_tools(&self.tools, &self.policies)?;
@@ -200,6 +211,7 @@ impl GuardBuilder {
                 approval_timeout: self.approval_timeout,
                 observer: self.observer,
                 redaction_key,
+                reveal: self.reveal,
             }),
         })
     }
@@ -217,6 +229,7 @@ impl Guard {
             approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
             observer: None,
             redaction_key: None,
+            reveal: reveal::RevealConfig::default(),
         }
     }
 

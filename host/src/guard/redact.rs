@@ -65,6 +65,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 pub use key::RedactionKey;
+pub(crate) use key::hmac_sha256;
 pub use prove::{Proof, ProveError, prove};
 
 /// Key of the commitment object that replaces a sensitive value.

@@ -17,6 +17,7 @@ use super::evaluate::ApprovalState;
 use super::record::{
     ActionRecord, ApprovalOutcome, ApprovalRecord, GrantRef, Identity, Record, RecordKind,
 };
+use super::reveal::RevealServer;
 use crate::policy::{Decision, DeterminingPolicy, Effect};
 
 /// How the approval step ended, before it is written down.
@@ -154,6 +155,16 @@ impl SessionGuard {
         // A deadline already past (the session expires now) waits not at all.
         let wait = std::time::Duration::try_from(pending.deadline.duration_since(Timestamp::now()))
             .unwrap_or(std::time::Duration::ZERO);
+        // Reviewer tools in other processes may ask for the clear values
+        // while the call is held; the socket goes when the hold ends (this
+        // function returns). A socket that cannot be served only means they
+        // see commitments.
+        let _revealing = match &self.inner.reveal.socket_dir {
+            Some(dir) if !pending.revealed.is_empty() => {
+                RevealServer::start(dir, &pending.approval_id, pending.revealed.clone()).ok()
+            }
+            _ => None,
+        };
         let until = tokio::time::Instant::now() + wait;
         let mut asking = reviewer.review(&pending);
         loop {

@@ -4,17 +4,19 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::auth::{Reviewer, Sessions};
 use super::tokens::ReviewerTokens;
 use crate::guard::Verdict;
 use crate::guard::queue::{ApprovalQueue, GrantScope, QueueDecision, QueueError, QueuedApproval};
+use crate::guard::reveal::{ClearValue, fetch, socket_dir_for_queue};
 
 /// Longest reason a reviewer may give, in characters.
 pub const MAX_REASON_CHARS: usize = 2000;
@@ -24,6 +26,7 @@ pub const MAX_REASON_CHARS: usize = 2000;
 pub(super) struct AppState {
     pub(super) queue: ApprovalQueue,
     pub(super) tokens: Arc<ReviewerTokens>,
+    pub(super) sessions: Arc<Sessions>,
 }
 
 /// An error answer: a status and `{"error": "..."}`.
@@ -41,8 +44,16 @@ impl ApiError {
         }
     }
 
-    fn unauthorized(message: &str) -> Self {
+    pub(super) fn unauthorized(message: &str) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    pub(super) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub(super) fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 }
 
@@ -58,31 +69,6 @@ impl IntoResponse for ApiError {
         }
         response
     }
-}
-
-/// The reviewer whose token the request carries, or 401.
-fn reviewer(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(ApiError::unauthorized(
-            "no reviewer token: send `Authorization: Bearer <token>`",
-        ));
-    };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let Some(token) = token else {
-        return Err(ApiError::unauthorized(
-            "the authorization header is not `Bearer <token>`",
-        ));
-    };
-    state
-        .tokens
-        .authenticate(token)
-        .map(str::to_string)
-        .ok_or_else(|| ApiError::unauthorized("the reviewer token is not valid"))
 }
 
 /// Runs a queue operation (SQLite, blocking) off the async workers.
@@ -119,6 +105,10 @@ pub(super) struct Listed {
     #[serde(flatten)]
     approval: QueuedApproval,
     seconds_left: i64,
+    /// The clear values of the redacted arguments, when the host holding
+    /// the call gives them to this reviewer (`mandate run --reveal-to`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revealed: Option<Vec<ClearValue>>,
 }
 
 impl Listed {
@@ -132,6 +122,7 @@ impl Listed {
         Listed {
             approval,
             seconds_left,
+            revealed: None,
         }
     }
 }
@@ -139,33 +130,38 @@ impl Listed {
 /// `GET /api/whoami`: the token's reviewer, so the page can check a token
 /// before it shows anything.
 pub(super) async fn whoami(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(Reviewer(reviewer)): Extension<Reviewer>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let reviewer = reviewer(&state, &headers)?;
     Ok(Json(serde_json::json!({ "reviewer": reviewer })))
 }
 
 /// `GET /api/pending`: the approvals still waiting, oldest first.
 pub(super) async fn pending(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(Reviewer(reviewer)): Extension<Reviewer>,
 ) -> Result<Json<Vec<Listed>>, ApiError> {
-    reviewer(&state, &headers)?;
     let pending = on_queue(&state, ApprovalQueue::pending).await?;
     let now = Timestamp::now();
-    Ok(Json(
-        pending.into_iter().map(|a| Listed::new(a, now)).collect(),
-    ))
+    let dir = socket_dir_for_queue(state.queue.path());
+    let mut listed = Vec::with_capacity(pending.len());
+    for approval in pending {
+        // Only the host holding the call has its clear values, and gives
+        // them only to a reviewer it was told to; anything else: none.
+        let revealed = fetch(&dir, &approval.pending.approval_id, &reviewer)
+            .await
+            .ok();
+        let mut item = Listed::new(approval, now);
+        item.revealed = revealed;
+        listed.push(item);
+    }
+    Ok(Json(listed))
 }
 
 /// `GET /api/approvals/{id}`: one approval, decided or not.
 pub(super) async fn approval(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Listed>, ApiError> {
-    reviewer(&state, &headers)?;
     let wanted = id.clone();
     match on_queue(&state, move |q| q.get(&wanted)).await? {
         Some(a) => Ok(Json(Listed::new(a, Timestamp::now()))),
@@ -189,32 +185,30 @@ struct DecisionBody {
 /// `POST /api/approvals/{id}/approve`
 pub(super) async fn approve(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(reviewer): Extension<Reviewer>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Listed>, ApiError> {
-    decide(state, headers, id, body, Verdict::Approve).await
+    decide(state, reviewer, id, body, Verdict::Approve).await
 }
 
 /// `POST /api/approvals/{id}/deny`
 pub(super) async fn deny(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(reviewer): Extension<Reviewer>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Listed>, ApiError> {
-    decide(state, headers, id, body, Verdict::Deny).await
+    decide(state, reviewer, id, body, Verdict::Deny).await
 }
 
 async fn decide(
     state: AppState,
-    headers: HeaderMap,
+    Reviewer(reviewer): Reviewer,
     id: String,
     body: Bytes,
     verdict: Verdict,
 ) -> Result<Json<Listed>, ApiError> {
-    // The token first: without one, the body is not even read.
-    let reviewer = reviewer(&state, &headers)?;
     let body: DecisionBody = if body.iter().all(u8::is_ascii_whitespace) {
         DecisionBody::default()
     } else {

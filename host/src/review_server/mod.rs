@@ -7,15 +7,18 @@
 //! | route | what |
 //! | --- | --- |
 //! | `GET /` | the page (with `/app.js` and `/style.css`, embedded in the binary) |
+//! | `POST /api/handshake` | the server proves it knows the page's key and opens a page session (see the `auth` module) |
 //! | `GET /api/whoami` | the reviewer the token belongs to |
 //! | `GET /api/pending` | the pending approvals, each with `seconds_left` |
 //! | `GET /api/approvals/{id}` | one approval |
 //! | `POST /api/approvals/{id}/approve` | approve, body `{"reason"?, "scope"?: "once"\|"session"}` |
 //! | `POST /api/approvals/{id}/deny` | deny, same body |
 //!
-//! Every `/api` route needs `Authorization: Bearer <token>`, a token from
-//! the server's [`ReviewerTokens`]; the decision's reviewer is the token's
-//! user. No valid token: 401 and nothing decided. A decision after the
+//! Every other `/api` route needs a reviewer: the page signs each request
+//! in a session whose server proved it knows the page's key (the page never
+//! sends its token; see the `auth` module), a script may send
+//! `Authorization: Bearer <token>`, a token from the server's
+//! [`ReviewerTokens`]. The decision's reviewer is the token's user. No valid token: 401 and nothing decided. A decision after the
 //! deadline or on an approval already decided: 409 with the reason.
 //!
 //! ```no_run
@@ -37,6 +40,7 @@
 //! ```
 
 mod api;
+mod auth;
 mod page;
 mod tokens;
 
@@ -55,7 +59,7 @@ pub use tokens::{MIN_TOKEN_CHARS, ReviewerTokens, TokenError};
 use crate::guard::queue::ApprovalQueue;
 
 /// Largest request body read; a decision is a reason and a scope.
-const MAX_BODY_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Why the review server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -83,16 +87,25 @@ pub fn router(queue: ApprovalQueue, tokens: ReviewerTokens) -> Router {
     let state = api::AppState {
         queue,
         tokens: Arc::new(tokens),
+        sessions: Arc::default(),
     };
-    Router::new()
-        .route("/", get(page::index))
-        .route("/app.js", get(page::script))
-        .route("/style.css", get(page::style))
+    // Everything that shows or decides an approval needs a reviewer.
+    let signed = Router::new()
         .route("/api/whoami", get(api::whoami))
         .route("/api/pending", get(api::pending))
         .route("/api/approvals/{id}", get(api::approval))
         .route("/api/approvals/{id}/approve", post(api::approve))
         .route("/api/approvals/{id}/deny", post(api::deny))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    Router::new()
+        .route("/", get(page::index))
+        .route("/app.js", get(page::script))
+        .route("/style.css", get(page::style))
+        .route("/api/handshake", post(auth::handshake))
+        .merge(signed)
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(page::security_headers))

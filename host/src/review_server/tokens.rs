@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::guard::hmac_sha256;
+
 /// Shortest token accepted: long enough that guessing one over HTTP is
 /// hopeless (`openssl rand -hex 16` makes 32 characters).
 pub const MIN_TOKEN_CHARS: usize = 16;
@@ -52,15 +54,49 @@ pub enum TokenError {
 }
 
 /// The configured tokens, kept only as SHA-256 digests so that comparing a
-/// presented token takes the same time whatever it is.
+/// presented token takes the same time whatever it is, and as the page key
+/// derived from each (see [`page_key`]).
 #[derive(Clone)]
 pub struct ReviewerTokens {
-    entries: Vec<([u8; 32], String)>,
+    entries: Vec<Entry>,
+}
+
+#[derive(Clone)]
+struct Entry {
+    digest: [u8; 32],
+    page_key: [u8; 32],
+    key_id: [u8; KEY_ID_BYTES],
+    reviewer: String,
+}
+
+/// Bytes of a page key's id (sent as hex in the handshake).
+pub(super) const KEY_ID_BYTES: usize = 16;
+
+/// The key the review page derives from a token and proves knowledge of,
+/// instead of sending the token: HMAC-SHA256(token, `mandate-review/key`).
+/// The page (app.js) computes the same with WebCrypto.
+pub(super) fn page_key(token: &str) -> [u8; 32] {
+    hmac_sha256(token.as_bytes(), &[b"mandate-review/key"])
+}
+
+/// The public name of a page key, so the server knows which reviewer's key
+/// a handshake is for: the first 16 bytes of HMAC-SHA256(key, `mandate-review/id`).
+pub(super) fn key_id(page_key: &[u8; 32]) -> [u8; KEY_ID_BYTES] {
+    let full = hmac_sha256(page_key, &[b"mandate-review/id"]);
+    let mut id = [0u8; KEY_ID_BYTES];
+    id.copy_from_slice(&full[..KEY_ID_BYTES]);
+    id
+}
+
+/// Compares without stopping at the first difference.
+pub(super) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
 }
 
 impl std::fmt::Debug for ReviewerTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let reviewers: Vec<&str> = self.entries.iter().map(|(_, r)| r.as_str()).collect();
+        let reviewers: Vec<&str> = self.entries.iter().map(|e| e.reviewer.as_str()).collect();
         f.debug_struct("ReviewerTokens")
             .field("reviewers", &reviewers)
             .finish_non_exhaustive()
@@ -116,7 +152,13 @@ impl ReviewerTokens {
             if !usable {
                 return Err(TokenError::WeakToken { reviewer });
             }
-            entries.push((digest(&token), reviewer));
+            let page_key = page_key(&token);
+            entries.push(Entry {
+                digest: digest(&token),
+                page_key,
+                key_id: key_id(&page_key),
+                reviewer,
+            });
         }
         if entries.is_empty() {
             return Err(TokenError::Empty);
@@ -130,13 +172,21 @@ impl ReviewerTokens {
     pub fn authenticate(&self, presented: &str) -> Option<&str> {
         let presented = digest(presented);
         let mut found = None;
-        for (token, reviewer) in &self.entries {
-            let diff = token
-                .iter()
-                .zip(presented.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            if std::hint::black_box(diff) == 0 {
-                found = Some(reviewer.as_str());
+        for entry in &self.entries {
+            if same_bytes(&entry.digest, &presented) {
+                found = Some(entry.reviewer.as_str());
+            }
+        }
+        found
+    }
+
+    /// The reviewer and page key whose key id is `key_id`, if any; every
+    /// entry is compared, as in [`ReviewerTokens::authenticate`].
+    pub(super) fn by_key_id(&self, key_id: &[u8]) -> Option<(&str, [u8; 32])> {
+        let mut found = None;
+        for entry in &self.entries {
+            if same_bytes(&entry.key_id, key_id) {
+                found = Some((entry.reviewer.as_str(), entry.page_key));
             }
         }
         found

@@ -112,6 +112,7 @@ pub struct EnvBuilder {
     policies: PathBuf,
     tools: Vec<ToolHook>,
     audit_path: Option<PathBuf>,
+    reveal: mandate::guard::reveal::RevealConfig,
 }
 
 impl EnvBuilder {
@@ -136,6 +137,12 @@ impl EnvBuilder {
     /// Where the audit log lives (default: `audit` in the test's temp dir).
     pub fn audit_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.audit_path = Some(path.into());
+        self
+    }
+
+    /// Who may see held calls' clear values (default: nobody).
+    pub fn reveal(mut self, config: mandate::guard::reveal::RevealConfig) -> Self {
+        self.reveal = config;
         self
     }
 
@@ -168,6 +175,7 @@ impl EnvBuilder {
             .tools(tools)
             .reviewer_arc(self.reviewer)
             .approval_timeout(self.approval_timeout)
+            .reveal(self.reveal)
             .build()
             .unwrap();
         Env {
@@ -199,6 +207,7 @@ impl Env {
             policies: policies_dir(),
             tools: Vec::new(),
             audit_path: None,
+            reveal: Default::default(),
         }
     }
 

@@ -11,6 +11,7 @@ use crate::policy::DeterminingPolicy;
 
 fn pending(id: &str, deadline: Timestamp) -> PendingApproval {
     PendingApproval {
+        revealed: Default::default(),
         approval_id: id.into(),
         session_id: "s".into(),
         call_id: "s:1".into(),

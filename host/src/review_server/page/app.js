@@ -3,14 +3,24 @@
 'use strict';
 
 (() => {
-  const TOKEN_KEY = 'mandate-review-token';
+  // The page never sends the reviewer's token: it keeps only a key derived
+  // from it, has the server prove it knows that key before anything else is
+  // sent, and signs each request in that session (see auth.rs). A server
+  // that cannot prove it learns nothing it can use.
+  const KEY_STORE = 'mandate-review-key';
   const POLL_MS = 1000;
+  const HEX32 = /^[0-9a-f]{32}$/;
+  const enc = new TextEncoder();
 
   const $ = (id) => document.getElementById(id);
   /** approval_id -> card state */
   const cards = new Map();
-  let token = sessionStorage.getItem(TOKEN_KEY);
-  // Bumped on every sign-in and sign-out so an old polling loop stops.
+  /** HMAC-SHA256(token, "mandate-review/key"), in this tab only */
+  let pageKey = fromHex(sessionStorage.getItem(KEY_STORE));
+  /** {id, key, seq} once a server proved it knows pageKey */
+  let session = null;
+  // Bumped on every sign-in, sign-out and lost connection so an old polling
+  // loop stops.
   let generation = 0;
 
   class ApiError extends Error {
@@ -20,22 +30,109 @@
     }
   }
 
-  async function api(method, path, body) {
-    const headers = { Authorization: 'Bearer ' + token };
-    const init = { method, headers, cache: 'no-store' };
-    if (body !== undefined) {
-      headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
+  function toHex(bytes) {
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
+  function fromHex(text) {
+    if (typeof text !== 'string' || !/^[0-9a-f]{64}$/.test(text)) return null;
+    const bytes = new Uint8Array(32);
+    for (let i = 0; i < 32; i += 1) bytes[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16);
+    return bytes;
+  }
+
+  async function hmac(keyBytes, text) {
+    const key = await crypto.subtle.importKey(
+      'raw', keyBytes, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign'],
+    );
+    return new Uint8Array(await crypto.subtle.sign('HMAC', key, enc.encode(text)));
+  }
+
+  async function sha256Hex(bytes) {
+    return toHex(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes)));
+  }
+
+  /** Proves the server at this address knows pageKey, and opens a session. */
+  async function handshake() {
+    if (!window.crypto || !crypto.subtle) {
+      throw new ApiError(-1, 'this page needs a secure context (a loopback address or https) to sign requests');
     }
+    session = null;
+    const clientNonce = toHex(crypto.getRandomValues(new Uint8Array(16)));
+    const keyId = toHex((await hmac(pageKey, 'mandate-review/id')).slice(0, 16));
     let response;
     try {
-      response = await fetch(path, init);
+      response = await fetch('/api/handshake', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ key_id: keyId, client_nonce: clientNonce }),
+        cache: 'no-store',
+      });
     } catch (e) {
-      throw new ApiError(0, 'cannot reach the review server; retrying');
+      throw new ApiError(0, 'cannot reach the review server');
     }
     let data = null;
     try {
       data = await response.json();
+    } catch (e) {
+      data = null;
+    }
+    if (response.status === 401) {
+      throw new ApiError(401, data && typeof data.error === 'string' ? data.error : 'the token is not valid');
+    }
+    const shaped = response.ok && data && typeof data.session === 'string' && HEX32.test(data.session)
+      && typeof data.server_nonce === 'string' && HEX32.test(data.server_nonce)
+      && typeof data.proof === 'string';
+    const expected = shaped
+      ? toHex(await hmac(pageKey, 'mandate-review/server\n' + clientNonce + '\n' + data.server_nonce))
+      : null;
+    if (!shaped || data.proof !== expected) {
+      throw new ApiError(-1, 'the server at this address did not prove that it knows your token, so it may not be the review server; nothing else was sent to it');
+    }
+    session = {
+      id: data.session,
+      key: await hmac(pageKey, 'mandate-review/session\n' + clientNonce + '\n' + data.server_nonce),
+      seq: 0,
+    };
+  }
+
+  /** One request signed in the session; the answer counts only if signed too. */
+  async function api(method, path, body) {
+    const mine = session;
+    if (!mine) throw new ApiError(-1, 'not connected to the review server');
+    mine.seq += 1;
+    const seq = mine.seq;
+    const text = body === undefined ? '' : JSON.stringify(body);
+    const mac = toHex(await hmac(
+      mine.key,
+      ['mandate-review/request', method, path, seq, await sha256Hex(enc.encode(text))].join('\n'),
+    ));
+    const headers = { Authorization: 'Mandate-MAC ' + mine.id + '.' + seq + '.' + mac };
+    const init = { method, headers, cache: 'no-store' };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = text;
+    }
+    let response;
+    let raw;
+    try {
+      response = await fetch(path, init);
+      raw = new Uint8Array(await response.arrayBuffer());
+    } catch (e) {
+      throw new ApiError(0, 'cannot reach the review server');
+    }
+    const expected = toHex(await hmac(
+      mine.key,
+      ['mandate-review/response', seq, response.status, await sha256Hex(raw)].join('\n'),
+    ));
+    if (response.headers.get('X-Mandate-Mac') !== expected) {
+      throw new ApiError(-1, response.status === 401
+        ? 'the review server no longer knows this page (it restarted?)'
+        : 'an answer was not signed by the review server');
+    }
+    let data = null;
+    try {
+      data = JSON.parse(new TextDecoder().decode(raw));
     } catch (e) {
       data = null;
     }
@@ -56,23 +153,43 @@
 
   function showSignIn(message) {
     generation += 1;
-    token = null;
-    sessionStorage.removeItem(TOKEN_KEY);
+    pageKey = null;
+    session = null;
+    sessionStorage.removeItem(KEY_STORE);
     for (const card of cards.values()) card.el.remove();
     cards.clear();
     $('main').hidden = true;
     $('session').hidden = true;
+    $('reconnect').hidden = true;
     $('sign-in-form').hidden = false;
     $('token').value = '';
     $('token').focus();
     showError(message);
   }
 
-  async function signIn(candidate) {
-    token = candidate;
+  /**
+   * The connection is gone or the answer is not the server's: nothing more
+   * is sent until the reviewer asks to reconnect.
+   */
+  function lost(message) {
+    generation += 1;
+    session = null;
+    showError(message + '; nothing more is sent until you reconnect');
+    $('reconnect').hidden = false;
+    tick();
+  }
+
+  async function signIn(token) {
+    pageKey = await hmac(enc.encode(token), 'mandate-review/key');
+    sessionStorage.setItem(KEY_STORE, toHex(pageKey));
+    await connect();
+  }
+
+  async function connect() {
+    $('reconnect').hidden = true;
     try {
+      await handshake();
       const who = await api('GET', '/api/whoami');
-      sessionStorage.setItem(TOKEN_KEY, candidate);
       $('whoami').textContent = who.reviewer;
       $('session').hidden = false;
       $('sign-in-form').hidden = true;
@@ -83,10 +200,11 @@
     } catch (e) {
       if (e.status === 401) {
         showSignIn('That token is not accepted: ' + e.message);
-      } else {
+      } else if ($('main').hidden) {
+        // Not signed in yet: the reviewer can retry from the form.
         showSignIn(e.message);
-        // Keep what was typed: the server may only be restarting.
-        $('token').value = candidate;
+      } else {
+        lost(e.message);
       }
     }
   }
@@ -103,9 +221,10 @@
       if (mine !== generation) return;
       if (e.status === 401) {
         showSignIn('The server no longer accepts this token: ' + e.message);
-        return;
+      } else {
+        lost(e.message);
       }
-      showError(e.message);
+      return;
     }
     setTimeout(() => poll(mine), POLL_MS);
   }
@@ -172,6 +291,25 @@
     }
   }
 
+  /** The clear values the host gave this reviewer, below the arguments. */
+  function fillRevealed(tbody, revealed) {
+    if (!Array.isArray(revealed)) return;
+    for (const entry of revealed) {
+      if (!entry || typeof entry.path !== 'string') continue;
+      const row = document.createElement('tr');
+      row.className = 'revealed';
+      const key = document.createElement('th');
+      key.textContent = entry.path + ' (in clear)';
+      const cell = document.createElement('td');
+      cell.title = 'shown to you only while the call is held; the log and the queue keep only a commitment';
+      const pre = document.createElement('pre');
+      pre.textContent = typeof entry.value === 'string' ? entry.value : JSON.stringify(entry.value, null, 2);
+      cell.appendChild(pre);
+      row.append(key, cell);
+      tbody.appendChild(row);
+    }
+  }
+
   function buildCard(item) {
     const p = item.pending;
     const el = $('approval-template').content.firstElementChild.cloneNode(true);
@@ -197,6 +335,7 @@
       policies.appendChild(li);
     }
     fillArguments(el.querySelector('.arguments tbody'), p.arguments);
+    fillRevealed(el.querySelector('.arguments tbody'), item.revealed);
 
     const card = {
       id: p.approval_id,
@@ -231,7 +370,7 @@
       card.countdown.textContent = late ? 'deadline passed' : minutes + ':' + seconds + ' left';
       card.countdown.classList.toggle('urgent', left < 30);
       card.el.classList.toggle('late', late);
-      const off = card.busy || card.keep;
+      const off = card.busy || card.keep || !session;
       card.approve.disabled = off;
       card.deny.disabled = off;
     }
@@ -275,6 +414,7 @@
         showSignIn('The server did not accept the token; nothing was decided: ' + e.message);
         return;
       }
+      if (e.status <= 0) lost(e.message);
       const late = e.status === 409 ? 'Not recorded: ' : 'Not recorded (' + (e.status || 'no answer') + '): ';
       cardError(card, late + e.message);
     } finally {
@@ -304,9 +444,10 @@
       if (candidate) signIn(candidate);
     });
     $('sign-out').addEventListener('click', () => showSignIn(''));
+    $('reconnect').addEventListener('click', () => connect());
     setInterval(tick, 250);
-    if (token) {
-      signIn(token);
+    if (pageKey) {
+      connect();
     } else {
       showSignIn('');
     }
