@@ -56,7 +56,6 @@
 //! order the agent used.
 
 mod key;
-pub(crate) use key::hmac_sha256;
 mod prove;
 
 use std::collections::BTreeMap;
