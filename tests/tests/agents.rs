@@ -82,7 +82,7 @@ async fn the_example_agent_reads_and_writes_but_may_not_email_without_a_reviewer
     for r in &records[1..] {
         assert_eq!(r["agent"]["component_digest"], agent.digest());
     }
-    env.assert_verifies(8);
+    env.assert_verifies(9);
 }
 
 #[tokio::test(flavor = "multi_thread")]
