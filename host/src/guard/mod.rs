@@ -40,8 +40,9 @@ pub use record::{
     RecordKind, RequestContext, RequestRecord, Truncated,
 };
 pub use redact::{
-    ARGUMENTS_ROOT, COMMITMENT_PREFIX, KEY_ID_FIELD, Proof, ProveError, REDACTED_FIELD,
-    RedactionKey, SensitivePathError, SensitivePaths, canonical_json, commitment, prove,
+    ARGUMENTS_ROOT, COMMITMENT_PREFIX, JcsError, KEY_ID_FIELD, NONCE_FIELD, Proof, ProveError,
+    REDACTED_FIELD, RedactionKey, SensitivePathError, SensitivePaths, canonical_json, commitment,
+    commitment_v2, jcs, prove,
 };
 pub use reload::{ReloadError, Reloaded};
 pub use replay::{
