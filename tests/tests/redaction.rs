@@ -349,3 +349,75 @@ fn a_malformed_sensitive_path_is_refused_at_registration_naming_tool_and_path() 
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_body_in_two_runs_with_the_same_session_id_gives_unrelated_commitments() {
+    let key = RedactionKey::generate().unwrap();
+    // Two guards (two runs) with the same salt key and the same session id:
+    // call ids restart at 1, so only a nonce keeps the salts apart.
+    let runs = [
+        env_with(Some(key.clone()), Arc::new(DenyAll)),
+        env_with(Some(key.clone()), Arc::new(DenyAll)),
+    ];
+    let mut bodies = Vec::new();
+    for env in &runs {
+        env.script(json!([email_call(SECRET)])).await;
+        let decisions = decisions(env);
+        assert_eq!(decisions.len(), 1);
+        let decision = decisions.into_iter().next().unwrap();
+        bodies.push((
+            decision["call_id"].clone(),
+            decision["seq"].as_u64().unwrap(),
+            decision["action"]["arguments"]["body"].clone(),
+        ));
+    }
+    let [(call_a, _, a), (call_b, _, b)] = [&bodies[0], &bodies[1]].map(Clone::clone);
+    assert_eq!(call_a, call_b, "both runs use the same call id");
+    assert_ne!(
+        a["redacted"], b["redacted"],
+        "the same body gave the same commitment in two runs: {a} {b}"
+    );
+    assert_ne!(a["nonce"], b["nonce"], "{a} {b}");
+    // Each is still proven by the salt key against its own record.
+    for (env, (_, seq, _)) in runs.iter().zip(&bodies) {
+        let proof = prove(
+            &env.audit_path,
+            *seq,
+            "arguments.body",
+            &json!(SECRET),
+            &key,
+        )
+        .unwrap();
+        assert!(proof.matches, "{proof:?}");
+    }
+}
+
+/// The commitment vector of `docs/test-vectors/` (checked with the Python
+/// second verifier by `second_verifier.rs`) is what the host computes: the
+/// same RFC 8785 bytes and the same v2 commitment.
+#[test]
+fn the_v2_commitment_vector_is_what_the_host_computes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/test-vectors");
+    let vector: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("commitment-v2.json")).unwrap())
+            .unwrap();
+    let key = RedactionKey::load(&dir.join(vector["salt_key_file"].as_str().unwrap())).unwrap();
+    let value = &vector["value"];
+    let jcs = String::from_utf8(mandate::guard::jcs(value).unwrap()).unwrap();
+    assert_eq!(jcs, vector["jcs"].as_str().unwrap());
+    assert!(
+        jcs.contains(r#""amount":100000000000000000000"#) && jcs.contains("[1e+21,0,"),
+        "{jcs}"
+    );
+    let commitment = &vector["commitment"];
+    assert_eq!(commitment["key_id"], key.key_id());
+    let computed = mandate::guard::commitment_v2(
+        &key,
+        commitment["nonce"].as_str().unwrap(),
+        vector["call_id"].as_str().unwrap(),
+        vector["path"].as_str().unwrap(),
+        value,
+    )
+    .unwrap();
+    assert_eq!(computed, commitment["redacted"].as_str().unwrap());
+}

@@ -652,6 +652,11 @@ def prove(argv):
     if not isinstance(commitment, dict) or "nonce" not in commitment:
         print("error: only v2 commitments (with `nonce`) are proven here", file=sys.stderr)
         return 2
+    nonce = commitment["nonce"]
+    if not (isinstance(nonce, str) and re.fullmatch(r"[0-9a-f]{32}", nonce)):
+        # Section 8: a malformed nonce is refused, as the host refuses it.
+        print("error: the commitment's `nonce` is not 32 lowercase hex", file=sys.stderr)
+        return 2
     if commitment.get("key_id") != salt_key_id(key):
         print(f"not proven: the commitment names key `{commitment.get('key_id')}`, the salt key is `{salt_key_id(key)}`")
         return 1

@@ -17,8 +17,11 @@ pub fn run(args: ProveArgs) -> anyhow::Result<ExitCode> {
     })?;
     let key = RedactionKey::load(&args.salt_key)?;
     let proof = prove(&args.log, args.seq, &args.path, &value, &key)?;
+    // v1 commitments (no nonce) are still proven, but say so: they repeat
+    // when a session id is reused.
+    let version = if proof.nonce.is_some() { "v2" } else { "v1" };
     let call = format!(
-        "record {} (call `{}`) commits `{}` to",
+        "record {} (call `{}`) commits `{}` ({version} commitment) to",
         proof.seq, proof.call_id, proof.path
     );
     if proof.matches {

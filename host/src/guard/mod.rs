@@ -43,8 +43,9 @@ pub use record::{
 };
 pub(crate) use redact::hmac_sha256;
 pub use redact::{
-    ARGUMENTS_ROOT, COMMITMENT_PREFIX, KEY_ID_FIELD, Proof, ProveError, REDACTED_FIELD,
-    RedactionKey, SensitivePathError, SensitivePaths, canonical_json, commitment, prove,
+    ARGUMENTS_ROOT, COMMITMENT_PREFIX, JcsError, KEY_ID_FIELD, NONCE_FIELD, Proof, ProveError,
+    REDACTED_FIELD, RedactionKey, SensitivePathError, SensitivePaths, canonical_json, commitment,
+    commitment_v2, jcs, prove,
 };
 pub use reload::{ReloadError, Reloaded};
 pub use replay::{

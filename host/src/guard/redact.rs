@@ -28,44 +28,58 @@
 //! Each sensitive value, whatever JSON it is, is replaced by
 //!
 //! ```text
-//! {"redacted":"sha256:<64 hex>","key_id":"<16 hex>"}
+//! {"redacted":"sha256:<64 hex>","key_id":"<16 hex>","nonce":"<32 hex>"}
 //! ```
 //!
-//! where, for the call `call_id` and the value's concrete path `path` (rooted
-//! at the record's `action`, with indexes: `arguments.attachments[1].content`):
+//! where, for the call `call_id`, the value's concrete path `path` (rooted
+//! at the record's `action`, with indexes: `arguments.attachments[1].content`)
+//! and a nonce of 16 random bytes drawn for this value alone (redaction v2):
 //!
 //! ```text
-//! salt       = HMAC-SHA256(salt_key, "mandate-redaction/1" 0x00 u64be(len call_id) call_id u64be(len path) path)
-//! commitment = SHA-256(salt || canonical_json(value))
+//! salt       = HMAC-SHA256(salt_key, "mandate-redaction/2" 0x00 u64be(len nonce) nonce
+//!                                    u64be(len call_id) call_id u64be(len path) path)
+//! commitment = SHA-256(salt || JCS(value))
 //! ```
 //!
-//! and `key_id` names the salt key ([`RedactionKey::key_id`]). The salt key is
-//! 32 random bytes held by the operator. Without it the salt is unknown, so a
-//! commitment cannot be checked against guesses; with it, whoever holds the
-//! original value can show that it is what was sent ([`prove`]), and nobody
-//! can open a commitment to another value without a SHA-256 second preimage.
-//! Salts differ per call and per path, so equal secrets in two calls give
-//! unrelated commitments and records cannot be linked by them.
+//! The nonce enters as its 32 hex characters, and JCS is RFC 8785 ([`jcs`]):
+//! keys sorted by UTF-16 code units, numbers as ECMAScript writes them, so
+//! that the commitment does not depend on the key order or number spelling
+//! the agent used, and any JCS library computes the same bytes. `key_id`
+//! names the salt key ([`RedactionKey::key_id`]).
+//!
+//! The salt key is 32 random bytes held by the operator. Without it the salt
+//! is unknown, so a commitment cannot be checked against guesses; with it,
+//! whoever holds the original value can show that it is what was sent
+//! ([`prove`]), and nobody can open a commitment to another value without a
+//! SHA-256 second preimage. The nonce makes every salt unique: call ids
+//! restart at `<session>:1` in every run, so without it a later run that
+//! reuses a session id would give the same commitment to the same value, and
+//! records could be linked by their commitments.
+//!
+//! A commitment without `nonce` is v1, written before the nonce existed:
+//! salted over `mandate-redaction/1`, the call id and the path, over
+//! [`canonical_json`] ([`commitment`]). [`prove`] still proves it.
 //!
 //! A guard built without a salt key makes a one-time random key that is
 //! never written anywhere: values are still never in clear, but nothing can
 //! be proven later.
-//!
-//! [`canonical_json`] writes a value with object keys sorted by their UTF-8
-//! bytes and no white space, so the commitment does not depend on the key
-//! order the agent used.
 
+mod jcs;
 mod key;
 mod prove;
+mod v1;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+pub use jcs::{JcsError, jcs};
 pub use key::RedactionKey;
 pub(crate) use key::hmac_sha256;
 pub use prove::{Proof, ProveError, prove};
+pub use v1::{canonical_json, commitment};
 
 /// Key of the commitment object that replaces a sensitive value.
 pub const REDACTED_FIELD: &str = "redacted";
@@ -73,6 +87,11 @@ pub const REDACTED_FIELD: &str = "redacted";
 pub const KEY_ID_FIELD: &str = "key_id";
 /// Prefix of the commitment text, before the hex digest.
 pub const COMMITMENT_PREFIX: &str = "sha256:";
+/// The field of a v2 commitment object holding its nonce (32 lowercase hex);
+/// a commitment without it is v1.
+pub const NONCE_FIELD: &str = "nonce";
+/// Bytes of a v2 nonce, drawn afresh for every committed value.
+const NONCE_BYTES: usize = 16;
 /// Root of every concrete path: the `arguments` field of a record's `action`.
 pub const ARGUMENTS_ROOT: &str = "arguments";
 /// Longest declared path, in steps (fields and `[]`); keeps redaction shallow.
@@ -200,15 +219,39 @@ impl SensitivePaths {
         &self.declared
     }
 
-    /// `arguments` with every sensitive value replaced by its commitment for
-    /// the call `call_id` under `key`.
+    /// `arguments` with every sensitive value replaced by its v2 commitment
+    /// for the call `call_id` under `key`, each with a nonce of its own.
     pub fn redact(&self, arguments: &Value, key: &RedactionKey, call_id: &str) -> Value {
+        self.redact_with(arguments, key, call_id, &mut random_nonce)
+    }
+
+    /// [`redact`](Self::redact) with the nonces drawn from `nonce`, so that
+    /// unit tests can compare whole redacted values.
+    fn redact_with(
+        &self,
+        arguments: &Value,
+        key: &RedactionKey,
+        call_id: &str,
+        nonce: &mut dyn FnMut() -> String,
+    ) -> Value {
         if self.is_empty() {
             return arguments.clone();
         }
         let mut path = String::from(ARGUMENTS_ROOT);
-        walk(&self.root, arguments, &mut path, key, call_id)
+        let mut committer = Committer {
+            key,
+            call_id,
+            nonce,
+        };
+        walk(&self.root, arguments, &mut path, &mut committer)
     }
+}
+
+/// What every commitment of one call is made with.
+struct Committer<'a> {
+    key: &'a RedactionKey,
+    call_id: &'a str,
+    nonce: &'a mut dyn FnMut() -> String,
 }
 
 fn parse_declared(path: &str) -> Result<Vec<Step>, String> {
@@ -251,9 +294,9 @@ fn parse_declared(path: &str) -> Result<Vec<Step>, String> {
 
 /// Redacts `value`, found at the concrete `path`, as `node` says. `path` is
 /// restored before returning.
-fn walk(node: &Node, value: &Value, path: &mut String, key: &RedactionKey, call_id: &str) -> Value {
+fn walk(node: &Node, value: &Value, path: &mut String, committer: &mut Committer<'_>) -> Value {
     if node.whole {
-        return commitment_object(key, call_id, path, value);
+        return commitment_object(committer, path, value);
     }
     let wants_fields = !node.fields.is_empty();
     match value {
@@ -266,7 +309,7 @@ fn walk(node: &Node, value: &Value, path: &mut String, key: &RedactionKey, call_
                         let len = path.len();
                         path.push('.');
                         path.push_str(name);
-                        let v = walk(child, field, path, key, call_id);
+                        let v = walk(child, field, path, committer);
                         path.truncate(len);
                         v
                     }
@@ -278,125 +321,88 @@ fn walk(node: &Node, value: &Value, path: &mut String, key: &RedactionKey, call_
         }
         Value::Array(items) => {
             let Some(child) = node.items.as_deref() else {
-                return commitment_object(key, call_id, path, value);
+                return commitment_object(committer, path, value);
             };
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                out.push(walk(child, item, path, key, call_id));
+                out.push(walk(child, item, path, committer));
                 path.truncate(len);
             }
             Value::Array(out)
         }
         // Not the shape the path expects: the secret may be anywhere in it.
-        other => commitment_object(key, call_id, path, other),
+        other => commitment_object(committer, path, other),
     }
 }
 
-fn commitment_object(key: &RedactionKey, call_id: &str, path: &str, value: &Value) -> Value {
-    let mut map = Map::with_capacity(2);
+fn commitment_object(committer: &mut Committer<'_>, path: &str, value: &Value) -> Value {
+    let nonce = (committer.nonce)();
+    // Should the value have no canonical form (a parsed value always has
+    // one), the record says so in place of a commitment: the value is never
+    // written in clear, and `audit prove` reports the commitment malformed.
+    let redacted = commitment_v2(committer.key, &nonce, committer.call_id, path, value)
+        .unwrap_or_else(|e| format!("unavailable: {e}"));
+    let mut map = Map::with_capacity(3);
+    map.insert(REDACTED_FIELD.into(), Value::String(redacted));
     map.insert(
-        REDACTED_FIELD.into(),
-        Value::String(commitment(key, call_id, path, value)),
+        KEY_ID_FIELD.into(),
+        Value::String(committer.key.key_id().to_string()),
     );
-    map.insert(KEY_ID_FIELD.into(), Value::String(key.key_id().to_string()));
+    map.insert(NONCE_FIELD.into(), Value::String(nonce));
     Value::Object(map)
 }
 
-/// The commitment text `sha256:<64 hex>` to `value`, found at the concrete
-/// `path` (e.g. `arguments.attachments[1].content`) of the call `call_id`.
-pub fn commitment(key: &RedactionKey, call_id: &str, path: &str, value: &Value) -> String {
-    let salt = key.salt(call_id, path);
+/// 16 bytes from the system's random source as 32 lowercase hex: what makes
+/// a v2 salt unique. The nonce is written in clear next to the commitment,
+/// so it needs to be unique, not secret: should the random source fail, a
+/// hash of the clock, a process-wide counter and the process id stands in.
+fn random_nonce() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut bytes = [0u8; NONCE_BYTES];
+    if getrandom::fill(&mut bytes).is_err() {
+        let mut h = Sha256::new();
+        h.update(b"mandate-redaction-nonce/2\0");
+        h.update(jiff::Timestamp::now().as_nanosecond().to_be_bytes());
+        h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+        h.update(std::process::id().to_be_bytes());
+        let digest = h.finalize();
+        for (b, d) in bytes.iter_mut().zip(digest.iter()) {
+            *b = *d;
+        }
+    }
+    hex::encode(bytes)
+}
+
+/// Whether `nonce` is a v2 nonce as written: 32 lowercase hex characters.
+pub(crate) fn is_nonce(nonce: &str) -> bool {
+    nonce.len() == 2 * NONCE_BYTES
+        && nonce
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The v2 commitment text `sha256:<64 hex>` to `value`, found at the
+/// concrete `path` (e.g. `arguments.attachments[1].content`) of the call
+/// `call_id`, under `nonce` (as written in the commitment object):
+/// SHA-256(salt || RFC 8785 JCS(value)), the salt as
+/// [`RedactionKey`] derives it from the nonce, call id and path.
+pub fn commitment_v2(
+    key: &RedactionKey,
+    nonce: &str,
+    call_id: &str,
+    path: &str,
+    value: &Value,
+) -> Result<String, JcsError> {
+    let canonical = jcs(value)?;
     let mut hasher = Sha256::new();
-    hasher.update(salt);
-    hasher.update(canonical_json(value));
-    format!("{COMMITMENT_PREFIX}{}", hex::encode(hasher.finalize()))
-}
-
-/// `value` as compact JSON with object keys sorted by their UTF-8 bytes: the
-/// bytes a commitment covers. Strings escape `"`, `\` and control characters
-/// only; integers are written in decimal, other numbers in the shortest
-/// decimal form that reads back as the same double.
-///
-/// ```
-/// use mandate::guard::canonical_json;
-///
-/// let v = serde_json::json!({"b": [1, 2.5, null], "a": "x\n"});
-/// assert_eq!(canonical_json(&v), br#"{"a":"x\n","b":[1,2.5,null]}"#);
-/// ```
-pub fn canonical_json(value: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    write_canonical(value, &mut out);
-    out
-}
-
-fn write_canonical(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::Number(n) => {
-            let text = if let Some(u) = n.as_u64() {
-                u.to_string()
-            } else if let Some(i) = n.as_i64() {
-                i.to_string()
-            } else {
-                n.as_f64().map_or_else(|| n.to_string(), |f| f.to_string())
-            };
-            out.extend_from_slice(text.as_bytes());
-        }
-        Value::String(s) => write_string(s, out),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(b']');
-        }
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push(b'{');
-            for (i, (name, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_string(name, out);
-                out.push(b':');
-                write_canonical(item, out);
-            }
-            out.push(b'}');
-        }
-    }
-}
-
-fn write_string(s: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    for &b in s.as_bytes() {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            0x00..=0x1f => out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]),
-            _ => out.push(b),
-        }
-    }
-    out.push(b'"');
+    hasher.update(key.salt_v2(nonce, call_id, path));
+    hasher.update(canonical);
+    Ok(format!(
+        "{COMMITMENT_PREFIX}{}",
+        hex::encode(hasher.finalize())
+    ))
 }
 
 #[cfg(test)]
@@ -413,15 +419,26 @@ mod tests {
         RedactionKey::from_bytes([7; 32])
     }
 
+    const NONCE: &str = "000102030405060708090a0b0c0d0e0f";
+
+    /// `p` applied to `args` of call `c:1`, every nonce [`NONCE`].
+    fn redact(p: &SensitivePaths, args: &Value) -> Value {
+        p.redact_with(args, &key(), "c:1", &mut || NONCE.to_string())
+    }
+
     /// The commitment object for `value` at `path` of call `c:1`.
     fn committed(path: &str, value: Value) -> Value {
-        json!({"redacted": commitment(&key(), "c:1", path, &value), "key_id": key().key_id()})
+        json!({
+            "redacted": v2(&key(), NONCE, "c:1", path, &value),
+            "key_id": key().key_id(),
+            "nonce": NONCE,
+        })
     }
 
     #[test]
     fn a_top_level_field_is_replaced_by_its_commitment() {
         let args = json!({"to": "bob@example.com", "body": "secret"});
-        let out = paths(&["body"]).redact(&args, &key(), "c:1");
+        let out = redact(&paths(&["body"]), &args);
         assert_eq!(
             out,
             json!({"to": "bob@example.com", "body": committed("arguments.body", json!("secret"))})
@@ -447,10 +464,9 @@ mod tests {
             ],
             "recipients": ["x@example.com", "y@example.com"],
         });
-        let out = paths(&["meta.token", "attachments[].content", "recipients[]"]).redact(
+        let out = redact(
+            &paths(&["meta.token", "attachments[].content", "recipients[]"]),
             &args,
-            &key(),
-            "c:1",
         );
         assert_eq!(
             out,
@@ -475,7 +491,7 @@ mod tests {
     #[test]
     fn nested_arrays_and_an_outer_path_covering_an_inner_one() {
         let args = json!({"grid": [["a", "b"], ["c"]], "meta": {"token": "t", "x": 1}});
-        let out = paths(&["grid[][]", "meta.token", "meta"]).redact(&args, &key(), "c:1");
+        let out = redact(&paths(&["grid[][]", "meta.token", "meta"]), &args);
         assert_eq!(
             out["grid"][1][0],
             committed("arguments.grid[1][0]", json!("c"))
@@ -491,7 +507,7 @@ mod tests {
     fn a_value_of_another_shape_than_the_path_expects_is_committed_whole() {
         let p = paths(&["attachments[].content", "meta.token"]);
         let args = json!({"attachments": "content: secret", "meta": ["token", "secret"]});
-        let out = p.redact(&args, &key(), "c:1");
+        let out = redact(&p, &args);
         assert_eq!(
             out,
             json!({
@@ -500,54 +516,69 @@ mod tests {
             })
         );
         // Arguments that are not an object at all.
-        let out = p.redact(&json!(["secret"]), &key(), "c:1");
+        let out = redact(&p, &json!(["secret"]));
         assert_eq!(out, committed("arguments", json!(["secret"])));
         // Missing fields and nulls hold nothing.
         let args = json!({"meta": null, "other": "kept"});
-        assert_eq!(p.redact(&args, &key(), "c:1"), args);
+        assert_eq!(redact(&p, &args), args);
+    }
+
+    /// The v2 commitment under `nonce`.
+    fn v2(key: &RedactionKey, nonce: &str, call_id: &str, path: &str, value: &Value) -> String {
+        commitment_v2(key, nonce, call_id, path, value).unwrap()
     }
 
     #[test]
-    fn the_same_value_gives_different_commitments_per_call_path_and_key() {
+    fn the_same_value_gives_different_commitments_per_nonce_call_path_and_key() {
         let v = json!("same body");
-        let a = commitment(&key(), "s:1", "arguments.body", &v);
-        assert_ne!(a, commitment(&key(), "s:2", "arguments.body", &v));
-        assert_ne!(a, commitment(&key(), "s:1", "arguments.note", &v));
+        let (n, body) = (NONCE, "arguments.body");
+        let a = v2(&key(), n, "s:1", body, &v);
+        assert_eq!(a, v2(&key(), n, "s:1", body, &v));
+        // The nonce alone tells two runs that reuse the call id `s:1` apart.
         assert_ne!(
             a,
-            commitment(
-                &RedactionKey::from_bytes([8; 32]),
-                "s:1",
-                "arguments.body",
-                &v
-            )
+            v2(&key(), "ffffffffffffffffffffffffffffffff", "s:1", body, &v)
         );
-        assert_eq!(a, commitment(&key(), "s:1", "arguments.body", &v));
-        // Field boundaries are unambiguous: moving bytes between call id and
-        // path changes the salt.
+        assert_ne!(a, v2(&key(), n, "s:2", body, &v));
+        assert_ne!(a, v2(&key(), n, "s:1", "arguments.note", &v));
         assert_ne!(
-            commitment(&key(), "s:1a", "rguments.body", &v),
-            commitment(&key(), "s:1", "arguments.body", &v)
+            a,
+            v2(&RedactionKey::from_bytes([8; 32]), n, "s:1", body, &v)
         );
+        // Field boundaries are unambiguous: moving bytes between the nonce,
+        // the call id and the path changes the salt.
+        assert_ne!(a, v2(&key(), n, "s:1a", "rguments.body", &v));
+        assert_ne!(a, v2(&key(), &format!("{n}s"), ":1", body, &v));
+        // v1 (no nonce) differs from v2 for the same call, path and value.
+        assert_ne!(a, commitment(&key(), "s:1", body, &v));
+    }
+
+    #[test]
+    fn redaction_draws_a_fresh_nonce_for_every_value() {
+        let args = json!({"to": ["a@example.com", "a@example.com"]});
+        let first = paths(&["to[]"]).redact(&args, &key(), "c:1");
+        let second = paths(&["to[]"]).redact(&args, &key(), "c:1");
+        let nonces: Vec<&str> = [&first["to"][0], &first["to"][1], &second["to"][0]]
+            .iter()
+            .map(|c| c["nonce"].as_str().unwrap())
+            .collect();
+        assert!(nonces.iter().all(|n| is_nonce(n)), "{nonces:?}");
+        assert_ne!(nonces[0], nonces[1]);
+        assert_ne!(nonces[0], nonces[2]);
+        assert_ne!(first["to"][0]["redacted"], second["to"][0]["redacted"]);
+        assert_ne!(first["to"][0]["redacted"], first["to"][1]["redacted"]);
     }
 
     #[test]
     fn the_commitment_ignores_key_order_but_not_values() {
         let a = json!({"x": 1, "y": [true, null]});
         let b: Value = serde_json::from_str(r#"{"y":[true,null],"x":1}"#).unwrap();
-        assert_eq!(
-            commitment(&key(), "c", "arguments.m", &a),
-            commitment(&key(), "c", "arguments.m", &b)
-        );
-        assert_ne!(
-            commitment(&key(), "c", "arguments.m", &a),
-            commitment(
-                &key(),
-                "c",
-                "arguments.m",
-                &json!({"x": 2, "y": [true, null]})
-            )
-        );
+        let c = |v: &Value| v2(&key(), NONCE, "c", "arguments.m", v);
+        assert_eq!(c(&a), c(&b));
+        assert_ne!(c(&a), c(&json!({"x": 2, "y": [true, null]})));
+        // Equal numbers in two spellings are one double, one commitment.
+        let e: Value = serde_json::from_str(r#"{"y":[true,null],"x":1.0e0}"#).unwrap();
+        assert_eq!(c(&a), c(&e));
     }
 
     #[test]

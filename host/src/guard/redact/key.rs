@@ -12,6 +12,8 @@ const KEY_PREFIX: &str = "mandate-redaction-key:";
 const KEY_KIND: &str = "salt";
 /// Domain of the salt derivation; a new scheme gets a new tag.
 const SALT_DOMAIN: &[u8] = b"mandate-redaction/1";
+/// Domain tag of v2 salts, which also cover the value's nonce.
+const SALT_DOMAIN_V2: &[u8] = b"mandate-redaction/2";
 /// Domain of the key id, so it is never a salt or a commitment.
 const KEY_ID_DOMAIN: &[u8] = b"mandate-redaction-key-id/1";
 
@@ -138,6 +140,30 @@ impl RedactionKey {
                 &call_len,
                 call_id.as_bytes(),
                 &path_len,
+                path.as_bytes(),
+            ],
+        )
+    }
+}
+
+impl RedactionKey {
+    /// The v2 salt of one committed value: HMAC-SHA256 keyed with the salt
+    /// key over `mandate-redaction/2`, a zero byte, then the nonce (its hex
+    /// text), the call id and the path, each preceded by its length (u64,
+    /// big endian). The nonce is drawn afresh for every value, so a call id
+    /// that a later run reuses (the same session id) never repeats a salt.
+    pub(crate) fn salt_v2(&self, nonce: &str, call_id: &str, path: &str) -> [u8; 32] {
+        let len = |s: &str| u64::try_from(s.len()).unwrap_or(u64::MAX).to_be_bytes();
+        hmac_sha256(
+            &self.key,
+            &[
+                SALT_DOMAIN_V2,
+                &[0],
+                &len(nonce),
+                nonce.as_bytes(),
+                &len(call_id),
+                call_id.as_bytes(),
+                &len(path),
                 path.as_bytes(),
             ],
         )
@@ -277,4 +303,10 @@ mod tests {
         assert_ne!(s, key.salt("c:1arguments.body", ""));
         assert_eq!(s, key.salt("c:1", "arguments.body"));
     }
+}
+
+/// HMAC-SHA256 of `message`, for tests that recompute a salt by hand.
+#[cfg(test)]
+pub(crate) fn hmac_for_tests(key: &[u8], message: &[u8]) -> [u8; 32] {
+    hmac_sha256(key, &[message])
 }

@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use super::commitment_paths;
 use super::{
-    ARGUMENTS_ROOT, COMMITMENT_PREFIX, KEY_ID_FIELD, REDACTED_FIELD, RedactionKey, commitment,
+    ARGUMENTS_ROOT, COMMITMENT_PREFIX, JcsError, KEY_ID_FIELD, NONCE_FIELD, REDACTED_FIELD,
+    RedactionKey, commitment, commitment_v2, is_nonce,
 };
 use crate::audit::RecordReader;
 
@@ -27,6 +28,9 @@ pub struct Proof {
     pub recorded: String,
     /// The commitment computed from the value and the key.
     pub computed: String,
+    /// The nonce of a v2 commitment; `None` for a v1 commitment (written
+    /// before nonces, proven the old way).
+    pub nonce: Option<String>,
     /// True when they are equal: the value is what was sent.
     pub matches: bool,
 }
@@ -104,7 +108,7 @@ pub enum ProveError {
     },
     /// The commitment object is damaged.
     #[error(
-        "`{path}` in record {seq} holds a malformed commitment: `{REDACTED_FIELD}` should be `{COMMITMENT_PREFIX}<64 hex>`"
+        "`{path}` in record {seq} holds a malformed commitment: `{REDACTED_FIELD}` should be `{COMMITMENT_PREFIX}<64 hex>`, `{KEY_ID_FIELD}` a string and `{NONCE_FIELD}`, if present (v2), 32 lowercase hex"
     )]
     BadCommitment {
         /// The record's seq.
@@ -126,6 +130,9 @@ pub enum ProveError {
         /// The key id of the key given.
         given: String,
     },
+    /// The value given has no RFC 8785 form (a parsed value always has one).
+    #[error("the value cannot be checked: {0}")]
+    Canonical(#[from] JcsError),
 }
 
 fn range_hint(seq: u64, first: Option<u64>, last: Option<u64>) -> String {
@@ -198,13 +205,18 @@ fn parse_concrete(path: &str) -> Result<(Vec<Step>, String), String> {
     Ok((steps, canonical))
 }
 
-/// The commitment and key id if `value` is a commitment object.
-fn as_commitment(value: &Value) -> Option<(Option<&str>, Option<&str>)> {
+/// A commitment object's fields: the commitment, the key id and, for v2,
+/// the nonce.
+type CommitmentFields<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a Value>);
+
+/// The commitment, key id and nonce if `value` is a commitment object.
+fn as_commitment(value: &Value) -> Option<CommitmentFields<'_>> {
     let map = value.as_object()?;
     let recorded = map.get(REDACTED_FIELD)?;
     Some((
         recorded.as_str(),
         map.get(KEY_ID_FIELD).and_then(Value::as_str),
+        map.get(NONCE_FIELD),
     ))
 }
 
@@ -277,7 +289,7 @@ pub fn prove(
             redacted: hint(),
         })?;
     }
-    let Some((recorded, key_id)) = as_commitment(node) else {
+    let Some((recorded, key_id, nonce)) = as_commitment(node) else {
         return Err(ProveError::NotRedacted {
             seq,
             path: canonical,
@@ -288,7 +300,15 @@ pub fn prove(
         r.strip_prefix(COMMITMENT_PREFIX)
             .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
     });
-    let (Some(recorded), Some(key_id)) = (well_formed, key_id) else {
+    // v2 has a nonce of 32 lowercase hex; v1 has no `nonce` at all. A
+    // malformed nonce is not taken for v1: that would let a damaged record
+    // be proven under the weaker scheme.
+    let nonce = match nonce {
+        None => Ok(None),
+        Some(Value::String(n)) if is_nonce(n) => Ok(Some(n.as_str())),
+        Some(_) => Err(()),
+    };
+    let (Some(recorded), Some(key_id), Ok(nonce)) = (well_formed, key_id, nonce) else {
         return Err(ProveError::BadCommitment {
             seq,
             path: canonical,
@@ -302,7 +322,10 @@ pub fn prove(
             given: key.key_id().to_string(),
         });
     }
-    let computed = commitment(key, call_id, &canonical, value);
+    let computed = match nonce {
+        Some(nonce) => commitment_v2(key, nonce, call_id, &canonical, value)?,
+        None => commitment(key, call_id, &canonical, value),
+    };
     Ok(Proof {
         seq,
         call_id: call_id.to_string(),
@@ -310,12 +333,15 @@ pub fn prove(
         matches: computed == recorded,
         recorded: recorded.to_string(),
         computed,
+        nonce: nonce.map(str::to_string),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+
+    use sha2::{Digest, Sha256};
 
     use super::super::SensitivePaths;
     use super::*;
@@ -368,6 +394,60 @@ mod tests {
         let wrong = prove(&log, 2, "arguments.body", &json!("hellp"), &key()).unwrap();
         assert!(!wrong.matches);
         assert_ne!(wrong.recorded, wrong.computed);
+    }
+
+    #[test]
+    fn a_v1_commitment_without_a_nonce_is_still_proven() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        let v1 = commitment(&key(), "s:1", "arguments.body", &json!("hello"));
+        log.append(&json!({
+            "kind": "decision",
+            "call_id": "s:1",
+            "action": {"type": "tool_call", "tool": "t", "arguments": {
+                "body": {"redacted": v1, "key_id": key().key_id()},
+            }},
+        }))
+        .unwrap();
+        assert!(
+            prove(&path, 2, "arguments.body", &json!("hello"), &key())
+                .unwrap()
+                .matches
+        );
+        assert!(
+            !prove(&path, 2, "arguments.body", &json!("hellp"), &key())
+                .unwrap()
+                .matches
+        );
+    }
+
+    #[test]
+    fn a_v2_commitment_is_sha256_of_the_nonce_bound_salt_and_the_jcs_value() {
+        let (_dir, log) = log_with(json!({"body": {"n": 1e21, "a": [0.1]}}), &["body"]);
+        let line = find_record(&log, 2).unwrap();
+        let record: Value = serde_json::from_slice(&line).unwrap();
+        let object = &record["action"]["arguments"]["body"];
+        let nonce = object["nonce"].as_str().unwrap();
+        assert_eq!(nonce.len(), 32, "{object}");
+        // Recomputed here from design.md's definition, not with the module.
+        let mut parts = b"mandate-redaction/2\0".to_vec();
+        for part in [nonce, "s:1", "arguments.body"] {
+            parts.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            parts.extend_from_slice(part.as_bytes());
+        }
+        let salt = super::super::key::hmac_for_tests(&[3; 32], &parts);
+        let mut h = Sha256::new();
+        h.update(salt);
+        h.update(br#"{"a":[0.1],"n":1e+21}"#);
+        let want = format!("sha256:{}", hex::encode(h.finalize()));
+        assert_eq!(object["redacted"], want.as_str());
+        let value = json!({"a": [0.1], "n": 1e21});
+        assert!(
+            prove(&log, 2, "arguments.body", &value, &key())
+                .unwrap()
+                .matches
+        );
     }
 
     #[test]
