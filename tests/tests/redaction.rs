@@ -151,10 +151,19 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-/// Checks that `value` is a commitment object made with `key`.
+/// Checks that `value` is a v2 commitment object made with `key`: a
+/// digest, the key id and a nonce of 32 lowercase hex.
 fn assert_commitment(value: &Value, key: &RedactionKey) {
     let map = value.as_object().unwrap_or_else(|| panic!("{value}"));
-    assert_eq!(map.len(), 2, "{value}");
+    assert_eq!(map.len(), 3, "{value}");
+    let nonce = value["nonce"].as_str().unwrap_or_else(|| panic!("{value}"));
+    assert!(
+        nonce.len() == 32
+            && nonce
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "{value}"
+    );
     let hex = value["redacted"]
         .as_str()
         .and_then(|c| c.strip_prefix("sha256:"))
