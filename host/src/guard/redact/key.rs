@@ -194,6 +194,12 @@ pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     outer.finalize().into()
 }
 
+/// HMAC-SHA256 of `message`, for tests that recompute a salt by hand.
+#[cfg(test)]
+pub(crate) fn hmac_for_tests(key: &[u8], message: &[u8]) -> [u8; 32] {
+    hmac_sha256(key, &[message])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,10 +309,4 @@ mod tests {
         assert_ne!(s, key.salt("c:1arguments.body", ""));
         assert_eq!(s, key.salt("c:1", "arguments.body"));
     }
-}
-
-/// HMAC-SHA256 of `message`, for tests that recompute a salt by hand.
-#[cfg(test)]
-pub(crate) fn hmac_for_tests(key: &[u8], message: &[u8]) -> [u8; 32] {
-    hmac_sha256(key, &[message])
 }
