@@ -308,7 +308,13 @@ fn edit_bytes(bytes: &mut Vec<u8>, op: &Op) {
         Op::DuplicateLine { line, .. } => {
             let mut ls = lines(bytes);
             if let Some(i) = pick(ls.len(), *line) {
-                let copy = ls[i].clone();
+                // The copy is always a whole line: a last line without its newline would
+                // otherwise fuse with its copy and double in length with every repeat (found
+                // as an out-of-memory in the harness itself, 2^25 times a record).
+                let mut copy = ls[i].clone();
+                if copy.last() != Some(&b'\n') {
+                    copy.push(b'\n');
+                }
                 ls.insert(i, copy);
                 *bytes = ls.concat();
             }
