@@ -86,6 +86,7 @@ impl ChatReviewer {
     }
 }
 
+// ANCHOR: reviewer_impl
 impl Reviewer for ChatReviewer {
     fn name(&self) -> &str {
         "chat"
@@ -98,6 +99,7 @@ impl Reviewer for ChatReviewer {
         Box::pin(self.ask(pending))
     }
 }
+// ANCHOR_END: reviewer_impl
 
 /// Whether `to` is exactly one address at `domain` (e.g. `example.com`): the
 /// whole text is checked, since a suffix test also passes

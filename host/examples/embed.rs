@@ -6,6 +6,7 @@
 //! cargo run -p mandate --example embed -- target/wasm32-wasip2/release/document_summarizer.wasm
 //! ```
 
+// ANCHOR: reviewer
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -65,7 +66,9 @@ fn one_address_at(to: &str, domain: &str) -> bool {
         None => false,
     }
 }
+// ANCHOR_END: reviewer
 
+// ANCHOR: main
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -113,3 +116,4 @@ async fn main() -> anyhow::Result<()> {
     println!("audit log verified: {} records", verified.records);
     Ok(())
 }
+// ANCHOR_END: main

@@ -321,6 +321,7 @@ impl Tool for SendEmail {
     }
 }
 
+// ANCHOR: registry
 /// `Document`, the resource of `read_document` and `write_summary`. Its
 /// attributes come from the entities (`entities.json`), not from the
 /// arguments, which name only its id.
@@ -342,3 +343,4 @@ pub fn example_registry(workspace: &Workspace) -> Result<ToolRegistry, RegistryE
         .register(SendEmail(workspace.clone()))?;
     Ok(tools)
 }
+// ANCHOR_END: registry
