@@ -5,10 +5,10 @@
 //! the call path) <- [`runtime`] (wasmtime) <- the `mandate` CLI.
 #![deny(missing_docs)]
 
-pub mod audit;
+pub use mandate_audit as audit;
 pub mod guard;
 pub mod limits;
-pub mod policy;
+pub use mandate_policy as policy;
 pub mod review_server;
 pub mod runtime;
 pub mod terminal;
