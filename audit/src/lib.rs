@@ -122,10 +122,7 @@ pub use checkpoint::{
     CheckpointVerifier, KeyError, SignedCheckpoint,
 };
 pub use config::{AuditConfig, Durability, Retention};
-pub use error::{
-    AuditError, BodyError, ChainBroken, ChainProblem, Damage, Malformed, NotALog, NotALogReason,
-    ReadFailed, VerifyError,
-};
+pub use error::{AuditError, BodyError, Damage};
 #[cfg(feature = "index")]
 pub use index::{
     AuditIndex, CallEffect, CallQuery, CallRow, CatchUp, IndexError, RebuildReason, RecordProblem,
@@ -133,13 +130,14 @@ pub use index::{
 #[cfg(feature = "writer")]
 pub(crate) use modes::Modes;
 pub use segments::{
-    INDEX_FILE, LOCK_FILE, RawRecord, RecordReader, SEGMENT_PREFIX, SEGMENT_START_KIND, SEGMENT_SUFFIX,
-    Segment, TORN_DIR, line_seq, list_segments, segment_name,
+    INDEX_FILE, LOCK_FILE, RawRecord, RecordReader, SEGMENT_PREFIX, SEGMENT_START_KIND,
+    SEGMENT_SUFFIX, Segment, TORN_DIR, line_seq, list_segments, segment_name,
 };
 pub use verify::{
-    CheckpointFileError, CheckpointProblem, CheckpointReport, CutShort, Evidence, Origin,
-    RetentionProblem, Rewritten, SegmentProblem, UnexplainedStart, Verification, VerifyOptions,
-    VerifyReport, verify_file, verify_log, verify_log_all, verify_reader,
+    ChainBroken, ChainProblem, CheckpointFileError, CheckpointProblem, CheckpointReport, CutShort,
+    Evidence, Malformed, NotALog, NotALogReason, Origin, ReadFailed, RetentionProblem, Rewritten,
+    SegmentProblem, UnexplainedStart, Verification, VerifyError, VerifyOptions, VerifyReport,
+    verify_file, verify_log, verify_log_all, verify_reader,
 };
 #[cfg(feature = "writer")]
 pub use writer::{Appended, AuditLog};

@@ -111,7 +111,7 @@ impl RawRecord {
     /// Checks the line against the one definition of a valid record line that the verifier
     /// and the index apply too (hash, framing, UTF-8, seq prefix, one JSON object without
     /// repeated keys, [`MAX_RECORD_BYTES`]).
-    pub fn check(&self) -> Result<(), super::error::ChainProblem> {
+    pub fn check(&self) -> Result<(), crate::verify::ChainProblem> {
         super::chain::check_record_line(&self.bytes).map(|_| ())
     }
 }

@@ -21,9 +21,11 @@ use std::fs::File;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
+pub(crate) use self::error::json_message;
 pub use self::error::{
-    CheckpointFileError, CheckpointProblem, CutShort, Evidence, RetentionProblem, Rewritten,
-    SegmentProblem, UnexplainedStart, UnsignedTail,
+    ChainBroken, ChainProblem, CheckpointFileError, CheckpointProblem, CutShort, Evidence,
+    Malformed, NotALog, NotALogReason, ReadFailed, RetentionProblem, Rewritten, SegmentProblem,
+    UnexplainedStart, UnsignedTail, VerifyError,
 };
 
 use self::checkpoint_file::CheckpointFile;
@@ -33,7 +35,6 @@ use self::walk::Chain;
 /// The read size of [`verify_reader`], which mostly checks small logs when a writer opens one.
 const READER_BUFFER: usize = 64 * 1024;
 use super::checkpoint::{CHECKPOINT_FILE, CheckpointVerifier};
-use super::error::{ChainProblem, Malformed, NotALog, NotALogReason, ReadFailed, VerifyError};
 use super::segments::{SEGMENT_PREFIX, SEGMENT_SUFFIX, Segment, list_segments};
 
 /// What a log that verified holds.

@@ -14,7 +14,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::{Framed, MAX_RECORD_BYTES, RECORD_START, split_framed};
-use crate::error::{ChainProblem, Malformed};
+use crate::verify::{ChainProblem, Malformed};
 
 /// Checks that `line` (without its newline) is a valid record line; returns its framing, whose
 /// hash is then known to match.

@@ -155,13 +155,3 @@ pub enum RecordProblem {
         limit: u64,
     },
 }
-
-/// The message of a JSON error without serde_json's "at line 1 column N" (one line per record).
-pub(super) fn json_message(error: &serde_json::Error) -> String {
-    let text = error.to_string();
-    let suffix = format!(" at line {} column {}", error.line(), error.column());
-    match text.strip_suffix(&suffix) {
-        Some(message) => message.to_owned(),
-        None => text,
-    }
-}

@@ -23,8 +23,8 @@ use super::record::{self, CallOutcome, Change, NewCall, Parsed};
 use super::schema::{self, Position};
 use super::unchanged::{self, Indexed};
 use crate::chain::{MAX_RECORD_BYTES, check_record_line, split_framed};
-use crate::error::ChainProblem;
 use crate::segments::{Segment, line_seq, list_segments, segment_name};
+use crate::verify::ChainProblem;
 
 /// Records per transaction: large enough that commits cost little, small
 /// enough that a long first build makes progress another process can see.

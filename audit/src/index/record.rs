@@ -7,8 +7,9 @@
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use super::error::{RecordProblem, json_message};
+use super::error::RecordProblem;
 use crate::chain::split_framed;
+use crate::verify::json_message;
 
 /// A record line whose framing, hash and JSON checked out.
 #[derive(Debug)]

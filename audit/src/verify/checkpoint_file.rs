@@ -9,8 +9,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use super::error::json_message;
 use crate::checkpoint::{CheckpointVerifier, SignedCheckpoint};
-use crate::error::json_message;
 
 use super::error::{CheckpointFileError, Evidence};
 use super::line::HexHash;

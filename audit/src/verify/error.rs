@@ -1,15 +1,23 @@
-//! What the verifier reports beyond a broken hash link: segment layout, retention, and the
-//! checkpoints in the log and in a checkpoint file shipped elsewhere.
+//! Every error the verifier reports, in one module: [`VerifyError`] and its parts, from a broken
+//! hash link or a malformed line to segment layout, retention, and the checkpoints in the log and
+//! in a checkpoint file shipped elsewhere.
 //!
-//! Like the errors in [`super::super::error`], messages are lowercase, have no final period, put
-//! file names in backticks and name the seq at fault.
+//! Messages are lowercase, have no final period, put file names in backticks and name the file,
+//! line and seq at fault. Underlying errors are part of the message and kept in a public field
+//! rather than exposed as [`std::error::Error::source`], so that a report chain does not print
+//! them twice.
+//!
+//! This module sits below everything else in the crate that it serves (the chain's line checks,
+//! the segment layout, the verifier): it imports nothing of the crate but the checkpoint's error, so
+//! it cannot take part in an import cycle (see the test at the end).
 
+use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::checkpoint::CheckpointError;
 
-/// What is wrong with how a segment starts (a [`ChainProblem::Segment`](super::super::ChainProblem::Segment)).
+/// What is wrong with how a segment starts (a [`ChainProblem::Segment`](ChainProblem::Segment)).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SegmentProblem {
@@ -299,5 +307,350 @@ impl UnsignedTail {
         self.signed_through
             .map_or(self.first_seq, |seq| seq.saturating_add(1))
             .max(self.first_seq)
+    }
+}
+
+/// Why a log failed verification.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The input does not start with a Mandate `log_start` record.
+    #[error(transparent)]
+    NotALog(NotALog),
+    /// Reading the input failed.
+    #[error(transparent)]
+    Io(ReadFailed),
+    /// The input is a Mandate audit log whose chain is broken.
+    #[error(transparent)]
+    Broken(ChainBroken),
+    /// The log starts after seq 1 and no `retention` record accounts for the missing records.
+    #[error(transparent)]
+    UnexplainedStart(UnexplainedStart),
+    /// A signed checkpoint from the checkpoint file contradicts the log.
+    #[error(transparent)]
+    Rewritten(Box<Rewritten>),
+    /// A signed checkpoint from the checkpoint file vouches for a seq past the log's end.
+    #[error(transparent)]
+    CutShort(CutShort),
+    /// The checkpoint file cannot be read or does not verify with the key.
+    #[error(transparent)]
+    CheckpointFile(CheckpointFileError),
+    /// With a key, records that no signed checkpoint covers, and no `--allow-unsigned-tail`.
+    #[error(transparent)]
+    UnsignedTail(UnsignedTail),
+    /// A checkpoint file was given without the public key to check its signatures.
+    #[error(
+        "checkpoint file `{}` can only be checked with the public key that signed it: give the key too",
+        .0.display()
+    )]
+    CheckpointsNeedKey(PathBuf),
+}
+
+impl VerifyError {
+    /// The seq of the first bad record: the seq the chain expected at the line where it broke.
+    /// `None` when the input is not an audit log at all or could not be read.
+    ///
+    /// For a log rewritten after a checkpoint this is the seq the checkpoint contradicts (the
+    /// rewrite began there or earlier); for a log cut short, the first seq that is gone; for
+    /// records missing from the start, the first missing seq. `None` when the input is not an
+    /// audit log at all, could not be read, or the checkpoint file itself is at fault.
+    pub fn first_bad_seq(&self) -> Option<u64> {
+        match self {
+            Self::Broken(broken) => Some(broken.seq),
+            Self::UnexplainedStart(start) => Some(start.first_missing),
+            Self::Rewritten(rewritten) => Some(rewritten.seq),
+            Self::CutShort(short) => Some(short.head_seq.saturating_add(1)),
+            Self::UnsignedTail(tail) => Some(tail.first_unsigned()),
+            Self::NotALog(_)
+            | Self::Io(_)
+            | Self::CheckpointFile(_)
+            | Self::CheckpointsNeedKey(_) => None,
+        }
+    }
+
+    /// Whether the input could not be read at all (missing, unreadable, not an audit log, or
+    /// asked for wrongly), as opposed to a log that was read and failed a check: `mandate audit
+    /// verify` exits 2 for the first and 1 for the second.
+    pub fn is_unreadable(&self) -> bool {
+        match self {
+            Self::NotALog(_) | Self::Io(_) | Self::CheckpointsNeedKey(_) => true,
+            Self::CheckpointFile(error) => {
+                matches!(error, CheckpointFileError::Read { .. })
+            }
+            Self::Broken(_)
+            | Self::UnexplainedStart(_)
+            | Self::Rewritten(_)
+            | Self::CutShort(_)
+            | Self::UnsignedTail(_) => false,
+        }
+    }
+
+    /// The 1-based line number at fault, when there is one.
+    pub fn line(&self) -> Option<u64> {
+        match self {
+            Self::Broken(broken) => Some(broken.line),
+            Self::Rewritten(rewritten) => Some(rewritten.line),
+            Self::NotALog(not) => {
+                (!matches!(not.reason, NotALogReason::Empty | NotALogReason::NoSegments))
+                    .then_some(1)
+            }
+            Self::Io(_)
+            | Self::UnexplainedStart(_)
+            | Self::CutShort(_)
+            | Self::UnsignedTail(_)
+            | Self::CheckpointFile(_)
+            | Self::CheckpointsNeedKey(_) => None,
+        }
+    }
+
+    /// Attaches the file name so that the message says which log is at fault. Errors that
+    /// already name their files are returned as they are.
+    pub(crate) fn with_path(self, path: &Path) -> Self {
+        let path = Some(path.to_path_buf());
+        match self {
+            Self::NotALog(e) => Self::NotALog(NotALog { path, ..e }),
+            Self::Io(e) => Self::Io(ReadFailed { path, ..e }),
+            Self::Broken(e) => Self::Broken(ChainBroken { path, ..e }),
+            other @ (Self::UnexplainedStart(_)
+            | Self::Rewritten(_)
+            | Self::CutShort(_)
+            | Self::UnsignedTail(_)
+            | Self::CheckpointFile(_)
+            | Self::CheckpointsNeedKey(_)) => other,
+        }
+    }
+}
+
+/// Renders "audit log `path`" or just "audit log" when the input has no name.
+struct LogName<'a>(&'a Option<PathBuf>);
+
+impl fmt::Display for LogName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(path) => write!(f, "audit log `{}`", path.display()),
+            None => f.write_str("audit log"),
+        }
+    }
+}
+
+/// The input is not a Mandate audit log: its first line is not a `log_start` record.
+#[derive(Debug, thiserror::Error)]
+#[error("{}not a mandate audit log: {reason}", match path {
+    Some(path) => format!("`{}` is ", path.display()),
+    None => String::new(),
+})]
+pub struct NotALog {
+    /// The file, when verifying a file.
+    pub path: Option<PathBuf>,
+    /// What is wrong with line 1.
+    pub reason: NotALogReason,
+}
+
+/// Why line 1 is not the start of a Mandate audit log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotALogReason {
+    /// The input is empty.
+    #[error("it is empty")]
+    Empty,
+    /// The directory holds no segment files.
+    #[error("the directory holds no segment files (`segment-<seq>.jsonl`)")]
+    NoSegments,
+    /// Line 1 does not end with a `hash` field.
+    #[error("line 1 is not a hash-chained record")]
+    NotFramed,
+    /// Line 1 is not a JSON object with `seq` and `prev_hash`.
+    #[error("line 1 is not a record: {message}")]
+    InvalidJson {
+        /// What the JSON parser said.
+        message: String,
+    },
+    /// Line 1 is a record but not a `log_start` record.
+    #[error("line 1 is {}, not `log_start`", match found {
+        Some(kind) => format!("a `{kind}` record"),
+        None => "a record without a `kind`".to_owned(),
+    })]
+    NotLogStart {
+        /// The `kind` line 1 has, if any.
+        found: Option<String>,
+    },
+    /// Line 1 is a `log_start` record of another format.
+    #[error("line 1 declares format {}, expected `mandate-audit/1`", match found {
+        Some(format) => format!("`{format}`"),
+        None => "nothing".to_owned(),
+    })]
+    UnknownFormat {
+        /// The `format` line 1 declares, if any.
+        found: Option<String>,
+    },
+}
+
+/// Reading the input failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {}: {error}", LogName(path))]
+pub struct ReadFailed {
+    /// The file, when verifying a file.
+    pub path: Option<PathBuf>,
+    /// What the operating system said.
+    pub error: io::Error,
+}
+
+/// The chain breaks at a line: everything before it verified, this line does not.
+#[derive(Debug, thiserror::Error)]
+#[error("{} is broken at line {line} (seq {seq}): {problem}", LogName(path))]
+pub struct ChainBroken {
+    /// The file, when verifying a file.
+    pub path: Option<PathBuf>,
+    /// The 1-based line number.
+    pub line: u64,
+    /// The first bad seq: the seq the chain expected on this line.
+    pub seq: u64,
+    /// What is wrong with the line.
+    pub problem: ChainProblem,
+}
+
+/// What is wrong with the line where a chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainProblem {
+    /// The recorded hash is not the hash of the line's bytes.
+    #[error("the hash does not match the record's bytes: the record was altered")]
+    HashMismatch,
+    /// The line holds another seq than the one after the previous record.
+    #[error("expected seq {expected}, found {found}: a record was deleted, inserted or reordered")]
+    SeqOutOfOrder {
+        /// The previous record's seq plus one.
+        expected: u64,
+        /// The seq the line holds.
+        found: u64,
+    },
+    /// The line's `prev_hash` is not the previous record's hash.
+    #[error(
+        "`prev_hash` is `{found}` but the previous record's hash is `{expected}`: a record was replaced or forged"
+    )]
+    PrevHashMismatch {
+        /// The previous record's hash.
+        expected: String,
+        /// The `prev_hash` the line holds.
+        found: String,
+    },
+    /// The line is not a record.
+    #[error("malformed record: {0}")]
+    Malformed(Malformed),
+    /// The file does not end with a newline: its last record was cut short.
+    #[error("the last line has no newline: the file was truncated mid-record")]
+    TornTail,
+    /// A line follows the record with the largest possible seq.
+    #[error("a record follows seq {}, the largest possible seq", u64::MAX)]
+    SeqExhausted,
+    /// The segment does not start the way the layout requires.
+    #[error(transparent)]
+    Segment(SegmentProblem),
+    /// A `checkpoint` record does not vouch for the record before it, or its signature does
+    /// not verify.
+    #[error(transparent)]
+    Checkpoint(CheckpointProblem),
+    /// A `retention` record contradicts the chain.
+    #[error(transparent)]
+    Retention(RetentionProblem),
+}
+
+/// How a line fails to be a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    /// The line does not end with `,"hash":"<64 lowercase hex>"}`.
+    #[error("the line does not end with a `hash` field")]
+    NotFramed,
+    /// The line is not UTF-8, so it is not JSON.
+    #[error("invalid UTF-8 at column {column}")]
+    InvalidUtf8 {
+        /// The 1-based column (byte) of the first invalid byte.
+        column: usize,
+    },
+    /// The line is not JSON, or lacks `seq` or `prev_hash`.
+    #[error("{message} (column {column})")]
+    InvalidJson {
+        /// What the JSON parser said.
+        message: String,
+        /// The 1-based column (byte) in the line.
+        column: usize,
+    },
+    /// The line holds a carriage return, which no record does.
+    #[error("a carriage return at column {column}: records end with a bare newline")]
+    CarriageReturn {
+        /// The 1-based column (byte) of the carriage return.
+        column: usize,
+    },
+    /// The line does not start with `{"seq":N,`, N a seq of at least 1 without leading zeros.
+    #[error(
+        "the line does not start with `{{\"seq\":N,` where N is a seq of 1 or more without leading zeros"
+    )]
+    NoSeqPrefix,
+    /// The line is longer than any record the verifier accepts.
+    #[error("the line is longer than {limit} bytes with its newline")]
+    TooLong {
+        /// The longest line accepted, in bytes.
+        limit: usize,
+    },
+}
+
+impl Malformed {
+    /// Describes a UTF-8 error in a single line.
+    pub(crate) fn from_utf8(error: std::str::Utf8Error) -> Self {
+        Self::InvalidUtf8 {
+            column: error.valid_up_to() + 1,
+        }
+    }
+
+    /// Describes a JSON error about a single line.
+    pub(crate) fn from_json(error: &serde_json::Error) -> Self {
+        Self::InvalidJson {
+            message: json_message(error),
+            column: error.column(),
+        }
+    }
+}
+
+/// A JSON error's message without serde_json's "at line 1 column N" suffix, which would be
+/// confused with the file's line number.
+pub(crate) fn json_message(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let suffix = format!(" at line {} column {}", error.line(), error.column());
+    match text.strip_suffix(&suffix) {
+        Some(message) => message.to_owned(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The verifier's errors are used by the chain, the segment layout, the verifier and the
+    /// index alike; a path from here into any of them would make a cycle again (as `error.rs`
+    /// and this module once imported each other). The checkpoint module imports nothing of the
+    /// crate.
+    #[test]
+    fn the_verifiers_errors_use_nothing_of_the_crate_but_the_checkpoint_error() {
+        let leaves = [
+            ("verify/error.rs", include_str!("error.rs")),
+            ("checkpoint.rs", include_str!("../checkpoint.rs")),
+        ];
+        for (name, source) in leaves {
+            let product = source
+                .split("#[cfg(test)]\nmod tests")
+                .next()
+                .unwrap_or(source);
+            let paths: Vec<&str> = product
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("//"))
+                .filter(|line| line.contains("crate::") || line.contains("super::"))
+                .collect();
+            let allowed: &[&str] = match name {
+                "verify/error.rs" => &["use crate::checkpoint::CheckpointError;"],
+                _ => &[],
+            };
+            assert_eq!(paths, allowed, "{name} reaches into the crate");
+        }
+        let writing = include_str!("../error.rs");
+        assert!(
+            !writing.contains("verify::"),
+            "error.rs (the writer's errors) imports the verifier's again"
+        );
     }
 }

@@ -2,11 +2,11 @@
 
 use serde::Deserialize;
 
+use super::error::{
+    ChainBroken, ChainProblem, Malformed, NotALog, NotALogReason, VerifyError, json_message,
+};
 use crate::chain::{
     FORMAT, HASH_HEX_LEN, LOG_START_KIND, RECORD_START, check_record_line, split_framed,
-};
-use crate::error::{
-    ChainBroken, ChainProblem, Malformed, NotALog, NotALogReason, VerifyError, json_message,
 };
 
 use super::line::{HexHash, RecordHead};

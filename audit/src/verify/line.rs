@@ -15,9 +15,9 @@
 
 use serde::Deserialize;
 
+use super::error::{ChainProblem, Malformed};
 use crate::chain::{HASH_HEX_LEN, LOG_START_KIND, check_record_line};
 use crate::checkpoint::CHECKPOINT_KIND;
-use crate::error::{ChainProblem, Malformed};
 use crate::segments::SEGMENT_START_KIND;
 
 /// The `kind` of the `retention` record written before old segments are deleted.

@@ -3,8 +3,8 @@
 
 use std::io::{self, Read};
 
+use super::error::VerifyError;
 use crate::chain::MAX_RECORD_BYTES;
-use crate::error::VerifyError;
 
 /// Bytes asked for per read: large enough that system calls cost nothing next to hashing.
 pub(super) const CHUNK: usize = 1 << 20;

@@ -4,11 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::chain::GENESIS_HASH;
-use crate::checkpoint::{CheckpointVerifier, SignedCheckpoint};
-use crate::error::{
+use super::error::{
     ChainBroken, ChainProblem, Malformed, NotALog, NotALogReason, VerifyError, json_message,
 };
+use crate::chain::GENESIS_HASH;
+use crate::checkpoint::{CheckpointVerifier, SignedCheckpoint};
 use crate::segments::segment_name;
 
 use super::checkpoint_file::{CheckpointFile, Mismatch};

@@ -220,10 +220,7 @@ impl AuditLog {
 
     /// [`AuditLog::preview`] of a record whose keys its type fixes.
     #[doc(hidden)]
-    pub fn preview_fixed<T: Serialize + FixedKeys>(
-        &self,
-        body: &T,
-    ) -> Result<String, AuditError> {
+    pub fn preview_fixed<T: Serialize + FixedKeys>(&self, body: &T) -> Result<String, AuditError> {
         let body = BodyFields::with_fixed_keys(body).map_err(|error| AuditError::Body {
             path: self.dir.clone(),
             error,

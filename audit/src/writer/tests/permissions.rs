@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::{
-    AuditConfig, AuditError, AuditLog, CHECKPOINT_FILE, CheckpointSigner, TORN_DIR,
-};
+use crate::{AuditConfig, AuditError, AuditLog, CHECKPOINT_FILE, CheckpointSigner, TORN_DIR};
 
 fn mode(path: &Path) -> u32 {
     fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
