@@ -2,22 +2,9 @@
 //! live in this crate and nowhere in the libraries.
 
 mod approvals;
-mod approvals_decide;
-mod approvals_serve;
-mod approvals_show;
 mod audit;
-mod audit_keygen;
-mod audit_prove;
-mod audit_query;
-mod audit_replay;
-mod audit_verify;
 mod inspect;
 mod policy;
-mod policy_explain;
-mod policy_fmt;
-mod policy_schema;
-mod policy_test;
-mod policy_validate;
 mod run;
 
 use std::process::ExitCode;

@@ -2,9 +2,11 @@
 
 use std::cell::OnceCell;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use mandate::audit::{
     ChainProblem, CheckpointFileError, CheckpointProblem, CheckpointVerifier, Malformed, Origin,
@@ -13,14 +15,44 @@ use mandate::audit::{
 use mandate::terminal;
 use serde_json::{Value, json};
 
-use super::audit::{VerifyArgs, VerifyFormat};
-
 /// Longest problem message printed, in characters: a message can quote a record's `kind`
 /// or a segment name, which whoever wrote the log chose.
 const MESSAGE_CHARS: usize = 1024;
 
 /// Logs smaller than this verify in well under a second: a bar would only flicker.
 const PROGRESS_MIN_BYTES: u64 = 64 * 1024 * 1024;
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The audit log: a log directory, or a single segment file.
+    pub log: PathBuf,
+    /// Public key (from `mandate audit keygen`): also verify every signed checkpoint.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Checkpoint file shipped elsewhere (default: <log>/checkpoints.jsonl when --key is given).
+    #[arg(long)]
+    pub checkpoints: Option<PathBuf>,
+    /// With --key, accept records after the last signed checkpoint (the unsigned tail)
+    /// instead of failing; the summary still says how many there are.
+    #[arg(long, requires = "key")]
+    pub allow_unsigned_tail: bool,
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// `text` (default): `ok: ...` or one `tampered: ...` line per problem; `json`: one object
+    /// with `ok`, `problems`, `first_bad_seq` and the log's extent on stdout.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: VerifyFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum, Default)]
+pub enum VerifyFormat {
+    /// `ok: ...`, or one `tampered: seq N (<file>:<line>): <what>` line per problem.
+    #[default]
+    Text,
+    /// One JSON object for machines.
+    Json,
+}
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     if let (Some(file), None) = (&args.checkpoints, &args.key) {

@@ -13,7 +13,7 @@ use mandate::policy::Effect;
 use mandate::tools::{Workspace, example_registry};
 use serde::Serialize;
 
-use super::policy_explain::{Format, emit};
+use super::explain::{Format, emit};
 
 #[derive(Args)]
 pub struct TestArgs {

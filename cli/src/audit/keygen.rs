@@ -3,9 +3,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Args;
 use mandate::audit::CheckpointSigner;
 
-use super::audit::KeygenArgs;
+#[derive(Args)]
+pub struct KeygenArgs {
+    /// Where to write the signing key; the public key goes to <out>.pub.
+    #[arg(long)]
+    pub out: PathBuf,
+}
 
 pub fn run(args: KeygenArgs) -> anyhow::Result<ExitCode> {
     let public = {

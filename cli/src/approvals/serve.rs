@@ -9,7 +9,7 @@ use clap::Args;
 use mandate::guard::queue::ApprovalQueue;
 use mandate::review_server::{ReviewServer, ReviewerTokens};
 
-use super::approvals::QueueArg;
+use super::QueueArg;
 
 #[derive(Args)]
 pub struct ServeArgs {

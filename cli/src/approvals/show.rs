@@ -3,12 +3,53 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
+use clap::{Args, ValueEnum};
 use jiff::{SignedDuration, Timestamp};
 use mandate::guard::queue::{QueueStatus, QueuedApproval};
 use mandate::guard::reveal::{ClearValue, RevealError, fetch, socket_dir_for_queue};
 use mandate::terminal::{cell, escape};
 
-use super::approvals::{ListArgs, ShowArgs, ShowFormat};
+use super::QueueArg;
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ShowFormat {
+    /// For people.
+    #[default]
+    Table,
+    /// One JSON value: the approval (show) or an array of them (list).
+    Json,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub queue: QueueArg,
+    /// Every recent approval, decided or not, newest first.
+    #[arg(long)]
+    pub all: bool,
+    /// Most approvals listed with --all.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: ShowFormat,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    /// The approval id, as `mandate approvals list` shows it.
+    pub id: String,
+    #[command(flatten)]
+    pub queue: QueueArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: ShowFormat,
+    /// Your user id: while the call is held, ask its host for the clear values of the
+    /// redacted arguments, which it gives only to reviewers it was started with
+    /// `--reveal-to`.
+    #[arg(long, value_name = "USER ID")]
+    pub reviewer: Option<String>,
+}
 
 pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let queue = args.queue.open()?;

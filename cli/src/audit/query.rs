@@ -1,18 +1,77 @@
 //! `mandate audit query` and `mandate audit reindex`
 
 use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
 use jiff::Timestamp;
 use mandate::audit::{AuditIndex, CallEffect, CallQuery, CallRow};
-
-use super::audit::{DecisionFilter, QueryArgs, QueryFormat, ReindexArgs};
 
 /// Rows printed when `--limit` is not given, so that a broad query answers in
 /// bounded time and memory; the count line says when there are more.
 const DEFAULT_LIMIT: u64 = 1000;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DecisionFilter {
+    /// Calls that were allowed.
+    Allow,
+    /// Calls that were denied.
+    Deny,
+}
+
+#[derive(Clone, Copy, ValueEnum, Default)]
+pub enum QueryFormat {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// One JSON object per line for machines.
+    Json,
+}
+
+#[derive(Args)]
+pub struct QueryArgs {
+    /// The audit log directory.
+    pub log: PathBuf,
+    /// Calls made on behalf of this user id.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Calls made by this agent id.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Calls of this session id.
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Calls of this tool.
+    #[arg(long)]
+    pub tool: Option<String>,
+    /// Only allowed or only denied calls.
+    #[arg(long, value_enum)]
+    pub decision: Option<DecisionFilter>,
+    /// Calls approved by this reviewer (user id).
+    #[arg(long)]
+    pub approved_by: Option<String>,
+    /// Calls at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Calls before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: QueryFormat,
+    /// Most rows to print.
+    #[arg(long)]
+    pub limit: Option<u64>,
+}
+
+#[derive(Args)]
+pub struct ReindexArgs {
+    /// The audit log directory.
+    pub log: PathBuf,
+}
 
 pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let since = parse_time("--since", args.since.as_deref())?;

@@ -7,7 +7,7 @@ use mandate::guard::Verdict;
 use mandate::guard::queue::{GrantScope, QueueDecision, QueueError};
 use mandate::terminal::escape;
 
-use super::approvals::QueueArg;
+use super::QueueArg;
 
 #[derive(Args)]
 pub struct DecideArgs {
