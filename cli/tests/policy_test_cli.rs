@@ -15,8 +15,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use mandate::guard::testing::TestPolicies;
 use mandate::policy::Policies;
+use mandate::testing::TestPolicies;
 use serde_json::Value;
 
 /// The repository root: commands run there so that paths print as

@@ -1,5 +1,5 @@
 //! `mandate policy test`: runs declarative policy test files (format in
-//! `mandate::guard::testing` and the README) and reports each case.
+//! `mandate::testing` and the README) and reports each case.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 use jiff::Timestamp;
-use mandate::guard::testing::{Actual, CaseOutcome, PolicyTestFile, TestPolicies, load_test_file};
 use mandate::policy::Effect;
+use mandate::testing::{Actual, CaseOutcome, PolicyTestFile, TestPolicies, load_test_file};
 use mandate::tools::{Workspace, example_registry};
 use serde::Serialize;
 
