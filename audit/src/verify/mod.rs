@@ -21,6 +21,7 @@ use std::fs::File;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "index")]
 pub(crate) use self::error::json_message;
 pub use self::error::{
     ChainBroken, ChainProblem, CheckpointFileError, CheckpointProblem, CutShort, Evidence,
