@@ -1,6 +1,6 @@
 //! Tampering with a real log: any change to a verified log must be detected.
 //!
-//! A small log is written once with `mandate::audit::AuditLog` (several segments, signed
+//! A small log is written once with `mandate_audit::AuditLog` (several segments, signed
 //! checkpoints in the log and in `checkpoints.jsonl`, record bodies taken from the demo log).
 //! Each input is a list of edits (byte flips, insertions, cuts, line swaps and moves, field
 //! rewrites, whole segments removed or emptied), optionally followed by re-chaining: every
@@ -10,7 +10,7 @@
 //! the log is intact, that must be true as far as the evidence reaches:
 //!
 //! - without re-chaining, the log must be the original or the original cut at a record
-//!   boundary (which a chain alone cannot reveal; see the `mandate::audit` docs);
+//!   boundary (which a chain alone cannot reveal; see the `mandate_audit` docs);
 //! - with the key, every record up to the last seq a valid signature vouches for must be
 //!   exactly the original record;
 //! - with the checkpoint file, the log must also reach the last seq the file vouches for.
@@ -28,7 +28,7 @@ use std::sync::{Arc, OnceLock};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use mandate::audit::{
+use mandate_audit::{
     AuditConfig, AuditIndex, AuditLog, CHECKPOINT_FILE, CallQuery, CheckpointSigner,
     CheckpointVerifier, VerifyOptions, VerifyReport, line_seq, list_segments, segment_name,
     verify_log,

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use mandate::audit::{
+use mandate_audit::{
     CheckpointVerifier, RecordReader, VerifyError, VerifyOptions, VerifyReport, line_seq,
     segment_name, verify_file, verify_log, verify_reader,
 };

@@ -1,6 +1,6 @@
 //! Tool arguments arrive as JSON from the guest; this is the way they take to Cedar.
 //!
-//! Any bytes that parse as JSON go through `mandate::policy::to_cedar`, into a Cedar
+//! Any bytes that parse as JSON go through `mandate_policy::to_cedar`, into a Cedar
 //! `Context`, and through `mandate::guard::explain` for the example tools, policies and
 //! session, exactly as `mandate policy explain` does. None of it may panic: every input ends
 //! in a value or a typed error.
@@ -18,7 +18,7 @@ use cedar_policy::{Context, Entities};
 use jiff::Timestamp;
 use libfuzzer_sys::fuzz_target;
 use mandate::guard::{HypotheticalCall, Session, ToolRegistry, explain};
-use mandate::policy::{Policies, to_cedar};
+use mandate_policy::{Policies, to_cedar};
 use mandate::tools::{Workspace, example_registry};
 use serde_json::{Map, Value, json};
 

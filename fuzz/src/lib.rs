@@ -79,7 +79,7 @@ pub fn recorded_hash(line: &[u8]) -> Option<&[u8]> {
 
 /// Rewrites a record line the way a forger with no key would: sets its `prev_hash` (and, in a
 /// `checkpoint` record, the `head_hash` it vouches for) to `prev` and its `hash` to the SHA-256
-/// of what it covers, as the writer frames them (`mandate::audit` module docs). Lines that are
+/// of what it covers, as the writer frames them (`mandate_audit` module docs). Lines that are
 /// not framed like a record are left alone. Returns whether the line was rewritten.
 pub fn rechain(line: &mut [u8], prev: Option<&[u8]>) -> bool {
     if !line.starts_with(SEQ_PREFIX) {
@@ -115,7 +115,7 @@ fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).rposition(|w| w == needle)
 }
 
-/// The seq a record line starts with, as `mandate::audit::line_seq` reads it, and where its
+/// The seq a record line starts with, as `mandate_audit::line_seq` reads it, and where its
 /// digits are.
 fn seq_digits(line: &[u8]) -> Option<std::ops::Range<usize>> {
     let start = SEQ_PREFIX.len();

@@ -10,7 +10,7 @@ use std::process::Command;
 use common::{kinds, read_records};
 
 /// The `mandate` binary of this workspace's build. Cargo hands
-/// `CARGO_BIN_EXE_mandate` only to the host crate's own tests, and the guests
+/// `CARGO_BIN_EXE_mandate` only to the CLI crate's own tests, and the guests
 /// are built only here, so the binary is found beside this test executable
 /// (`target/<profile>/deps/..`), where `cargo test --workspace` puts it.
 fn mandate_binary() -> PathBuf {

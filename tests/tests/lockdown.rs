@@ -4,8 +4,8 @@
 //!
 //! `mandate inspect` prints [`Inspection`]'s `Display` (text) or its JSON;
 //! the report is checked here through the library on the real guests, and
-//! the binary's exit status and wiring in `host/tests/cli_inspect.rs` on
-//! components written byte by byte (only the `mandate` package's own tests
+//! the binary's exit status and wiring in `cli/tests/cli_inspect.rs` on
+//! components written byte by byte (only the `mandate-cli` package's own tests
 //! can run the binary, and only this crate has the guests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -219,7 +219,7 @@ impl Reviewer for DenyAll {
 /// program is killed if the deadline passes.
 ///
 /// The program does not inherit the host's environment, which holds the
-/// operator's credentials: it gets only [`REVIEWER_ENV`] (those of them the
+/// operator's credentials: it gets only `REVIEWER_ENV` (those of them the
 /// host has) and the variables allowed with [`CommandReviewer::allow_env`].
 #[derive(Debug, Clone)]
 pub struct CommandReviewer {
@@ -247,7 +247,7 @@ impl CommandReviewer {
     }
 
     /// Also passes the host's variable `name` (when set) to the program,
-    /// besides [`REVIEWER_ENV`].
+    /// besides `REVIEWER_ENV`.
     pub fn allow_env(mut self, name: impl Into<String>) -> Self {
         self.allowed_env.push(name.into());
         self

@@ -288,7 +288,7 @@ mod tests {
     }
 
     fn checked_shapes(policies: &Policies) -> usize {
-        policies.validated.read().unwrap().len()
+        policies.checked_shapes()
     }
 
     #[test]

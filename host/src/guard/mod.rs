@@ -19,6 +19,8 @@ mod schema;
 mod session;
 mod tools;
 
+// Public at `mandate::testing`, the front door's secondary module.
+#[doc(hidden)]
 pub mod testing;
 
 use std::sync::Arc;

@@ -434,7 +434,12 @@ impl TestPolicies {
 
     /// Every policy id, sorted.
     pub fn policy_ids(&self) -> Vec<String> {
-        sorted(self.policies.set.policies().map(|p| p.id().to_string()))
+        sorted(
+            self.policies
+                .policy_set()
+                .policies()
+                .map(|p| p.id().to_string()),
+        )
     }
 
     /// `entities.json` with `overrides` put in: an entity with the uid of

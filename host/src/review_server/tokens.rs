@@ -55,7 +55,7 @@ pub enum TokenError {
 
 /// The configured tokens, kept only as SHA-256 digests so that comparing a
 /// presented token takes the same time whatever it is, and as the page key
-/// derived from each (see [`page_key`]).
+/// derived from each (see `page_key`).
 #[derive(Clone)]
 pub struct ReviewerTokens {
     entries: Vec<Entry>,

@@ -307,7 +307,7 @@ impl<'a> Replayer<'a> {
     /// the entities.
     pub fn new(candidate: &'a Policies) -> Self {
         let mut reads: Vec<(String, ArgumentReads)> = candidate
-            .set
+            .policy_set()
             .policies()
             .map(|p| (p.id().to_string(), ArgumentReads::of_policy(p)))
             .collect();
