@@ -261,11 +261,12 @@ impl Guard {
         component_digest: Option<String>,
     ) -> Result<SessionGuard, GuardError> {
         session.check(&session.session_id)?;
-        let prepared =
-            request::PreparedSession::new(&session).map_err(|message| GuardError::SessionContext {
+        let prepared = request::PreparedSession::new(&session).map_err(|message| {
+            GuardError::SessionContext {
                 session_id: session.session_id.clone(),
                 message,
-            })?;
+            }
+        })?;
         let identity = Arc::new(Identity::new(&session, component_digest));
         let guard = SessionGuard {
             inner: Arc::clone(&self.inner),

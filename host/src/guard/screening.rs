@@ -84,7 +84,8 @@ pub(crate) fn screen_call<'a, E: Borrow<Entities>>(
     if session.is_expired(now) {
         return Err(refused(SessionExpired, ToolCallError::SessionExpired, None));
     }
-    let args = arguments.map_err(|e| invalid(format!("arguments are not valid json: {e}"), None))?;
+    let args =
+        arguments.map_err(|e| invalid(format!("arguments are not valid json: {e}"), None))?;
     let resource = tool.resource(args).map_err(|e| invalid(e, None))?;
     let typed = tool.parse(args).map_err(|e| {
         // serde quotes the offending value; for a tool with secrets that
@@ -128,17 +129,16 @@ pub(crate) fn screen_call<'a, E: Borrow<Entities>>(
         }
     })?;
     let entities_ref: &Entities = entities.borrow();
-    let screening = screen(&|approval: ApprovalState<'_>| {
-        request.decide(policies, entities_ref, approval)
-    })
-    .map_err(|e| Refused {
-        decided_by: InvalidArguments,
-        err: ToolCallError::InvalidArguments(format!(
-            "arguments do not match the schema of action `{}`: {e}",
-            tool.action()
-        )),
-        resource: Some(resource_text.clone()),
-    })?;
+    let screening =
+        screen(&|approval: ApprovalState<'_>| request.decide(policies, entities_ref, approval))
+            .map_err(|e| Refused {
+                decided_by: InvalidArguments,
+                err: ToolCallError::InvalidArguments(format!(
+                    "arguments do not match the schema of action `{}`: {e}",
+                    tool.action()
+                )),
+                resource: Some(resource_text.clone()),
+            })?;
     let screened = Screened {
         request,
         entities,

@@ -80,10 +80,7 @@ impl SessionGuard {
             tool,
             parsed.as_ref(),
             now,
-            |resource| {
-                self.inner
-                    .entities_for(policies, &self.session, resource)
-            },
+            |resource| self.inner.entities_for(policies, &self.session, resource),
         );
         match screened {
             Ok((screened, typed)) => {

@@ -38,8 +38,8 @@ use jiff::Timestamp;
 pub(crate) use approve::SessionGrants;
 pub use report::CallReport;
 
-use super::call_error::ToolCallError;
 use super::SessionGuard;
+use super::call_error::ToolCallError;
 use crate::policy::Effect;
 
 impl SessionGuard {
@@ -58,17 +58,21 @@ impl SessionGuard {
             Err(refusal) => return self.refuse(&policies, &call_id, *refusal).await,
         };
         // 2 to 6a. The session, the arguments, the Cedar request, policy.
-        let (admitted, typed) = match self.admit(&policies, &call_id, &tool, arguments, Timestamp::now()) {
-            Ok(admitted) => admitted,
-            Err(refusal) => return self.refuse(&policies, &call_id, *refusal).await,
-        };
+        let (admitted, typed) =
+            match self.admit(&policies, &call_id, &tool, arguments, Timestamp::now()) {
+                Ok(admitted) => admitted,
+                Err(refusal) => return self.refuse(&policies, &call_id, *refusal).await,
+            };
         // 6. Approval: settled by policy, a standing grant or a reviewer.
         let mut approval = self.approve(&policies, &call_id, &admitted).await;
         let allowed = approval.error.is_none() && approval.decision.effect == Effect::Allow;
         let mut report = CallReport::decided(&call_id, &admitted, &approval, allowed);
 
         // 7. The decision, durable before the tool can run.
-        let decision_seq = match self.decide(&policies, &call_id, &admitted, &mut approval).await {
+        let decision_seq = match self
+            .decide(&policies, &call_id, &admitted, &mut approval)
+            .await
+        {
             Ok(seq) => seq,
             Err(e) => return self.finish(report, Err(e)),
         };

@@ -17,18 +17,19 @@ use std::fmt::Write;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use cedar_policy::{EntityUid, Request};
-use jiff::Timestamp;
 use cedar_policy_core::ast::{
     self, EntityUIDEntry, Literal, Name, RestrictedExpr, Value, ValueKind,
 };
 use cedar_policy_core::entities::json::ContextJsonParser;
 use cedar_policy_core::evaluator::RestrictedEvaluator;
 use cedar_policy_core::extensions::Extensions;
+use jiff::Timestamp;
 use ref_cast::RefCast;
 use serde_json::{Map, Value as Json};
 
 use super::cedar_json::{datetime_json_text, datetime_text};
 use super::prepared::PreparedSession;
+use super::shape::approval_value;
 use crate::guard::evaluate::ApprovalState;
 use crate::guard::record::{RequestContext, RequestRecord};
 use crate::policy::Policies;
@@ -101,20 +102,6 @@ fn now(millis: i64, text: &str) -> Result<Value, String> {
 /// The tool's JSON arguments as a Cedar value: [`crate::policy::to_cedar`]'s
 /// conversion and errors, without an expression to evaluate.
 pub(crate) use crate::policy::to_value as arguments;
-
-/// `context.approval`.
-fn approval(state: ApprovalState<'_>) -> Value {
-    let (granted, reviewer, standing) = state.parts();
-    let mut fields = vec![
-        ("granted", Value::from(granted)),
-        ("standing", Value::from(standing)),
-    ];
-    if let Some(r) = reviewer {
-        let uid: &ast::EntityUID = r.as_ref();
-        fields.push(("reviewer", Value::from(uid.clone())));
-    }
-    Value::record(fields, None)
-}
 
 /// One call's Cedar request, built once per call: only `context.approval`
 /// varies between its evaluations. The session's parts are borrowed from
@@ -220,7 +207,18 @@ impl CallRequest<'_> {
         policies: &Policies,
         approval: ApprovalState<'_>,
     ) -> Result<ast::Request, String> {
-        let approval = self::approval(approval);
+        let (request, shape) = self.unchecked(approval)?;
+        policies.check_request(&request, shape)?;
+        Ok(request)
+    }
+
+    /// The request under `approval`, not yet checked against a schema,
+    /// and the shape that check depends on.
+    pub(super) fn unchecked(
+        &self,
+        approval: ApprovalState<'_>,
+    ) -> Result<(ast::Request, String), String> {
+        let approval = approval_value(approval);
         let session = &self.session.context;
         let principal = &self.session.principal;
         let mut shape = String::with_capacity(session.shape.len() + 64);
@@ -251,8 +249,7 @@ impl CallRequest<'_> {
             EntityUIDEntry::known(self.resource.as_ref().clone(), None),
             Some(ast::Context::Value(Arc::new(map))),
         );
-        policies.check_request(&request, shape)?;
-        Ok(request)
+        Ok((request, shape))
     }
 
     /// One evaluation under `approval`.

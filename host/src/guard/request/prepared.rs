@@ -5,10 +5,11 @@
 use std::sync::Arc;
 
 use cedar_policy::EntityUid;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use super::cedar_json::{datetime_json, entity_json, uid};
+use super::cedar_json::uid;
 use super::context::SessionContext;
+use super::shape::session_json;
 use crate::guard::session::Session;
 
 /// `principal`, `session`, `user` and `delegation` of every call of a
@@ -25,24 +26,7 @@ pub(crate) struct PreparedSession {
 
 impl PreparedSession {
     pub(crate) fn new(session: &Session) -> Result<Self, String> {
-        let chain: Vec<String> = session
-            .delegation_chain
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        let parts_json = json!({
-            "session": {
-                "id": session.session_id,
-                "scopes": session.scopes,
-                "type": session.session_type.as_str(),
-                "expires_at": datetime_json(session.expires_at),
-            },
-            "user": entity_json("User", &session.user.id),
-            "delegation": { "chain": chain, "depth": chain.len() },
-        });
-        let Value::Object(parts_json) = parts_json else {
-            return Err("session context is not a record".into());
-        };
+        let parts_json = session_json(session);
         let principal = uid("Agent", &session.agent.id)?;
         Ok(PreparedSession {
             context: SessionContext::from_json(&parts_json)?,
