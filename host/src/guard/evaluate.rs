@@ -34,20 +34,9 @@ impl<'a> ApprovalState<'a> {
         }
     }
 
-    /// The same record as Cedar JSON, for requests rebuilt from a record.
+    /// `context.approval` in Cedar JSON, for requests rebuilt from a record.
     pub(crate) fn json(self) -> serde_json::Value {
-        let (granted, reviewer, standing) = self.parts();
-        let mut approval = serde_json::json!({ "granted": granted, "standing": standing });
-        if let (Some(r), Some(map)) = (reviewer, approval.as_object_mut()) {
-            map.insert(
-                "reviewer".into(),
-                serde_json::json!({ "__entity": {
-                    "type": r.type_name().to_string(),
-                    "id": r.id().unescaped(),
-                } }),
-            );
-        }
-        approval
+        super::request::approval_json(self)
     }
 }
 

@@ -8,9 +8,10 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::call::{PreparedSession, cedar_datetime, uid};
-use super::context::{self, CallRequest};
-use super::evaluate::{ApprovalState, Screening, screen};
+use super::call_error::ToolCallError;
+use super::evaluate::{ApprovalState, Screening};
+use super::request::{PreparedSession, uid};
+use super::screening::screen_call;
 use super::session::Session;
 use super::tools::ToolRegistry;
 use crate::policy::{Decision, DeterminingPolicy, Effect, Policies};
@@ -95,7 +96,11 @@ pub enum ExplainError {
     Reviewer(String),
 }
 
-/// Evaluates `call` against `policies` and `entities` as the guard would.
+/// Evaluates `call` against `policies` and `entities` as the guard would,
+/// through the call path's own screening and in its order: the tool, then
+/// the session's expiry, then the arguments. What the guard checks once
+/// (the session is well formed, the tool's action is in the schema) is
+/// checked first.
 pub fn explain(
     policies: &Policies,
     tools: &ToolRegistry,
@@ -106,12 +111,7 @@ pub fn explain(
     session
         .check(&session.session_id)
         .map_err(|e| ExplainError::Session(e.to_string()))?;
-    if session.is_expired(call.now) {
-        return Err(ExplainError::SessionExpired {
-            expires_at: session.expires_at,
-            now: call.now,
-        });
-    }
+    let prepared = PreparedSession::new(session).map_err(ExplainError::Session)?;
     let tool = tools
         .get(call.tool)
         .ok_or_else(|| ExplainError::UnknownTool(call.tool.to_string()))?;
@@ -121,31 +121,28 @@ pub fn explain(
             action: tool.action().to_string(),
         });
     }
-    let prepared = PreparedSession::new(session).map_err(ExplainError::Session)?;
-    let resource = tool
-        .resource(call.arguments)
-        .map_err(ExplainError::InvalidArguments)?;
-    tool.parse(call.arguments)
-        .map_err(ExplainError::InvalidArguments)?;
-    let arguments = context::arguments(call.arguments, "arguments")
-        .map_err(|e| ExplainError::InvalidArguments(e.to_string()))?;
+    let (screened, _) = screen_call(
+        policies,
+        session,
+        &prepared,
+        tool,
+        Ok(call.arguments),
+        call.now,
+        |_| Ok(entities),
+    )
+    .map_err(|refused| match refused.err {
+        ToolCallError::SessionExpired => ExplainError::SessionExpired {
+            expires_at: session.expires_at,
+            now: call.now,
+        },
+        ToolCallError::InvalidArguments(message) => ExplainError::InvalidArguments(message),
+        other => ExplainError::Session(other.to_string()),
+    })?;
     let reviewer = call
         .reviewer
         .map(|r| uid("User", r))
         .transpose()
         .map_err(ExplainError::Reviewer)?;
-
-    let now = cedar_datetime(call.now).map_err(ExplainError::Session)?;
-    let request = CallRequest {
-        principal: &prepared.principal,
-        action: tool.action(),
-        action_text: tool.action_text(),
-        resource: &resource,
-        session: &prepared.context,
-        now: &now,
-        arguments: &arguments,
-    };
-    let decide = |approval: ApprovalState<'_>| request.decide(policies, entities, approval);
     let invalid = |e: String| {
         ExplainError::InvalidArguments(format!(
             "arguments do not match the schema of action `{}`: {e}",
@@ -155,7 +152,7 @@ pub fn explain(
     let mut explanation = Explanation {
         tool: call.tool.to_string(),
         action: tool.action().to_string(),
-        resource: resource.to_string(),
+        resource: screened.request.resource().to_string(),
         effect: Effect::Deny,
         first: Decision {
             effect: Effect::Deny,
@@ -172,7 +169,7 @@ pub fn explain(
             errors: Vec::new(),
         },
     };
-    match screen(&decide).map_err(invalid)? {
+    match screened.screening.clone() {
         Screening::Allowed(first) | Screening::Denied(first) => {
             explanation.effect = first.effect;
             explanation.decision = first.clone();
@@ -184,7 +181,9 @@ pub fn explain(
             explanation.decision = first.clone();
             explanation.first = first;
             if let (Some(id), Some(reviewer)) = (call.reviewer, &reviewer) {
-                let with = decide(ApprovalState::GrantedBy(reviewer)).map_err(invalid)?;
+                let with = screened
+                    .decide(policies, ApprovalState::GrantedBy(reviewer))
+                    .map_err(invalid)?;
                 explanation.effect = with.effect;
                 explanation.decision = with.clone();
                 explanation.reviewer = Some(id.to_string());

@@ -4,7 +4,7 @@
 mod approval;
 mod bounded;
 mod call;
-mod context;
+mod call_error;
 mod entities;
 mod evaluate;
 mod explain;
@@ -13,9 +13,10 @@ mod record;
 mod redact;
 mod reload;
 mod replay;
+mod request;
 pub mod reveal;
-mod review;
 mod schema;
+mod screening;
 mod session;
 mod tools;
 
@@ -35,7 +36,8 @@ pub use approval::{
     PromptReviewer, RefusedDecision, ReviewDecision, ReviewError, Reviewer, UnknownGrantScope,
     Verdict,
 };
-pub use call::{CallReport, ToolCallError};
+pub use call::CallReport;
+pub use call_error::ToolCallError;
 pub use entities::{EntityError, EntityProvider, StaticEntities};
 pub use explain::{ExplainError, Explanation, HypotheticalCall, explain};
 pub use record::{
@@ -261,11 +263,12 @@ impl Guard {
         component_digest: Option<String>,
     ) -> Result<SessionGuard, GuardError> {
         session.check(&session.session_id)?;
-        let prepared =
-            call::PreparedSession::new(&session).map_err(|message| GuardError::SessionContext {
+        let prepared = request::PreparedSession::new(&session).map_err(|message| {
+            GuardError::SessionContext {
                 session_id: session.session_id.clone(),
                 message,
-            })?;
+            }
+        })?;
         let identity = Arc::new(Identity::new(&session, component_digest));
         let guard = SessionGuard {
             inner: Arc::clone(&self.inner),
@@ -273,7 +276,7 @@ impl Guard {
             identity,
             prepared,
             next_call: AtomicU64::new(1),
-            grants: review::SessionGrants::default(),
+            grants: call::SessionGrants::default(),
         };
         guard
             .write(Record::new(RecordKind::SessionStart, &guard.identity))
@@ -335,10 +338,10 @@ pub struct SessionGuard {
     inner: Arc<Inner>,
     session: Arc<Session>,
     identity: Arc<Identity>,
-    prepared: call::PreparedSession,
+    prepared: request::PreparedSession,
     next_call: AtomicU64,
     /// Standing approvals reviewers gave for the rest of this session.
-    grants: review::SessionGrants,
+    grants: call::SessionGrants,
 }
 
 impl SessionGuard {
@@ -390,13 +393,5 @@ impl SessionGuard {
             .append_fixed_async(&record)
             .await
             .map_err(GuardError::Audit)
-    }
-
-    pub(crate) fn principal(&self) -> &EntityUid {
-        &self.prepared.principal
-    }
-
-    pub(crate) fn session_context(&self) -> &context::SessionContext {
-        &self.prepared.context
     }
 }

@@ -16,6 +16,7 @@ mod tests;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+use super::request::{COMMON_TYPES, CONTEXT_FIELDS};
 use super::tools::{RegisteredTool, ResourceBinding, ToolRegistry};
 pub(super) use arguments::argument_type_of;
 pub(super) use stale::check_arguments;
@@ -46,31 +47,6 @@ entity User in [Group] = { email: String };
 entity Agent = { name: String, version: String };
 entity Tool;
 ";
-
-const COMMON_TYPES: &str = "\
-// What the session grants; the same for every call of a session.
-type Session = {
-  id: String,
-  scopes: Set<String>,
-  // \"human_approved\" or \"autonomous\"
-  type: String,
-  expires_at: datetime,
-};
-
-// On whose behalf: [\"user:alice\", \"agent:document-summarizer\", ...].
-type Delegation = { chain: Set<String>, depth: Long };
-
-// `granted` is false on the first evaluation; Mandate evaluates again with
-// `granted: true` to learn whether a human could allow the call, and a third
-// time with the reviewer once one has approved. `standing` is true only when
-// the approval is a reviewer's standing grant for the session, given on an
-// earlier call on the same tool and resource, and reused without asking.
-type Approval = { granted: Bool, reviewer?: User, standing: Bool };
-";
-
-/// The context fields every action has besides `arguments`.
-const CONTEXT_FIELDS: &str =
-    "session: Session, user: User, delegation: Delegation, approval: Approval, now: datetime,";
 
 /// Lines are kept to this width where a record can be broken.
 const WIDTH: usize = 100;

@@ -807,7 +807,7 @@ mod tests {
             "parents": [{ "type": "Group", "id": "reviewers" }],
         });
         let entities = set.entities_with(&[bob]).unwrap();
-        let uid = |ty: &str, id: &str| super::super::call::uid(ty, id).unwrap();
+        let uid = |ty: &str, id: &str| super::super::request::uid(ty, id).unwrap();
         assert!(entities.is_ancestor_of(&uid("Group", "reviewers"), &uid("User", "bob")));
         assert_eq!(
             entities.iter().count(),

@@ -13,10 +13,10 @@ use super::{
     ReplayVerdict, Replayed, Replayer,
 };
 use crate::guard::ARGUMENTS_ROOT;
-use crate::guard::call::uid;
 use crate::guard::evaluate::{ApprovalState, Screening, screen};
 use crate::guard::record::ApprovalOutcome;
 use crate::guard::redact::{commitment_paths, is_commitment};
+use crate::guard::request::uid;
 use crate::policy::{Decision, DeterminingPolicy, Effect};
 
 /// The recorded request, parsed.

@@ -23,10 +23,15 @@ use cedar_policy_core::ast::{
 use cedar_policy_core::entities::json::ContextJsonParser;
 use cedar_policy_core::evaluator::RestrictedEvaluator;
 use cedar_policy_core::extensions::Extensions;
+use jiff::Timestamp;
 use ref_cast::RefCast;
 use serde_json::{Map, Value as Json};
 
-use super::evaluate::ApprovalState;
+use super::cedar_json::{datetime_json_text, datetime_text};
+use super::prepared::PreparedSession;
+use super::shape::approval_value;
+use crate::guard::evaluate::ApprovalState;
+use crate::guard::record::{RequestContext, RequestRecord};
 use crate::policy::Policies;
 
 /// `session`, `user` and `delegation`, evaluated at session start.
@@ -66,7 +71,7 @@ static DATETIME: LazyLock<Result<Name, String>> =
     LazyLock::new(|| Name::parse_unqualified_name("datetime").map_err(|e| e.to_string()));
 
 /// `now` as a Cedar datetime, with exactly millisecond precision in UTC.
-pub(crate) fn datetime(text: &str) -> Result<Value, String> {
+fn datetime(text: &str) -> Result<Value, String> {
     let name = DATETIME.as_ref().map_err(Clone::clone)?.clone();
     let expr = RestrictedExpr::call_extension_fn(name, vec![RestrictedExpr::val(text)]);
     RestrictedEvaluator::new(Extensions::all_available())
@@ -80,7 +85,7 @@ static LAST_NOW: Mutex<Option<(i64, Value)>> = Mutex::new(None);
 
 /// [`datetime`] of a call's time `millis` (`text`), from [`LAST_NOW`] when
 /// the millisecond is the same.
-pub(crate) fn now(millis: i64, text: &str) -> Result<Value, String> {
+fn now(millis: i64, text: &str) -> Result<Value, String> {
     if let Ok(last) = LAST_NOW.lock()
         && let Some((at, value)) = last.as_ref()
         && *at == millis
@@ -98,33 +103,99 @@ pub(crate) fn now(millis: i64, text: &str) -> Result<Value, String> {
 /// conversion and errors, without an expression to evaluate.
 pub(crate) use crate::policy::to_value as arguments;
 
-/// `context.approval`.
-fn approval(state: ApprovalState<'_>) -> Value {
-    let (granted, reviewer, standing) = state.parts();
-    let mut fields = vec![
-        ("granted", Value::from(granted)),
-        ("standing", Value::from(standing)),
-    ];
-    if let Some(r) = reviewer {
-        let uid: &ast::EntityUID = r.as_ref();
-        fields.push(("reviewer", Value::from(uid.clone())));
-    }
-    Value::record(fields, None)
+/// One call's Cedar request, built once per call: only `context.approval`
+/// varies between its evaluations. The session's parts are borrowed from
+/// the [`PreparedSession`]; the call's own (`resource`, `now`, `arguments`)
+/// are owned, so the request lives as long as the call.
+pub(crate) struct CallRequest<'a> {
+    session: &'a PreparedSession,
+    action: &'a EntityUid,
+    /// `action` as text (Cedar's `Display` escapes, which costs).
+    action_text: &'a str,
+    resource: EntityUid,
+    /// The time of the evaluation, `context.now`.
+    at: Timestamp,
+    /// `at` as Cedar's datetime text, as the record writes it.
+    at_text: String,
+    /// [`datetime`] of `at`.
+    now: Value,
+    /// [`arguments`] of the call.
+    arguments: Value,
 }
 
-/// The parts of one call's Cedar request; only `context.approval` varies
-/// between its evaluations.
-pub(crate) struct CallRequest<'a> {
-    pub(crate) principal: &'a EntityUid,
-    pub(crate) action: &'a EntityUid,
-    /// `action` as text (Cedar's `Display` escapes, which costs).
-    pub(crate) action_text: &'a str,
-    pub(crate) resource: &'a EntityUid,
-    pub(crate) session: &'a SessionContext,
-    /// [`datetime`] of the call's time.
-    pub(crate) now: &'a Value,
-    /// [`arguments`] of the call.
-    pub(crate) arguments: &'a Value,
+impl<'a> CallRequest<'a> {
+    /// The request of a call of `action` on `resource` at `at` with the
+    /// Cedar `arguments`, in the session `session`.
+    pub(crate) fn new(
+        session: &'a PreparedSession,
+        action: &'a EntityUid,
+        action_text: &'a str,
+        resource: EntityUid,
+        at: Timestamp,
+        arguments: Value,
+    ) -> Result<Self, String> {
+        let at_text = datetime_text(at);
+        let now = now(at.as_millisecond(), &at_text)?;
+        Ok(CallRequest {
+            session,
+            action,
+            action_text,
+            resource,
+            at,
+            at_text,
+            now,
+            arguments,
+        })
+    }
+
+    /// The same request at a later time (a reviewer's answer is decided at
+    /// the time it arrives).
+    pub(crate) fn at(&self, at: Timestamp) -> Result<Self, String> {
+        let at_text = datetime_text(at);
+        let now = now(at.as_millisecond(), &at_text)?;
+        Ok(CallRequest {
+            at,
+            at_text,
+            now,
+            resource: self.resource.clone(),
+            arguments: self.arguments.clone(),
+            ..*self
+        })
+    }
+
+    /// The resource.
+    pub(crate) fn resource(&self) -> &EntityUid {
+        &self.resource
+    }
+
+    /// When the request is evaluated.
+    pub(crate) fn time(&self) -> Timestamp {
+        self.at
+    }
+
+    /// The request as the decision record writes it (without `approval`
+    /// and `arguments`, which the record holds elsewhere), so that replay
+    /// can decide it again with the same `now`: `evaluated_at` when a
+    /// reviewer's answer was decided later than the screening.
+    pub(crate) fn record(
+        &self,
+        resource_text: String,
+        evaluated_at: Option<Timestamp>,
+    ) -> RequestRecord {
+        let now = match evaluated_at {
+            Some(at) => datetime_json_text(&datetime_text(at)),
+            None => datetime_json_text(&self.at_text),
+        };
+        RequestRecord {
+            principal: self.session.principal_text.clone(),
+            action: self.action_text.to_string(),
+            resource: resource_text,
+            context: RequestContext {
+                session: Arc::clone(&self.session.parts_json),
+                now,
+            },
+        }
+    }
 }
 
 impl CallRequest<'_> {
@@ -136,21 +207,34 @@ impl CallRequest<'_> {
         policies: &Policies,
         approval: ApprovalState<'_>,
     ) -> Result<ast::Request, String> {
-        let approval = self::approval(approval);
-        let mut shape = String::with_capacity(self.session.shape.len() + 64);
+        let (request, shape) = self.unchecked(approval)?;
+        policies.check_request(&request, shape)?;
+        Ok(request)
+    }
+
+    /// The request under `approval`, not yet checked against a schema,
+    /// and the shape that check depends on.
+    pub(super) fn unchecked(
+        &self,
+        approval: ApprovalState<'_>,
+    ) -> Result<(ast::Request, String), String> {
+        let approval = approval_value(approval);
+        let session = &self.session.context;
+        let principal = &self.session.principal;
+        let mut shape = String::with_capacity(session.shape.len() + 64);
         write!(
             shape,
             "{}|{}|{}|",
             self.action_text,
-            self.principal.type_name(),
+            principal.type_name(),
             self.resource.type_name()
         )
         .map_err(|e| e.to_string())?;
-        shape.push_str(&self.session.shape);
+        shape.push_str(&session.shape);
         shape_of_pair("approval", &approval, &mut shape);
-        shape_of_pair("now", self.now, &mut shape);
-        shape_of_pair("arguments", self.arguments, &mut shape);
-        let mut map = match &self.session.context {
+        shape_of_pair("now", &self.now, &mut shape);
+        shape_of_pair("arguments", &self.arguments, &mut shape);
+        let mut map = match &session.context {
             ast::Context::Value(map) => (**map).clone(),
             ast::Context::RestrictedResidual(_) => {
                 return Err("session context has unknowns".into());
@@ -160,13 +244,12 @@ impl CallRequest<'_> {
         map.insert("now".into(), self.now.clone());
         map.insert("arguments".into(), self.arguments.clone());
         let request = ast::Request::new_unchecked(
-            EntityUIDEntry::known(self.principal.as_ref().clone(), None),
+            EntityUIDEntry::known(principal.as_ref().clone(), None),
             EntityUIDEntry::known(self.action.as_ref().clone(), None),
             EntityUIDEntry::known(self.resource.as_ref().clone(), None),
             Some(ast::Context::Value(Arc::new(map))),
         );
-        policies.check_request(&request, shape)?;
-        Ok(request)
+        Ok((request, shape))
     }
 
     /// One evaluation under `approval`.
@@ -256,7 +339,7 @@ mod tests {
 
     use super::*;
     use crate::guard::Session;
-    use crate::guard::call::{PreparedSession, cedar_datetime};
+    use crate::guard::request::PreparedSession;
     use crate::policy::Effect;
 
     fn example() -> (Policies, PreparedSession) {
@@ -273,15 +356,15 @@ mod tests {
     ) -> Result<Effect, String> {
         let action = EntityUid::from_str(r#"Action::"read_document""#).unwrap();
         let resource = EntityUid::from_str(r#"Document::"doc_88pk3r""#).unwrap();
-        let request = CallRequest {
-            principal: &prepared.principal,
-            action: &action,
-            action_text: r#"Action::"read_document""#,
-            resource: &resource,
-            session: &prepared.context,
-            now: &cedar_datetime(Timestamp::from_second(1_790_000_000).unwrap()).unwrap(),
-            arguments: &arguments(&args, "arguments").unwrap(),
-        };
+        let request = CallRequest::new(
+            prepared,
+            &action,
+            r#"Action::"read_document""#,
+            resource,
+            Timestamp::from_second(1_790_000_000).unwrap(),
+            arguments(&args, "arguments").unwrap(),
+        )
+        .unwrap();
         request
             .decide(policies, policies.entities(), ApprovalState::NotGranted)
             .map(|d| d.effect)

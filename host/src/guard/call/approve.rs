@@ -1,24 +1,27 @@
 //! Step 6 of the call path: the counterfactual approval rule. A call that
-//! policy denies, but would allow with `approval.granted`, goes to the
+//! policy denies, but would allow with `approval.granted`, is decided by a
+//! standing grant of the session if policy accepts it, else goes to the
 //! reviewer within a deadline; the reviewer's approval counts only if policy
 //! allows the call again with that reviewer in the context.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
-use super::SessionGuard;
-use super::approval::{
+use super::admit::Admitted;
+use crate::guard::SessionGuard;
+use crate::guard::approval::{
     GrantScope, PendingApproval, RefusedDecision, ReviewDecision, ReviewError, Verdict,
 };
-use super::call::{ToolCallError, uid};
-use super::evaluate::ApprovalState;
-use super::record::{
+use crate::guard::call_error::{ToolCallError, audit_unavailable};
+use crate::guard::evaluate::{ApprovalState, Screening};
+use crate::guard::record::{
     ActionRecord, ApprovalOutcome, ApprovalRecord, GrantRef, Identity, Record, RecordKind,
 };
-use super::reveal::RevealServer;
-use crate::policy::{Decision, DeterminingPolicy, Effect};
+use crate::guard::request::uid;
+use crate::guard::reveal::{RevealServer, Revealed};
+use crate::policy::{Decision, DeterminingPolicy, Effect, Policies};
 
 /// How the approval step ended, before it is written down.
 pub(crate) struct ApprovalResult {
@@ -83,11 +86,69 @@ impl SessionGrants {
 }
 
 impl SessionGuard {
+    /// Step 6 for an admitted call: settled by the screening, or else by a
+    /// standing grant policy accepts, or else by a reviewer.
+    pub(super) async fn approve(
+        &self,
+        policies: &Policies,
+        call_id: &str,
+        admitted: &Admitted<'_>,
+    ) -> ApprovalResult {
+        let screened = &admitted.screened;
+        let demanded_by = match settled(policies, screened.screening.clone()) {
+            Ok(settled) => return settled,
+            Err(demanded_by) => demanded_by,
+        };
+        let decide = |approval: ApprovalState<'_>| screened.decide(policies, approval);
+        let tool = &admitted.action.tool;
+        let resource = screened.request.resource().to_string();
+        // A standing grant for this tool and resource decides without a
+        // human, if policy accepts it for this call.
+        let standing = self
+            .grants
+            .get(tool, &resource)
+            .and_then(|grant| self.use_grant(&grant, &demanded_by, &decide));
+        if let Some(granted) = standing {
+            return granted;
+        }
+        // A reviewer may answer minutes later: the call is decided again at
+        // the time of the answer, not at the time it was held, so
+        // `context.now` and the expiry are current.
+        let decide_at = |approval: ApprovalState<'_>, at: Timestamp| {
+            screened
+                .request
+                .at(at)?
+                .decide(policies, &screened.entities, approval)
+        };
+        let pending = PendingApproval {
+            approval_id: approval_id(call_id),
+            session_id: self.session.session_id.clone(),
+            call_id: call_id.to_string(),
+            tool: tool.clone(),
+            arguments: admitted.action.arguments.clone(),
+            resource,
+            user: self.session.user.clone(),
+            agent: self.session.agent.clone(),
+            delegation_chain: self.session.delegation_chain.clone(),
+            demanded_by,
+            // No approval outlives the session it is for.
+            deadline: deadline(screened.request.time(), self.inner.approval_timeout)
+                .min(self.session.expires_at),
+            revealed: Revealed::collect(
+                &self.inner.reveal.allowed,
+                &admitted.action.arguments,
+                &admitted.clear_args,
+            ),
+        };
+        self.ask_reviewer(pending, &admitted.action, &decide_at)
+            .await
+    }
+
     /// Step 6 with a standing grant: the reviewer who approved an earlier
     /// call on the same tool and resource for the session is put in
     /// `context.approval` with `standing: true`. `None` when policy does not
     /// accept the grant for this call: the reviewer is asked as usual.
-    pub(crate) fn use_grant(
+    fn use_grant(
         &self,
         grant: &GrantRef,
         demanded_by: &[DeterminingPolicy],
@@ -117,7 +178,7 @@ impl SessionGuard {
     /// Step 6: the hold is recorded, then a human decides within the
     /// deadline; then policy decides, at the time of the answer, whether
     /// that reviewer's approval counts.
-    pub(crate) async fn ask_reviewer(
+    async fn ask_reviewer(
         &self,
         pending: PendingApproval,
         action: &ActionRecord,
@@ -150,7 +211,7 @@ impl SessionGuard {
         {
             record.outcome = ApprovalOutcome::ReviewerFailed;
             record.reason = Some(format!("the hold could not be recorded: {e}"));
-            return ApprovalResult::refused(record, held, super::call::audit_unavailable(&e));
+            return ApprovalResult::refused(record, held, audit_unavailable(&e));
         }
         // A deadline already past (the session expires now) waits not at all.
         let wait = std::time::Duration::try_from(pending.deadline.duration_since(Timestamp::now()))
@@ -395,4 +456,39 @@ fn hold_record(
         "reviewer_callback": approval.reviewer_callback,
     }));
     record
+}
+
+/// The outcome of a screening that needs no reviewer; else the policies
+/// that demand one.
+pub(super) fn settled(
+    policies: &Policies,
+    screening: Screening,
+) -> Result<ApprovalResult, Vec<DeterminingPolicy>> {
+    match screening {
+        Screening::Allowed(decision) => Ok(ApprovalResult::screened(decision, None)),
+        Screening::Denied(decision) => {
+            let error = super::decision::denial(policies, &decision);
+            Ok(ApprovalResult::screened(decision, Some(error)))
+        }
+        Screening::NeedsApproval { demanded_by, .. } => Err(demanded_by),
+    }
+}
+
+/// `apr:<call id>:<8 hex digits>`: the call it is for, made unique so that a
+/// decision can only ever reach the request the reviewer saw, even when a
+/// later run reuses the session id and a queue outlives the run.
+fn approval_id(call_id: &str) -> String {
+    let mut nonce = [0u8; 4];
+    if getrandom::fill(&mut nonce).is_err() {
+        // The clock still tells runs apart; uniqueness is also enforced by
+        // the queue, which refuses an id it already holds.
+        let nanos = Timestamp::now().as_nanosecond().to_le_bytes();
+        nonce.copy_from_slice(nanos.get(..4).unwrap_or(&[0; 4]));
+    }
+    format!("apr:{call_id}:{}", hex::encode(nonce))
+}
+
+fn deadline(now: Timestamp, timeout: std::time::Duration) -> Timestamp {
+    let d = SignedDuration::try_from(timeout).unwrap_or(SignedDuration::MAX);
+    now.checked_add(d).unwrap_or(Timestamp::MAX)
 }
