@@ -8,11 +8,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use mandate::audit::{AuditConfig, AuditLog, CheckpointSigner, Retention};
-use mandate::guard::{
+use mandate::limits::SessionLimits;
+use mandate::pipeline::{
     BoxFuture, CallReport, CommandReviewer, DenyAll, Guard, PendingApproval, PromptReviewer,
     RedactionKey, ReloadError, Reloaded, ReviewDecision, ReviewError, Reviewer, Session,
 };
-use mandate::limits::SessionLimits;
 use mandate::policy::{Effect, Policies};
 use mandate::runtime::{RunOutcome, Runtime};
 use mandate::terminal::{DISPLAY_CHARS, bounded, escape, escape_lines};
@@ -119,8 +119,8 @@ fn reviewer(spec: &str, env: &[String]) -> anyhow::Result<Arc<dyn Reviewer>> {
             (_, Some(file)) if !file.is_empty() => {
                 // Opened now so that a queue nobody could reach stops the run
                 // before the agent starts; then afresh for each held call.
-                mandate::guard::queue::ApprovalQueue::open(file.as_ref())?;
-                Arc::new(mandate::guard::queue::QueueReviewer::at(file))
+                mandate::pipeline::queue::ApprovalQueue::open(file.as_ref())?;
+                Arc::new(mandate::pipeline::queue::QueueReviewer::at(file))
             }
             _ => bail!(
                 "unknown approver `{spec}`: use `deny`, `prompt`, `cmd:<program>` or `queue:<file>`"
@@ -209,7 +209,7 @@ fn print_call(report: &CallReport) {
             report.approval,
             bounded(r, DISPLAY_CHARS)
         ),
-        None if report.approval != mandate::guard::ApprovalOutcome::NotRequired => {
+        None if report.approval != mandate::pipeline::ApprovalOutcome::NotRequired => {
             format!(" [approval {}]", report.approval)
         }
         None => String::new(),
@@ -288,8 +288,8 @@ fn print_reload(dir: &Path, result: Result<Reloaded, ReloadError>) {
 }
 
 /// `--reveal-to`: served beside the queue, for the reviewer tools.
-fn reveal_config(args: &RunArgs) -> anyhow::Result<mandate::guard::reveal::RevealConfig> {
-    use mandate::guard::reveal::{RevealConfig, socket_dir_for_queue};
+fn reveal_config(args: &RunArgs) -> anyhow::Result<mandate::pipeline::reveal::RevealConfig> {
+    use mandate::pipeline::reveal::{RevealConfig, socket_dir_for_queue};
     if args.reveal_to.is_empty() {
         return Ok(RevealConfig::default());
     }

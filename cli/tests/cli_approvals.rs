@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use common::{mandate, policies_dir, s, stderr, stdout, success};
 use jiff::{SignedDuration, Timestamp};
-use mandate::guard::queue::{ApprovalQueue, GrantScope, QueueStatus};
-use mandate::guard::{AgentRef, Delegate, DelegateKind, PendingApproval, UserRef};
+use mandate::pipeline::queue::{ApprovalQueue, GrantScope, QueueStatus};
+use mandate::pipeline::{AgentRef, Delegate, DelegateKind, PendingApproval, UserRef};
 use mandate::policy::DeterminingPolicy;
 use serde_json::{Value, json};
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use mandate::audit::{AuditLog, RecordReader};
-use mandate::guard::{Guard, RedactionKey, SensitivePaths, Session, commitment};
+use mandate::pipeline::{Guard, RedactionKey, SensitivePaths, Session, commitment};
 use mandate::policy::Policies;
 use mandate::tools::{Workspace, example_registry};
 use serde_json::{Value, json};

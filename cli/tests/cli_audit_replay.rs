@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use common::{mandate, policies_dir, s, stderr, stdout, success};
 use mandate::audit::AuditLog;
-use mandate::guard::{Guard, Session};
+use mandate::pipeline::{Guard, Session};
 use mandate::policy::Policies;
 use mandate::tools::{Workspace, example_registry};
 use serde_json::{Value, json};

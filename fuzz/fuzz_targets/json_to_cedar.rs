@@ -1,7 +1,7 @@
 //! Tool arguments arrive as JSON from the guest; this is the way they take to Cedar.
 //!
 //! Any bytes that parse as JSON go through `mandate_policy::to_cedar`, into a Cedar
-//! `Context`, and through `mandate::guard::explain` for the example tools, policies and
+//! `Context`, and through `mandate::pipeline::explain` for the example tools, policies and
 //! session, exactly as `mandate policy explain` does. None of it may panic: every input ends
 //! in a value or a typed error.
 //!
@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use cedar_policy::{Context, Entities};
 use jiff::Timestamp;
 use libfuzzer_sys::fuzz_target;
-use mandate::guard::{HypotheticalCall, Session, ToolRegistry, explain};
+use mandate::pipeline::{HypotheticalCall, Session, ToolRegistry, explain};
 use mandate_policy::{Policies, to_cedar};
 use mandate::tools::{Workspace, example_registry};
 use serde_json::{Map, Value, json};

@@ -35,7 +35,7 @@ use cedar_policy::{
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use mandate::audit::{AuditConfig, AuditLog, Retention};
-use mandate::guard::{
+use mandate::pipeline::{
     Guard, ResourceBinding, Session, SessionGuard, Tool, ToolContext, ToolFailure, ToolRegistry,
     ToolSpec,
 };

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mandate::audit::{AuditLog, RecordReader, verify_file};
-use mandate::guard::{
+use mandate::pipeline::{
     BoxFuture, CallReport, GrantScope, Guard, PendingApproval, ReviewDecision, ReviewError,
     Reviewer, Session, Verdict,
 };

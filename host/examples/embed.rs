@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mandate::audit::{AuditLog, verify_file};
-use mandate::guard::{
+use mandate::pipeline::{
     BoxFuture, Guard, PendingApproval, ReviewDecision, ReviewError, Reviewer, Session, Verdict,
 };
 use mandate::policy::Policies;

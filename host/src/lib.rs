@@ -61,8 +61,8 @@
 pub use mandate_audit as audit;
 pub use mandate_policy as policy;
 
-pub mod guard;
 pub mod limits;
+pub mod pipeline;
 pub mod review_server;
 pub mod runtime;
 pub mod terminal;
@@ -70,7 +70,7 @@ pub mod testing;
 pub mod tools;
 
 pub use audit::{AuditConfig, AuditLog, verify_log};
-pub use guard::{
+pub use pipeline::{
     BoxFuture, CommandReviewer, DenyAll, Guard, GuardBuilder, PendingApproval, PromptReviewer,
     ReviewDecision, ReviewError, Reviewer, Session, SessionGuard, Tool, ToolCallError, ToolContext,
     ToolFailure, ToolRegistry, ToolSpec, Verdict,

@@ -4,4 +4,4 @@
 //! Secondary to embedding (see the crate root for what an embedder needs). The runner lives in
 //! the guard, whose decision procedure it runs; this module is its public home.
 
-pub use crate::guard::testing::*;
+pub use crate::pipeline::testing::*;

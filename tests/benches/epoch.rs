@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mandate::audit::AuditLog;
-use mandate::guard::{Guard, Session};
 use mandate::limits::SessionLimits;
+use mandate::pipeline::{Guard, Session};
 use mandate::policy::Policies;
 use mandate::runtime::{AgentComponent, RunOutcome, Runtime};
 use mandate::tools::{Workspace, example_registry};

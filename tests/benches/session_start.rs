@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use common::{ARGUMENTS, Setup, TOOL, check_report, micros, quantile, setup, task};
 use criterion::{Criterion, criterion_group, criterion_main};
-use mandate::guard::SessionGuard;
+use mandate::pipeline::SessionGuard;
 use mandate::runtime::RunOutcome;
 
 /// Alternating rounds of the summary.

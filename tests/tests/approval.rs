@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Env, FixedReviewer, email_call, policy_ids, script_file, session};
-use mandate::guard::{CommandReviewer, DenyAll, PendingApproval};
+use mandate::pipeline::{CommandReviewer, DenyAll, PendingApproval};
 use serde_json::{Value, json};
 
 const SECRET: &str = "the launch slips to October; tell nobody";
@@ -330,7 +330,7 @@ struct LateReviewer {
     seen: std::sync::Arc<std::sync::Mutex<Vec<PendingApproval>>>,
 }
 
-impl mandate::guard::Reviewer for LateReviewer {
+impl mandate::pipeline::Reviewer for LateReviewer {
     fn name(&self) -> &str {
         "late"
     }
@@ -338,15 +338,15 @@ impl mandate::guard::Reviewer for LateReviewer {
     fn review<'a>(
         &'a self,
         pending: &'a PendingApproval,
-    ) -> mandate::guard::BoxFuture<
+    ) -> mandate::pipeline::BoxFuture<
         'a,
-        Result<mandate::guard::ReviewDecision, mandate::guard::ReviewError>,
+        Result<mandate::pipeline::ReviewDecision, mandate::pipeline::ReviewError>,
     > {
         self.seen.lock().unwrap().push(pending.clone());
         Box::pin(async move {
             tokio::time::sleep(self.delay).await;
-            Ok(mandate::guard::ReviewDecision {
-                decision: mandate::guard::Verdict::Approve,
+            Ok(mandate::pipeline::ReviewDecision {
+                decision: mandate::pipeline::Verdict::Approve,
                 reviewer: "carol".into(),
                 reason: Some("late but fine".into()),
                 scope: Default::default(),
@@ -621,9 +621,9 @@ fn the_example_reviewer_approves_only_a_whole_internal_address() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_allowed_reviewer_sees_the_held_body_in_clear_another_does_not_and_no_file_keeps_it() {
-    use mandate::guard::Verdict;
-    use mandate::guard::queue::{ApprovalQueue, GrantScope, QueueDecision, QueueReviewer};
-    use mandate::guard::reveal::{RevealConfig, RevealError, fetch, socket_dir_for_queue};
+    use mandate::pipeline::Verdict;
+    use mandate::pipeline::queue::{ApprovalQueue, GrantScope, QueueDecision, QueueReviewer};
+    use mandate::pipeline::reveal::{RevealConfig, RevealError, fetch, socket_dir_for_queue};
     use std::os::unix::fs::PermissionsExt;
 
     let dir = tempfile::tempdir().unwrap();

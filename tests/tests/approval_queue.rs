@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Env, copy_policies, email_call, policy_ids, scripted_agent, session_with_id};
-use mandate::guard::queue::{
+use mandate::pipeline::queue::{
     ApprovalQueue, GrantScope, QueueDecision, QueueError, QueueReviewer, QueueStatus,
 };
-use mandate::guard::{SessionGuard, ToolCallError, Verdict};
+use mandate::pipeline::{SessionGuard, ToolCallError, Verdict};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
@@ -417,7 +417,7 @@ async fn a_session_grant_is_reused_for_the_same_tool_and_resource_only() {
     assert!(landed(call).await.is_err());
     // The audit replay sees the reuse for what it was.
     let candidate = mandate::policy::Policies::load_dir(&policies).unwrap();
-    let replay = mandate::guard::replay(&env.audit_path, &candidate).unwrap();
+    let replay = mandate::pipeline::replay(&env.audit_path, &candidate).unwrap();
     assert_eq!(replay.totals.changed, 0, "{:?}", replay.changes);
     assert_eq!(replay.totals.re_evaluated, 4);
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use common::{Env, email_call};
 use mandate::audit::{Fault, FaultPlan, list_segments};
-use mandate::guard::{
+use mandate::pipeline::{
     BoxFuture, PendingApproval, ReviewDecision, ReviewError, Reviewer, ToolCallError, Verdict,
 };
 use serde_json::{Value, json};

@@ -162,7 +162,7 @@ async fn a_tail_truncated_mid_record_names_the_last_seq() {
 #[tokio::test]
 async fn a_call_whose_record_would_exceed_the_record_limit_fails_closed_and_the_log_verifies() {
     use mandate::audit::MAX_RECORD_BYTES;
-    use mandate::guard::ToolCallError;
+    use mandate::pipeline::ToolCallError;
 
     let env = Env::example();
     let mut session = common::session();

@@ -8,8 +8,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{Env, copy_policies, read_call};
-use mandate::guard::ReplayEffect::{Allow, Deny, Held};
-use mandate::guard::{
+use mandate::pipeline::ReplayEffect::{Allow, Deny, Held};
+use mandate::pipeline::{
     BoxFuture, NotReplayableReason, PendingApproval, ReplayEffect, ReplayReport, ReplayTotals,
     ReviewDecision, ReviewError, Reviewer, Verdict, replay,
 };

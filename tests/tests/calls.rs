@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Env, policy_ids, read_call, session};
-use mandate::guard::{ResourceBinding, Tool, ToolContext, ToolFailure, ToolSpec};
+use mandate::pipeline::{ResourceBinding, Tool, ToolContext, ToolFailure, ToolSpec};
 use serde_json::{Value, json};
 
 const DOCUMENT: &str = include_str!("../../examples/workspace/documents/doc_88pk3r.md");
@@ -439,7 +439,7 @@ async fn arguments_too_large_for_a_record_are_refused_closed_and_recorded_by_dig
     let session = env.guard.start_session(session(), None).await.unwrap();
     let arguments = "\u{1}".repeat(3_000_000);
     let result = session.call("read_document", &arguments).await;
-    let Err(mandate::guard::ToolCallError::InvalidArguments(message)) = &result else {
+    let Err(mandate::pipeline::ToolCallError::InvalidArguments(message)) = &result else {
         panic!("expected a typed refusal: {result:?}");
     };
     assert!(message.contains("over the limit of 8388608"), "{message}");
@@ -479,7 +479,7 @@ async fn a_stale_schema_is_refused_at_build_naming_the_tool_and_the_attribute() 
     let workspace = mandate::tools::Workspace::new(dir.path().join("workspace"));
     let policies = mandate::policy::Policies::load_dir(&policies_dir).unwrap();
     let audit = mandate::audit::AuditLog::open(dir.path().join("audit")).unwrap();
-    let built = mandate::guard::Guard::builder(policies, audit)
+    let built = mandate::pipeline::Guard::builder(policies, audit)
         .tools(mandate::tools::example_registry(&workspace).unwrap())
         .build();
     let Err(err) = built else {
@@ -530,7 +530,7 @@ async fn an_audit_failure_tells_the_agent_why_but_not_where_the_log_lives() {
         )));
     let read = json!({"document_id": "doc_88pk3r"}).to_string();
     let err = session.call("read_document", &read).await.unwrap_err();
-    let mandate::guard::ToolCallError::AuditUnavailable(message) = &err else {
+    let mandate::pipeline::ToolCallError::AuditUnavailable(message) = &err else {
         panic!("{err:?}")
     };
     assert!(message.contains("permission denied"), "{message}");

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Env, copy_policies, policy_ids, session_with_id};
-use mandate::guard::{
+use mandate::pipeline::{
     BoxFuture, PendingApproval, ReloadError, ReviewDecision, ReviewError, Reviewer, Verdict,
 };
 use serde_json::{Value, json};

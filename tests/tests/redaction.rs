@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use common::{Env, FixedReviewer, copy_policies, email_call};
 use mandate::audit::{AuditLog, RecordReader};
-use mandate::guard::{
+use mandate::pipeline::{
     DenyAll, Guard, ProveError, RedactionKey, RegistryError, ResourceBinding, Reviewer, Tool,
     ToolContext, ToolFailure, ToolRegistry, ToolSpec, prove,
 };
@@ -412,7 +412,7 @@ fn the_v2_commitment_vector_is_what_the_host_computes() {
             .unwrap();
     let key = RedactionKey::load(&dir.join(vector["salt_key_file"].as_str().unwrap())).unwrap();
     let value = &vector["value"];
-    let jcs = String::from_utf8(mandate::guard::jcs(value).unwrap()).unwrap();
+    let jcs = String::from_utf8(mandate::pipeline::jcs(value).unwrap()).unwrap();
     assert_eq!(jcs, vector["jcs"].as_str().unwrap());
     assert!(
         jcs.contains(r#""amount":100000000000000000000"#) && jcs.contains("[1e+21,0,"),
@@ -420,7 +420,7 @@ fn the_v2_commitment_vector_is_what_the_host_computes() {
     );
     let commitment = &vector["commitment"];
     assert_eq!(commitment["key_id"], key.key_id());
-    let computed = mandate::guard::commitment_v2(
+    let computed = mandate::pipeline::commitment_v2(
         &key,
         commitment["nonce"].as_str().unwrap(),
         vector["call_id"].as_str().unwrap(),

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::{Env, email_call, policy_ids};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
-use mandate::guard::queue::{ApprovalQueue, QueueReviewer, QueueStatus};
+use mandate::pipeline::queue::{ApprovalQueue, QueueReviewer, QueueStatus};
 use mandate::review_server::{ReviewServer, ReviewerTokens};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -86,7 +86,7 @@ impl World {
     }
 
     /// Waits until the queue holds `n` pending approvals and returns them.
-    async fn pending(&self, n: usize) -> Vec<mandate::guard::queue::QueuedApproval> {
+    async fn pending(&self, n: usize) -> Vec<mandate::pipeline::queue::QueuedApproval> {
         let queue = self.queue();
         let start = Instant::now();
         loop {
@@ -924,7 +924,7 @@ async fn a_stranger_who_takes_the_port_while_the_server_restarts_gets_nothing_it
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reviewer_the_operator_allows_reads_the_held_body_on_the_page_and_others_do_not() {
-    use mandate::guard::reveal::{RevealConfig, socket_dir_for_queue};
+    use mandate::pipeline::reveal::{RevealConfig, socket_dir_for_queue};
     let world = World::new();
     let server = world.server().await;
     let env = Env::builder()

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{Env, read_call, report_results, session_with_id};
-use mandate::guard::{ResourceBinding, Tool, ToolContext, ToolFailure, ToolSpec};
 use mandate::limits::SessionLimits;
+use mandate::pipeline::{ResourceBinding, Tool, ToolContext, ToolFailure, ToolSpec};
 use mandate::runtime::{RunOutcome, Runtime, SandboxError};
 use serde_json::json;
 

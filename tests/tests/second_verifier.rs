@@ -884,7 +884,7 @@ fn regenerate_the_test_vectors() {
     signer
         .save(&dir.join("checkpoint.key"), &dir.join("checkpoint.pub"))
         .unwrap();
-    let salt = mandate::guard::RedactionKey::from_bytes(VECTOR_SALT_KEY);
+    let salt = mandate::pipeline::RedactionKey::from_bytes(VECTOR_SALT_KEY);
     salt.save(&dir.join("salt.key")).unwrap();
 
     let log_dir = dir.join("log");
@@ -896,7 +896,7 @@ fn regenerate_the_test_vectors() {
     };
     let log = AuditLog::open_with(&log_dir, config).unwrap();
     let committed = json!({
-        "redacted": mandate::guard::commitment(&salt, VECTOR_CALL_ID, VECTOR_PATH, &vector_value()),
+        "redacted": mandate::pipeline::commitment(&salt, VECTOR_CALL_ID, VECTOR_PATH, &vector_value()),
         "key_id": salt.key_id(),
     });
     for n in 0..6 {
@@ -1020,20 +1020,20 @@ fn the_checked_in_test_vectors_verify_and_match_what_the_code_computes() {
     assert_eq!(report.checkpoints.last_vouched_seq, Some(report.head_seq));
 
     // The v1 commitment is what the code computes and proves against the record.
-    let salt = mandate::guard::RedactionKey::load(&dir.join("salt.key")).unwrap();
+    let salt = mandate::pipeline::RedactionKey::load(&dir.join("salt.key")).unwrap();
     assert_eq!(
         salt.key_id(),
-        mandate::guard::RedactionKey::from_bytes(VECTOR_SALT_KEY).key_id()
+        mandate::pipeline::RedactionKey::from_bytes(VECTOR_SALT_KEY).key_id()
     );
     let v1: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("commitment-v1.json")).unwrap())
             .unwrap();
     assert_eq!(
         v1["commitment"]["redacted"],
-        mandate::guard::commitment(&salt, VECTOR_CALL_ID, VECTOR_PATH, &v1["value"])
+        mandate::pipeline::commitment(&salt, VECTOR_CALL_ID, VECTOR_PATH, &v1["value"])
     );
     assert_eq!(v1["value"], vector_value());
-    mandate::guard::prove(&log, 2, VECTOR_PATH, &v1["value"], &salt).unwrap();
+    mandate::pipeline::prove(&log, 2, VECTOR_PATH, &v1["value"], &salt).unwrap();
 
     let v2: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("commitment-v2.json")).unwrap())

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use mandate::guard::Verdict;
-use mandate::guard::queue::{GrantScope, QueueDecision, QueueError};
+use mandate::pipeline::Verdict;
+use mandate::pipeline::queue::{GrantScope, QueueDecision, QueueError};
 use mandate::terminal::escape;
 
 use super::QueueArg;
@@ -43,7 +43,7 @@ pub struct ApproveArgs {
 
 fn parse_scope(text: &str) -> Result<GrantScope, String> {
     text.parse()
-        .map_err(|e: mandate::guard::UnknownGrantScope| e.to_string())
+        .map_err(|e: mandate::pipeline::UnknownGrantScope| e.to_string())
 }
 
 /// `mandate approvals approve`.
@@ -120,8 +120,8 @@ pub fn run(args: DecideArgs, scope: Option<GrantScope>) -> anyhow::Result<ExitCo
 /// Waits up to `secs` for the host to take or refuse `decided`; the
 /// refusal's reason if it refused it.
 fn refused_by_host(
-    queue: &mandate::guard::queue::ApprovalQueue,
-    decided: &mandate::guard::queue::QueuedApproval,
+    queue: &mandate::pipeline::queue::ApprovalQueue,
+    decided: &mandate::pipeline::queue::QueuedApproval,
     secs: u64,
 ) -> anyhow::Result<Option<String>> {
     let id = &decided.pending.approval_id;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
-use mandate::guard::queue::ApprovalQueue;
+use mandate::pipeline::queue::ApprovalQueue;
 
 mod decide;
 mod serve;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use mandate::guard::queue::ApprovalQueue;
+use mandate::pipeline::queue::ApprovalQueue;
 use mandate::review_server::{ReviewServer, ReviewerTokens};
 
 use super::QueueArg;

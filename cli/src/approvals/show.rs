@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use jiff::{SignedDuration, Timestamp};
-use mandate::guard::queue::{QueueStatus, QueuedApproval};
-use mandate::guard::reveal::{ClearValue, RevealError, fetch, socket_dir_for_queue};
+use mandate::pipeline::queue::{QueueStatus, QueuedApproval};
+use mandate::pipeline::reveal::{ClearValue, RevealError, fetch, socket_dir_for_queue};
 use mandate::terminal::{cell, escape};
 
 use super::QueueArg;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use clap::Args;
-use mandate::guard::{RedactionKey, prove};
+use mandate::pipeline::{RedactionKey, prove};
 use serde_json::Value;
 
 #[derive(Args)]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use mandate::guard::{
+use mandate::pipeline::{
     CallRef, NotReplayable, RecordedVerdict, ReplayChange, ReplayEffect, ReplayReport,
     ReplayVerdict, replay,
 };

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use clap::{Args, ValueEnum};
 use jiff::Timestamp;
-use mandate::guard::{ExplainError, Explanation, HypotheticalCall, Session, explain};
+use mandate::pipeline::{ExplainError, Explanation, HypotheticalCall, Session, explain};
 use mandate::policy::{Decision, DeterminingPolicy, Effect, Policies};
 use mandate::tools::{Workspace, example_registry};
 use serde::Serialize;

@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{Reviewer, Sessions};
 use super::tokens::ReviewerTokens;
-use crate::guard::Verdict;
-use crate::guard::queue::{ApprovalQueue, GrantScope, QueueDecision, QueueError, QueuedApproval};
-use crate::guard::reveal::{ClearValue, fetch, socket_dir_for_queue};
+use crate::pipeline::Verdict;
+use crate::pipeline::queue::{
+    ApprovalQueue, GrantScope, QueueDecision, QueueError, QueuedApproval,
+};
+use crate::pipeline::reveal::{ClearValue, fetch, socket_dir_for_queue};
 
 /// Longest reason a reviewer may give, in characters.
 pub const MAX_REASON_CHARS: usize = 2000;

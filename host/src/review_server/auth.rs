@@ -43,7 +43,7 @@ use sha2::{Digest, Sha256};
 
 use super::api::{ApiError, AppState};
 use super::tokens::{KEY_ID_BYTES, same_bytes};
-use crate::guard::hmac_sha256;
+use crate::pipeline::hmac_sha256;
 
 /// The header that carries the answer's MAC.
 pub(super) const RESPONSE_MAC: HeaderName = HeaderName::from_static("x-mandate-mac");

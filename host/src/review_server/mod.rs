@@ -23,7 +23,7 @@
 //!
 //! ```no_run
 //! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
-//! use mandate::guard::queue::ApprovalQueue;
+//! use mandate::pipeline::queue::ApprovalQueue;
 //! use mandate::review_server::{ReviewServer, ReviewerTokens};
 //!
 //! let queue = ApprovalQueue::open("approvals.db".as_ref())?;
@@ -56,7 +56,7 @@ use tokio::task::JoinHandle;
 pub use api::MAX_REASON_CHARS;
 pub use tokens::{MIN_TOKEN_CHARS, ReviewerTokens, TokenError};
 
-use crate::guard::queue::ApprovalQueue;
+use crate::pipeline::queue::ApprovalQueue;
 
 /// Largest request body read; a decision is a reason and a scope.
 pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::guard::hmac_sha256;
+use crate::pipeline::hmac_sha256;
 
 /// Shortest token accepted: long enough that guessing one over HTTP is
 /// hopeless (`openssl rand -hex 16` makes 32 characters).

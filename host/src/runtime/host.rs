@@ -11,8 +11,8 @@ use super::bindings::mandate::guard::{session, tools};
 use super::bindings::{Denial, ToolError, ToolInfo};
 use super::host_calls::{CallFuture, HostCalls};
 use super::limiter::SessionLimiter;
-use crate::guard::{SessionGuard, ToolCallError};
 use crate::limits::{LimitExceeded, SessionLimits};
+use crate::pipeline::{SessionGuard, ToolCallError};
 
 /// Per-session store data.
 pub struct SessionState {
@@ -88,12 +88,12 @@ impl tools::Host for SessionState {
             return Err(LimitExceeded::ArgumentBytes {
                 limit: self.limits.argument_bytes,
                 actual: arguments.len(),
-                tool: crate::guard::bounded_tool_name(&name),
+                tool: crate::pipeline::bounded_tool_name(&name),
             }
             .into());
         }
         let guard = Arc::clone(&self.guard);
-        let tool = crate::guard::bounded_tool_name(&name);
+        let tool = crate::pipeline::bounded_tool_name(&name);
         let call: CallFuture = Box::pin(async move { guard.call(&name, &arguments).await });
         let result = self.calls.run(call).await;
         let result = result.map_err(ToolError::from);

@@ -21,7 +21,7 @@ use std::pin::{Pin, pin};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
-use crate::guard::ToolCallError;
+use crate::pipeline::ToolCallError;
 
 /// A call on its way through the guard's call path.
 pub(crate) type CallFuture = Pin<Box<dyn Future<Output = CallResult> + Send>>;

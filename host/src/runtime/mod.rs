@@ -25,8 +25,8 @@ use tokio::sync::Semaphore;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy};
 
-use crate::guard::{Guard, GuardError, Session};
 use crate::limits::SessionLimits;
+use crate::pipeline::{Guard, GuardError, Session};
 use bindings::AgentPre;
 pub use host::SessionState;
 pub use inspect::{ExportReport, ImportReport, Inspection};

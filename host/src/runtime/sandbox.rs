@@ -15,8 +15,8 @@ use super::host::SessionState;
 use super::host_calls::{HostCalls, drive};
 use super::limiter::{self, SessionLimiter};
 use super::{AgentComponent, RunOutcome, RunReport, pool};
-use crate::guard::SessionGuard;
 use crate::limits::{CAPTURED_OUTPUT_BYTES, LimitExceeded, SessionLimits};
+use crate::pipeline::SessionGuard;
 
 /// Why a session got no sandbox. Each message is what the session's
 /// `guest_fault` record says.

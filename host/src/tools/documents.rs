@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
-use crate::guard::{
+use crate::pipeline::{
     CedarType, EntityTypeDecl, RegistryError, ResourceBinding, Tool, ToolContext, ToolFailure,
     ToolRegistry, ToolSpec,
 };

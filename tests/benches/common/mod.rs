@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mandate::audit::{AuditConfig, AuditLog, Retention};
-use mandate::guard::{
+use mandate::pipeline::{
     Guard, ResourceBinding, Session, Tool, ToolContext, ToolFailure, ToolRegistry, ToolSpec,
 };
 use mandate::policy::Policies;

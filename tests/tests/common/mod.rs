@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use mandate::audit::{AuditLog, RecordReader};
-use mandate::guard::{
+use mandate::pipeline::{
     BoxFuture, DEFAULT_APPROVAL_TIMEOUT, DenyAll, Guard, PendingApproval, ReviewDecision,
     ReviewError, Reviewer, Session, ToolRegistry, Verdict,
 };
@@ -112,7 +112,7 @@ pub struct EnvBuilder {
     policies: PathBuf,
     tools: Vec<ToolHook>,
     audit_path: Option<PathBuf>,
-    reveal: mandate::guard::reveal::RevealConfig,
+    reveal: mandate::pipeline::reveal::RevealConfig,
 }
 
 impl EnvBuilder {
@@ -141,7 +141,7 @@ impl EnvBuilder {
     }
 
     /// Who may see held calls' clear values (default: nobody).
-    pub fn reveal(mut self, config: mandate::guard::reveal::RevealConfig) -> Self {
+    pub fn reveal(mut self, config: mandate::pipeline::reveal::RevealConfig) -> Self {
         self.reveal = config;
         self
     }

@@ -1,0 +1,423 @@
+//! The tool registry: native Rust tools, each declaring what Cedar needs to
+//! decide about it. Everything per tool (schema, entity ids) is computed at
+//! registration, not per call.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use cedar_policy::{EntityId, EntityTypeName, EntityUid};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::redact::SensitivePaths;
+use super::schema::{self, CedarType, EntityTypeDecl, SchemaError};
+
+/// A boxed future, as returned by object-safe async traits here.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a tool acts on, as a Cedar resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceBinding {
+    /// The tool entity itself, `Tool::"<name>"`: for tools with no natural resource.
+    Tool,
+    /// An entity whose id is a string argument, e.g. `Document` from `document_id`.
+    Argument {
+        /// The Cedar entity type, e.g. `Document`.
+        entity_type: String,
+        /// The top-level argument holding the entity id.
+        argument: String,
+    },
+}
+
+/// How a tool presents itself to policies, agents and records.
+#[derive(Debug, Clone)]
+pub struct ToolSpec {
+    /// Name the agent calls it by, and its Cedar action id.
+    pub name: String,
+    /// What it does, for the agent.
+    pub description: String,
+    /// The scope (Cedar action group) it belongs to, e.g. `documents:read`.
+    pub scope: String,
+    /// What it acts on.
+    pub resource: ResourceBinding,
+    /// Paths into the arguments whose values are never written in clear to
+    /// the log or shown to reviewers: each is replaced by a salted SHA-256
+    /// commitment (see [`SensitivePaths`]). `body` is a field, `meta.token`
+    /// a nested field, `recipients[]` every item of an array and
+    /// `attachments[].content` a field of every item. Checked at
+    /// registration.
+    pub sensitive: Vec<String>,
+}
+
+/// What a running tool knows about the call it serves.
+#[derive(Debug, Clone)]
+pub struct ToolContext {
+    /// The session.
+    pub session_id: String,
+    /// The call, as in the audit records.
+    pub call_id: String,
+    /// The user the agent acts for.
+    pub user_id: String,
+    /// Sequence number of the call's decision record, already durable.
+    pub decision_seq: u64,
+    /// The audit log the decision was written to.
+    pub audit_path: PathBuf,
+}
+
+/// A tool that ran and failed; the message goes back to the agent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ToolFailure(pub String);
+
+/// A native tool. Its arguments are a typed struct: the JSON Schema shown to
+/// agents is derived from it, and parsing it is the argument check.
+pub trait Tool: Send + Sync + 'static {
+    /// The arguments: a struct with `#[serde(deny_unknown_fields)]`, as
+    /// are the structs inside it. An argument type that accepts fields it
+    /// does not declare is refused at registration.
+    type Args: DeserializeOwned + JsonSchema + Send + 'static;
+
+    /// The tool's declaration.
+    fn spec(&self) -> ToolSpec;
+
+    /// Runs the tool. Called only after the decision record is durable.
+    fn run(
+        &self,
+        ctx: ToolContext,
+        args: Self::Args,
+    ) -> impl Future<Output = Result<Value, ToolFailure>> + Send;
+}
+
+/// Object-safe face of a [`Tool`].
+trait ErasedTool: Send + Sync {
+    fn parse(&self, args: &Value) -> Result<Box<dyn Any + Send>, String>;
+    fn run<'a>(
+        &'a self,
+        ctx: ToolContext,
+        args: Box<dyn Any + Send>,
+    ) -> BoxFuture<'a, Result<Value, ToolFailure>>;
+}
+
+struct Erased<T>(T);
+
+impl<T: Tool> ErasedTool for Erased<T> {
+    /// The path names the field even when the error is inside its value.
+    fn parse(&self, args: &Value) -> Result<Box<dyn Any + Send>, String> {
+        serde_path_to_error::deserialize::<_, T::Args>(args)
+            .map(|a| Box::new(a) as Box<dyn Any + Send>)
+            .map_err(|e| {
+                let field = e.path().to_string();
+                let what = e.into_inner().to_string();
+                if field == "." || what.contains(&format!("`{field}`")) {
+                    what
+                } else {
+                    format!("field `{field}`: {what}")
+                }
+            })
+    }
+
+    fn run<'a>(
+        &'a self,
+        ctx: ToolContext,
+        args: Box<dyn Any + Send>,
+    ) -> BoxFuture<'a, Result<Value, ToolFailure>> {
+        match args.downcast::<T::Args>() {
+            Ok(args) => Box::pin(self.0.run(ctx, *args)),
+            Err(_) => Box::pin(async {
+                Err(ToolFailure(
+                    "internal error: arguments of another tool".into(),
+                ))
+            }),
+        }
+    }
+}
+
+/// Arguments parsed by the tool's own type, ready to run.
+pub struct ParsedArgs(Box<dyn Any + Send>);
+
+/// A tool in the registry with everything prepared for the call path.
+pub struct RegisteredTool {
+    spec: ToolSpec,
+    argument_schema: String,
+    /// The Cedar type of `context.arguments`, derived from
+    /// `argument_schema`.
+    argument_type: CedarType,
+    action: EntityUid,
+    /// `action` as text, for every decision record.
+    action_text: String,
+    tool_entity: EntityUid,
+    resource_type: Option<(EntityTypeName, String)>,
+    sensitive: SensitivePaths,
+    inner: Box<dyn ErasedTool>,
+}
+
+impl RegisteredTool {
+    /// The tool's declaration.
+    pub fn spec(&self) -> &ToolSpec {
+        &self.spec
+    }
+
+    /// JSON Schema of the arguments, as text.
+    pub fn argument_schema(&self) -> &str {
+        &self.argument_schema
+    }
+
+    /// The Cedar type of the arguments (`context.arguments`).
+    pub fn argument_type(&self) -> &CedarType {
+        &self.argument_type
+    }
+
+    /// `Action::"<name>"`.
+    pub fn action(&self) -> &EntityUid {
+        &self.action
+    }
+
+    /// [`RegisteredTool::action`] as text.
+    pub fn action_text(&self) -> &str {
+        &self.action_text
+    }
+
+    /// The sensitive paths of [`ToolSpec::sensitive`], parsed.
+    pub fn sensitive_paths(&self) -> &SensitivePaths {
+        &self.sensitive
+    }
+
+    /// Checks `args` against the tool's argument type.
+    pub fn parse(&self, args: &Value) -> Result<ParsedArgs, String> {
+        self.inner.parse(args).map(ParsedArgs)
+    }
+
+    /// The Cedar resource this call acts on.
+    pub fn resource(&self, args: &Value) -> Result<EntityUid, String> {
+        let Some((ty, arg)) = &self.resource_type else {
+            return Ok(self.tool_entity.clone());
+        };
+        match args.get(arg) {
+            Some(Value::String(id)) if !id.is_empty() => Ok(EntityUid::from_type_name_and_id(
+                ty.clone(),
+                EntityId::new(id),
+            )),
+            Some(_) => Err(format!("`{arg}` must be a non-empty string")),
+            None => Err(format!("missing field `{arg}`")),
+        }
+    }
+
+    /// Runs the tool.
+    pub async fn run(&self, ctx: ToolContext, args: ParsedArgs) -> Result<Value, ToolFailure> {
+        self.inner.run(ctx, args.0).await
+    }
+}
+
+/// Why a tool could not be registered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// Two tools with one name.
+    #[error("tool `{0}` is registered twice")]
+    Duplicate(String),
+    /// A tool name outside the registered-name alphabet or too long.
+    #[error(
+        "tool name `{0}` is not allowed: use 1 to {max} ASCII letters, digits, `_`, `-` or `.`",
+        max = crate::limits::TOOL_NAME_BYTES
+    )]
+    BadToolName(String),
+    /// A name Cedar cannot use.
+    #[error("tool `{name}`: `{value}` is not a valid cedar {what}")]
+    BadName {
+        /// The tool.
+        name: String,
+        /// What it declared.
+        value: String,
+        /// Entity type or action id.
+        what: &'static str,
+    },
+    /// A sensitive path cannot be used.
+    #[error("tool `{name}`: {error}")]
+    SensitivePath {
+        /// The tool.
+        name: String,
+        /// The path and what is wrong with it.
+        error: super::redact::SensitivePathError,
+    },
+    /// The argument schema could not be written out.
+    #[error("tool `{name}`: cannot render its argument schema: {message}")]
+    Schema {
+        /// The tool.
+        name: String,
+        /// serde's message.
+        message: String,
+    },
+    /// The arguments have no exact Cedar type, or accept fields they do
+    /// not declare.
+    #[error(transparent)]
+    Arguments(SchemaError),
+    /// Two declarations of one entity type.
+    #[error("entity type `{0}` is declared twice")]
+    DuplicateEntityType(String),
+    /// A declaration of a type the guard already defines.
+    #[error("entity type `{0}` is built in; declare only the resource types tools act on")]
+    BuiltInEntityType(String),
+    /// An entity type name Cedar cannot use here.
+    #[error(
+        "`{0}` is not a valid entity type name; use a plain cedar identifier such as `Document`"
+    )]
+    BadEntityTypeName(String),
+}
+
+/// The tools of a guard, by name, and the resource entity types they act on.
+#[derive(Default, Clone)]
+pub struct ToolRegistry {
+    tools: BTreeMap<String, Arc<RegisteredTool>>,
+    entity_types: BTreeMap<String, EntityTypeDecl>,
+}
+
+impl ToolRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `tool`, preparing its schema and Cedar ids.
+    pub fn register<T: Tool>(&mut self, tool: T) -> Result<&mut Self, RegistryError> {
+        let spec = tool.spec();
+        // Agents' names are checked against the same rule, so that a name
+        // that is no tool's can be recorded bounded, never whole.
+        if !super::bounded::is_tool_name(&spec.name) {
+            return Err(RegistryError::BadToolName(
+                super::bounded::tool_name(&spec.name).0,
+            ));
+        }
+        if self.tools.contains_key(&spec.name) {
+            return Err(RegistryError::Duplicate(spec.name));
+        }
+        let bad = |value: &str, what| RegistryError::BadName {
+            name: spec.name.clone(),
+            value: value.to_string(),
+            what,
+        };
+        let action = EntityUid::from_type_name_and_id(
+            EntityTypeName::from_str("Action").map_err(|_| bad("Action", "entity type"))?,
+            EntityId::new(&spec.name),
+        );
+        let tool_entity = EntityUid::from_type_name_and_id(
+            EntityTypeName::from_str("Tool").map_err(|_| bad("Tool", "entity type"))?,
+            EntityId::new(&spec.name),
+        );
+        let resource_type = match &spec.resource {
+            ResourceBinding::Tool => None,
+            ResourceBinding::Argument {
+                entity_type,
+                argument,
+            } => Some((
+                EntityTypeName::from_str(entity_type)
+                    .map_err(|_| bad(entity_type, "entity type"))?,
+                argument.clone(),
+            )),
+        };
+        let sensitive = SensitivePaths::parse(&spec.sensitive).map_err(|error| {
+            RegistryError::SensitivePath {
+                name: spec.name.clone(),
+                error,
+            }
+        })?;
+        let schema = schemars::schema_for!(T::Args);
+        let rendered = |e: serde_json::Error| RegistryError::Schema {
+            name: spec.name.clone(),
+            message: e.to_string(),
+        };
+        let argument_schema = serde_json::to_string(&schema).map_err(rendered)?;
+        // Checked here, once: an open struct or a type Cedar cannot hold is
+        // the tool author's mistake, refused before any agent can use it.
+        let argument_type = schema::argument_type_of(
+            &spec.name,
+            &serde_json::to_value(&schema).map_err(rendered)?,
+        )
+        .map_err(RegistryError::Arguments)?;
+        self.tools.insert(
+            spec.name.clone(),
+            Arc::new(RegisteredTool {
+                spec,
+                argument_schema,
+                argument_type,
+                action_text: action.to_string(),
+                action,
+                tool_entity,
+                resource_type,
+                sensitive,
+                inner: Box::new(Erased(tool)),
+            }),
+        );
+        Ok(self)
+    }
+
+    /// Declares a resource entity type that tools act on (the entity type
+    /// of a [`ResourceBinding::Argument`]), with the attributes its entities
+    /// carry, for the Cedar schema written by [`ToolRegistry::cedar_schema`].
+    /// Argument types are derived from the tools; resource attributes come
+    /// from the application's data, so they are declared here.
+    ///
+    /// ```
+    /// use mandate::pipeline::{CedarType, EntityTypeDecl, ToolRegistry};
+    ///
+    /// let mut tools = ToolRegistry::new();
+    /// tools.declare_entity_type(
+    ///     EntityTypeDecl::new("Document")
+    ///         .attribute("owner", CedarType::entity("User"))
+    ///         .attribute("title", CedarType::String),
+    /// )?;
+    /// assert!(tools.cedar_schema()?.contains("entity Document = { owner: User, title: String };"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn declare_entity_type(
+        &mut self,
+        decl: EntityTypeDecl,
+    ) -> Result<&mut Self, RegistryError> {
+        let name = decl.name().to_string();
+        let mut chars = name.chars();
+        let identifier = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !identifier || EntityTypeName::from_str(&name).is_err() {
+            return Err(RegistryError::BadEntityTypeName(name));
+        }
+        if EntityTypeDecl::is_built_in(&name) {
+            return Err(RegistryError::BuiltInEntityType(name));
+        }
+        if self.entity_types.contains_key(&name) {
+            return Err(RegistryError::DuplicateEntityType(name));
+        }
+        self.entity_types.insert(name, decl);
+        Ok(self)
+    }
+
+    /// The declared resource entity types, by name.
+    pub fn entity_types(&self) -> impl Iterator<Item = &EntityTypeDecl> {
+        self.entity_types.values()
+    }
+
+    /// The Cedar schema (`.cedarschema` text) for these tools: each tool's
+    /// action with its typed `context.arguments` in its scope group, the
+    /// declared entity types, and the session, user, agent and approval
+    /// types the guard puts in every request. Deterministic, so it can be
+    /// checked in and compared.
+    pub fn cedar_schema(&self) -> Result<String, SchemaError> {
+        schema::generate(self)
+    }
+
+    /// The tool called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<RegisteredTool>> {
+        self.tools.get(name)
+    }
+
+    /// All tools, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<RegisteredTool>> {
+        self.tools.values()
+    }
+}
