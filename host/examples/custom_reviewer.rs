@@ -227,8 +227,11 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
-    // Let the human's late answer be refused before shutting down.
+    // Closing writes the final checkpoint (when a signer is configured) and stops the writer.
     drop(session);
+    guard.audit().shutdown()?;
+    // Dropping the guard drops the reviewer's channel: the human's late answer finds nobody
+    // waiting, and its task ends.
     drop(guard);
     let _ = tokio::time::timeout(Duration::from_secs(2), human).await;
     let verified = verify_file(&work.path().join("audit"))?;

@@ -1,5 +1,5 @@
 //! `mandate policy test`: runs declarative policy test files (format in
-//! `mandate::testing` and the README) and reports each case.
+//! `mandate::testing` and docs/policies.md) and reports each case.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
