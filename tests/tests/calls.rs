@@ -310,6 +310,47 @@ async fn a_wrongly_typed_argument_is_refused_naming_the_field() {
     env.assert_verifies(3 + results.len() as u64);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_argument_names_its_field_to_the_host_as_data() {
+    let env = Env::example();
+    let session = env.guard.start_session(session(), None).await.unwrap();
+    let calls = [
+        (
+            "read_document",
+            r#"{"document_id": "doc_88pk3r", "extra": 1}"#,
+            Some("extra"),
+        ),
+        ("read_document", "{}", Some("document_id")),
+        (
+            "send_email",
+            r#"{"to": "bob@example.com", "subject": 5, "body": "hi"}"#,
+            Some("subject"),
+        ),
+        ("read_document", "{not json", None),
+    ];
+    let mut told = Vec::new();
+    for (tool, arguments, field) in calls {
+        let err = session.call(tool, arguments).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                mandate::pipeline::ToolCallError::InvalidArguments { .. }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.field(), field, "{tool} {arguments}: {err}");
+        told.push(err.to_string());
+    }
+    // The record says what the agent is told; the field is in its text.
+    let decisions = env.records_of("decision");
+    assert_eq!(decisions.len(), told.len());
+    for (record, told) in decisions.iter().zip(&told) {
+        assert_eq!(record["decision"]["message"], told.as_str());
+    }
+    assert!(told[0].contains("`extra`"), "{}", told[0]);
+    assert!(told[2].contains("field `subject`"), "{}", told[2]);
+}
+
 /// A tool that, while it runs, reads the audit log on its own and checks
 /// that the decision allowing it is already there and the chain verifies.
 struct CheckLog;
@@ -439,7 +480,11 @@ async fn arguments_too_large_for_a_record_are_refused_closed_and_recorded_by_dig
     let session = env.guard.start_session(session(), None).await.unwrap();
     let arguments = "\u{1}".repeat(3_000_000);
     let result = session.call("read_document", &arguments).await;
-    let Err(mandate::pipeline::ToolCallError::InvalidArguments(message)) = &result else {
+    let Err(mandate::pipeline::ToolCallError::InvalidArguments {
+        field: None,
+        problem: message,
+    }) = &result
+    else {
         panic!("expected a typed refusal: {result:?}");
     };
     assert!(message.contains("over the limit of 8388608"), "{message}");

@@ -263,8 +263,8 @@ impl CommandReviewer {
             .collect()
     }
 
-    async fn run(&self, pending: &PendingApproval) -> Result<ReviewDecision, String> {
-        let input = serde_json::to_vec(pending).map_err(|e| e.to_string())?;
+    async fn run(&self, pending: &PendingApproval) -> Result<ReviewDecision, ReviewerFailure> {
+        let input = serde_json::to_vec(pending).map_err(ReviewerFailure::Input)?;
         let mut child = tokio::process::Command::new(&self.program)
             .env_clear()
             .envs(self.environment())
@@ -273,7 +273,10 @@ impl CommandReviewer {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("cannot start `{}`: {e}", self.program.display()))?;
+            .map_err(|cause| ReviewerFailure::Start {
+                program: self.program.clone(),
+                cause,
+            })?;
         if let Some(mut stdin) = child.stdin.take() {
             // A reviewer may exit without reading its input; that is its choice.
             let _ = stdin.write_all(&input).await;
@@ -283,26 +286,69 @@ impl CommandReviewer {
             out.take(MAX_REVIEWER_OUTPUT)
                 .read_to_end(&mut stdout)
                 .await
-                .map_err(|e| format!("cannot read its output: {e}"))?;
+                .map_err(ReviewerFailure::ReadOutput)?;
         }
         let mut stderr = Vec::new();
         if let Some(err) = child.stderr.take() {
             let _ = err.take(MAX_REVIEWER_OUTPUT).read_to_end(&mut stderr).await;
         }
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| format!("cannot wait for it: {e}"))?;
+        let status = child.wait().await.map_err(ReviewerFailure::Wait)?;
         if !status.success() {
-            let stderr = String::from_utf8_lossy(&stderr);
-            return Err(format!("exited with {status}: {}", stderr.trim()));
+            let stderr = String::from_utf8_lossy(&stderr).trim().to_string();
+            return Err(ReviewerFailure::Exited { status, stderr });
         }
-        serde_json::from_slice(&stdout).map_err(|e| {
-            format!(
-                "its output is not a decision ({e}); expected {{\"decision\": \"approve\"|\"deny\", \"reviewer\": \"<user id>\", \"reason\": \"...\"}}"
-            )
-        })
+        serde_json::from_slice(&stdout).map_err(ReviewerFailure::NotADecision)
     }
+}
+
+/// Why a built-in reviewer (a command, the terminal) gave no answer, as
+/// data; its text becomes the [`ReviewError`] message the records show.
+#[derive(Debug, thiserror::Error)]
+enum ReviewerFailure {
+    /// The held call could not be written as the command's input.
+    #[error("{0}")]
+    Input(serde_json::Error),
+    /// The command could not be started.
+    #[error("cannot start `{}`: {cause}", .program.display())]
+    Start {
+        program: PathBuf,
+        cause: std::io::Error,
+    },
+    /// Its output could not be read.
+    #[error("cannot read its output: {0}")]
+    ReadOutput(std::io::Error),
+    /// Its exit could not be waited for.
+    #[error("cannot wait for it: {0}")]
+    Wait(std::io::Error),
+    /// It failed; what it said on stderr, trimmed.
+    #[error("exited with {status}: {stderr}")]
+    Exited {
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    /// It answered something other than a decision.
+    #[error(
+        "its output is not a decision ({0}); expected {{\"decision\": \"approve\"|\"deny\", \"reviewer\": \"<user id>\", \"reason\": \"...\"}}"
+    )]
+    NotADecision(serde_json::Error),
+    /// The prompt could not be written.
+    #[error("cannot write the prompt: {0}")]
+    WritePrompt(std::io::Error),
+    /// The terminal reached its end.
+    #[error("the terminal closed before an answer")]
+    TerminalClosed,
+    /// The answer could not be read.
+    #[error("cannot read the answer: {0}")]
+    ReadAnswer(std::io::Error),
+    /// An earlier prompt panicked while holding the terminal.
+    #[error("the terminal is unusable after an earlier failure")]
+    TerminalPoisoned,
+    /// The reviewer gave no id.
+    #[error("no reviewer id given")]
+    NoReviewerId,
+    /// The prompt's task did not finish.
+    #[error("{0}")]
+    Prompt(tokio::task::JoinError),
 }
 
 impl Reviewer for CommandReviewer {
@@ -315,9 +361,9 @@ impl Reviewer for CommandReviewer {
         pending: &'a PendingApproval,
     ) -> BoxFuture<'a, Result<ReviewDecision, ReviewError>> {
         Box::pin(async move {
-            self.run(pending).await.map_err(|message| ReviewError {
+            self.run(pending).await.map_err(|e| ReviewError {
                 reviewer: self.name.clone(),
-                message,
+                message: e.to_string(),
             })
         })
     }
@@ -330,15 +376,15 @@ struct Terminal {
 }
 
 impl Terminal {
-    fn ask(&mut self, question: &str) -> Result<String, String> {
+    fn ask(&mut self, question: &str) -> Result<String, ReviewerFailure> {
         write!(self.output, "{question}")
             .and_then(|_| self.output.flush())
-            .map_err(|e| format!("cannot write the prompt: {e}"))?;
+            .map_err(ReviewerFailure::WritePrompt)?;
         let mut line = String::new();
         match self.input.read_line(&mut line) {
-            Ok(0) => Err("the terminal closed before an answer".into()),
+            Ok(0) => Err(ReviewerFailure::TerminalClosed),
             Ok(_) => Ok(line.trim().to_string()),
-            Err(e) => Err(format!("cannot read the answer: {e}")),
+            Err(e) => Err(ReviewerFailure::ReadAnswer(e)),
         }
     }
 }
@@ -452,9 +498,9 @@ impl Reviewer for PromptReviewer {
     ) -> BoxFuture<'a, Result<ReviewDecision, ReviewError>> {
         Box::pin(async move {
             let _turn = self.turn.lock().await;
-            let fail = |message: String| ReviewError {
+            let fail = |e: ReviewerFailure| ReviewError {
                 reviewer: "prompt".into(),
-                message,
+                message: e.to_string(),
             };
             let terminal = std::sync::Arc::clone(&self.terminal);
             let text = describe(pending);
@@ -462,13 +508,13 @@ impl Reviewer for PromptReviewer {
             let answers = tokio::task::spawn_blocking(move || {
                 let mut t = terminal
                     .lock()
-                    .map_err(|_| "the terminal is unusable after an earlier failure".to_string())?;
+                    .map_err(|_| ReviewerFailure::TerminalPoisoned)?;
                 let _ = write!(t.output, "{text}");
                 if revealed.is_empty() {
                     let verdict = t.ask("approve? [y/N] ")?;
                     let reviewer = t.ask("your user id: ")?;
                     let reason = t.ask("reason (optional): ")?;
-                    return Ok::<_, String>((verdict, reviewer, reason));
+                    return Ok::<_, ReviewerFailure>((verdict, reviewer, reason));
                 }
                 // The operator lets some reviewers read the redacted values:
                 // who is asking comes first, then the values, if allowed.
@@ -476,14 +522,14 @@ impl Reviewer for PromptReviewer {
                 let _ = write!(t.output, "{}", describe_revealed(&revealed, &reviewer));
                 let verdict = t.ask("approve? [y/N] ")?;
                 let reason = t.ask("reason (optional): ")?;
-                Ok::<_, String>((verdict, reviewer, reason))
+                Ok::<_, ReviewerFailure>((verdict, reviewer, reason))
             })
             .await
-            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(ReviewerFailure::Prompt(e)))?
             .map_err(fail)?;
             let (verdict, reviewer, reason) = answers;
             if reviewer.is_empty() {
-                return Err(fail("no reviewer id given".into()));
+                return Err(fail(ReviewerFailure::NoReviewerId));
             }
             Ok(ReviewDecision {
                 decision: if matches!(verdict.as_str(), "y" | "Y" | "yes") {

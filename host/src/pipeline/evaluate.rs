@@ -60,10 +60,12 @@ pub(crate) enum Screening {
 /// Steps 5 and 6a: evaluates without approval and, if that denies cleanly,
 /// again as if a human had approved. An error building the first request
 /// (arguments that do not fit the schema) is returned; a counterfactual that
-/// cannot be evaluated leaves the first deny standing.
-pub(crate) fn screen(
-    decide: &impl Fn(ApprovalState<'_>) -> Result<Decision, String>,
-) -> Result<Screening, String> {
+/// cannot be evaluated leaves the first deny standing. The error is the one
+/// `decide` gives: the call path's typed [`super::request::RequestError`],
+/// or whatever a caller that rebuilds requests another way reports.
+pub(crate) fn screen<E>(
+    decide: &impl Fn(ApprovalState<'_>) -> Result<Decision, E>,
+) -> Result<Screening, E> {
     let first = decide(ApprovalState::NotGranted)?;
     if first.effect == Effect::Allow {
         return Ok(Screening::Allowed(first));

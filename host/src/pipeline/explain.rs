@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::call_error::ToolCallError;
 use super::evaluate::{ApprovalState, Screening};
-use super::request::{PreparedSession, uid};
+use super::request::{PreparedSession, RequestError, entity_uid};
 use super::screening::screen_call;
 use super::session::Session;
 use super::tools::ToolRegistry;
@@ -111,7 +111,8 @@ pub fn explain(
     session
         .check(&session.session_id)
         .map_err(|e| ExplainError::Session(e.to_string()))?;
-    let prepared = PreparedSession::new(session).map_err(ExplainError::Session)?;
+    let prepared =
+        PreparedSession::new(session).map_err(|e| ExplainError::Session(e.to_string()))?;
     let tool = tools
         .get(call.tool)
         .ok_or_else(|| ExplainError::UnknownTool(call.tool.to_string()))?;
@@ -135,15 +136,15 @@ pub fn explain(
             expires_at: session.expires_at,
             now: call.now,
         },
-        ToolCallError::InvalidArguments(message) => ExplainError::InvalidArguments(message),
+        ToolCallError::InvalidArguments { problem, .. } => ExplainError::InvalidArguments(problem),
         other => ExplainError::Session(other.to_string()),
     })?;
     let reviewer = call
         .reviewer
-        .map(|r| uid("User", r))
+        .map(|r| entity_uid("User", r))
         .transpose()
-        .map_err(ExplainError::Reviewer)?;
-    let invalid = |e: String| {
+        .map_err(|e| ExplainError::Reviewer(e.to_string()))?;
+    let invalid = |e: RequestError| {
         ExplainError::InvalidArguments(format!(
             "arguments do not match the schema of action `{}`: {e}",
             tool.action()

@@ -59,8 +59,8 @@ pub use replay::{
 pub use schema::{Attribute, CedarType, EntityTypeDecl, SchemaError, Unrepresentable};
 pub use session::{AgentRef, Delegate, DelegateKind, Session, SessionError, SessionType, UserRef};
 pub use tools::{
-    BoxFuture, ParsedArgs, RegisteredTool, RegistryError, ResourceBinding, Tool, ToolContext,
-    ToolFailure, ToolRegistry, ToolSpec,
+    ArgumentsError, BoxFuture, ParsedArgs, RegisteredTool, RegistryError, ResourceBinding, Tool,
+    ToolContext, ToolFailure, ToolRegistry, ToolSpec,
 };
 
 use crate::audit::{AuditError, AuditLog};
@@ -263,12 +263,11 @@ impl Guard {
         component_digest: Option<String>,
     ) -> Result<SessionGuard, GuardError> {
         session.check(&session.session_id)?;
-        let prepared = request::PreparedSession::new(&session).map_err(|message| {
-            GuardError::SessionContext {
+        let prepared =
+            request::PreparedSession::new(&session).map_err(|e| GuardError::SessionContext {
                 session_id: session.session_id.clone(),
-                message,
-            }
-        })?;
+                message: e.to_string(),
+            })?;
         let identity = Arc::new(Identity::new(&session, component_digest));
         let guard = SessionGuard {
             inner: Arc::clone(&self.inner),

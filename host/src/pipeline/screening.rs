@@ -12,13 +12,13 @@ use cedar_policy::{Entities, EntityUid};
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::call_error::ToolCallError;
+use super::call_error::{ArgumentProblem, ToolCallError};
 use super::entities::EntityError;
 use super::evaluate::{ApprovalState, Screening, screen};
 use super::record::DecidedBy;
-use super::request::{self, CallRequest, PreparedSession};
+use super::request::{self, CallRequest, PreparedSession, RequestError};
 use super::session::Session;
-use super::tools::{ParsedArgs, RegisteredTool};
+use super::tools::{ArgumentsError, ParsedArgs, RegisteredTool};
 use crate::policy::{Decision, Policies};
 
 /// A call that passed steps 2 to 6a.
@@ -37,7 +37,7 @@ impl<E: Borrow<Entities>> Screened<'_, E> {
         &self,
         policies: &Policies,
         approval: ApprovalState<'_>,
-    ) -> Result<Decision, String> {
+    ) -> Result<Decision, RequestError> {
         self.request
             .decide(policies, self.entities.borrow(), approval)
     }
@@ -78,27 +78,38 @@ pub(crate) fn screen_call<'a, E: Borrow<Entities>>(
     entities: impl FnOnce(&EntityUid) -> Result<E, EntityError>,
 ) -> Result<(Screened<'a, E>, ParsedArgs), Refused> {
     use DecidedBy::{EntityLookup, InvalidArguments, Policy, SessionExpired};
-    let invalid = |m: String, r: Option<&EntityUid>| {
-        refused(InvalidArguments, ToolCallError::InvalidArguments(m), r)
+    let invalid = |problem: ArgumentProblem, r: Option<&EntityUid>| {
+        refused(InvalidArguments, ToolCallError::from(problem), r)
     };
     if session.is_expired(now) {
         return Err(refused(SessionExpired, ToolCallError::SessionExpired, None));
     }
-    let args =
-        arguments.map_err(|e| invalid(format!("arguments are not valid json: {e}"), None))?;
-    let resource = tool.resource(args).map_err(|e| invalid(e, None))?;
+    let args = arguments.map_err(|e| {
+        let message = e.to_string();
+        invalid(ArgumentProblem::NotJson { message }, None)
+    })?;
+    let resource = tool
+        .resource(args)
+        .map_err(|e| invalid(ArgumentProblem::Tool(e), None))?;
     let typed = tool.parse(args).map_err(|e| {
         // serde quotes the offending value; for a tool with secrets that
         // value may be one, and the message goes into the log.
-        let e = if tool.sensitive_paths().is_empty() {
-            e
-        } else {
-            without_values(&e)
+        let e = match e {
+            ArgumentsError::Mismatch { field, at, message }
+                if !tool.sensitive_paths().is_empty() =>
+            {
+                ArgumentsError::Mismatch {
+                    field,
+                    at,
+                    message: without_values(&message),
+                }
+            }
+            e => e,
         };
-        invalid(e, Some(&resource))
+        invalid(ArgumentProblem::Tool(e), Some(&resource))
     })?;
     let cedar_args = request::arguments(args, "arguments")
-        .map_err(|e| invalid(e.to_string(), Some(&resource)))?;
+        .map_err(|e| invalid(ArgumentProblem::NotCedar(e), Some(&resource)))?;
     let entities = entities(&resource).map_err(|e| {
         let err = ToolCallError::Denied {
             policies: Vec::new(),
@@ -131,12 +142,12 @@ pub(crate) fn screen_call<'a, E: Borrow<Entities>>(
     let entities_ref: &Entities = entities.borrow();
     let screening =
         screen(&|approval: ApprovalState<'_>| request.decide(policies, entities_ref, approval))
-            .map_err(|e| Refused {
+            .map_err(|cause| Refused {
                 decided_by: InvalidArguments,
-                err: ToolCallError::InvalidArguments(format!(
-                    "arguments do not match the schema of action `{}`: {e}",
-                    tool.action()
-                )),
+                err: ToolCallError::from(ArgumentProblem::NotInSchema {
+                    action: tool.action().to_string(),
+                    cause,
+                }),
                 resource: Some(resource_text.clone()),
             })?;
     let screened = Screened {

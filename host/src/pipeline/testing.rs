@@ -33,8 +33,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::explain::{Explanation, HypotheticalCall, explain};
-use super::session::Session;
+use super::explain::{ExplainError, Explanation, HypotheticalCall, explain};
+use super::session::{Session, SessionError};
 use super::tools::ToolRegistry;
 use crate::policy::{ENTITIES_FILE, Effect, Policies, PolicyLoadError};
 
@@ -293,9 +293,10 @@ pub struct CaseOutcome {
 
 /// Compares what a case got with what it expects. `result` is the
 /// explanation, or the error that stopped the evaluation.
-pub fn compare(expect: &Expectation, result: &Result<Explanation, String>) -> Vec<Mismatch> {
+pub fn compare(expect: &Expectation, result: &Result<Explanation, CaseError>) -> Vec<Mismatch> {
     let set = |ids: &BTreeSet<String>| Value::from(ids.iter().cloned().collect::<Vec<_>>());
-    match (expect, result) {
+    let result = result.as_ref().map_err(ToString::to_string);
+    match (expect, &result) {
         (Expectation::Error(want), Err(got)) if got.contains(want.as_str()) => Vec::new(),
         (Expectation::Error(want), Err(got)) => vec![Mismatch {
             field: "error",
@@ -411,7 +412,7 @@ impl TestPolicies {
             };
             let list: Vec<Value> = serde_json::from_str(&text)
                 .map_err(|e| invalid(format!("expected a json list of entities: {e}")))?;
-            keyed(list).map_err(invalid)?
+            keyed(list).map_err(|e| invalid(e.to_string()))?
         } else {
             Vec::new()
         };
@@ -444,11 +445,11 @@ impl TestPolicies {
 
     /// `entities.json` with `overrides` put in: an entity with the uid of
     /// one in the file replaces it, any other is added.
-    pub fn entities_with(&self, overrides: &[Value]) -> Result<Entities, String> {
+    pub fn entities_with(&self, overrides: &[Value]) -> Result<Entities, CaseError> {
         if overrides.is_empty() {
             return Ok(self.policies.entities().clone());
         }
-        let overrides = keyed(overrides.to_vec()).map_err(|e| format!("field `entities`: {e}"))?;
+        let overrides = keyed(overrides.to_vec()).map_err(CaseError::Keys)?;
         let replaced: HashSet<&EntityUid> = overrides.iter().map(|(uid, _)| uid).collect();
         let mut merged: Vec<Value> = self
             .entities
@@ -458,7 +459,7 @@ impl TestPolicies {
             .collect();
         merged.extend(overrides.into_iter().map(|(_, v)| v));
         Entities::from_json_value(Value::Array(merged), Some(self.policies.schema()))
-            .map_err(|e| format!("field `entities`: {}", with_causes(&e)))
+            .map_err(|e| CaseError::Entities(Box::new(e)))
     }
 
     /// Runs one case with `tools`; `now` is used when the case has none.
@@ -476,12 +477,12 @@ impl TestPolicies {
                     now: case.now.unwrap_or(now),
                 },
             )
-            .map_err(|e| e.to_string())
+            .map_err(CaseError::Explain)
         });
         let mismatches = compare(&case.expect, &result);
         let (actual, error) = match &result {
             Ok(explanation) => (Some(Actual::of(explanation)), None),
-            Err(e) => (None, Some(e.clone())),
+            Err(e) => (None, Some(e.to_string())),
         };
         CaseOutcome {
             name: case.name.clone(),
@@ -509,18 +510,66 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Why a case could not be evaluated: its entities, or the call itself.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaseError {
+    /// An entity the case gives cannot be keyed by its uid.
+    #[error("field `entities`: {0}")]
+    Keys(EntityKeyError),
+    /// The entities, merged with the file's, do not fit the schema.
+    #[error("field `entities`: {}", with_causes(.0))]
+    Entities(Box<cedar_policy::entities_errors::EntitiesError>),
+    /// The call cannot be evaluated, as the guard would refuse it.
+    #[error(transparent)]
+    Explain(ExplainError),
+}
+
+/// Why a list of entities cannot be keyed by uid.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntityKeyError {
+    /// An entity has no `uid`.
+    #[error("entity {index}: missing field `uid`")]
+    MissingUid {
+        /// Its place in the list.
+        index: usize,
+    },
+    /// An entity's `uid` is not an entity reference.
+    #[error("entity {index}: field `uid`: {error}")]
+    BadUid {
+        /// Its place in the list.
+        index: usize,
+        /// Cedar's reason.
+        error: Box<cedar_policy::entities_json_errors::JsonDeserializationError>,
+    },
+    /// Two entities have one uid.
+    #[error("entity {index}: uid `{uid}` is given twice")]
+    DuplicateUid {
+        /// The second one's place in the list.
+        index: usize,
+        /// The uid.
+        uid: Box<EntityUid>,
+    },
+}
+
 /// Keys entities by their `uid`; a uid given twice is an error.
-fn keyed(list: Vec<Value>) -> Result<Vec<(EntityUid, Value)>, String> {
+fn keyed(list: Vec<Value>) -> Result<Vec<(EntityUid, Value)>, EntityKeyError> {
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(list.len());
-    for (n, entity) in list.into_iter().enumerate() {
+    for (index, entity) in list.into_iter().enumerate() {
         let uid = entity
             .get("uid")
-            .ok_or_else(|| format!("entity {n}: missing field `uid`"))?;
-        let uid = EntityUid::from_json(uid.clone())
-            .map_err(|e| format!("entity {n}: field `uid`: {e}"))?;
+            .ok_or(EntityKeyError::MissingUid { index })?;
+        let uid = EntityUid::from_json(uid.clone()).map_err(|error| EntityKeyError::BadUid {
+            index,
+            error: Box::new(error),
+        })?;
         if !seen.insert(uid.clone()) {
-            return Err(format!("entity {n}: uid `{uid}` is given twice"));
+            return Err(EntityKeyError::DuplicateUid {
+                index,
+                uid: Box::new(uid),
+            });
         }
         out.push((uid, entity));
     }
@@ -652,28 +701,58 @@ pub fn load_test_file(path: &Path) -> Result<PolicyTestFile, PolicyTestError> {
     })
 }
 
+/// Why a test file's `session` gives no session.
+#[derive(Debug, thiserror::Error)]
+enum SessionSourceError {
+    /// A session file that does not load, or an inline session that does
+    /// not pass the guard's checks.
+    #[error("{0}")]
+    Session(#[from] SessionError),
+    /// An inline session of the wrong shape: serde's message, after the
+    /// path it stopped at when the message does not name it.
+    #[error("{}", match .at { Some(at) => format!("field `{at}`: {message}"), None => message.clone() })]
+    Inline { at: Option<String>, message: String },
+    /// Neither a path nor an object.
+    #[error("expected a path to a session file or a session object")]
+    NotASession,
+}
+
 /// A session given as a path (relative to `base`) or inline.
-fn read_session(base: &Path, value: &Value) -> Result<Session, String> {
+fn read_session(base: &Path, value: &Value) -> Result<Session, SessionSourceError> {
     match value {
-        Value::String(path) => Session::from_file(&base.join(path)).map_err(|e| e.to_string()),
+        Value::String(path) => Ok(Session::from_file(&base.join(path))?),
         Value::Object(_) => {
             let session: Session = serde_path_to_error::deserialize(value).map_err(|e| {
                 let field = e.path().to_string();
-                let what = e.into_inner().to_string();
-                if field == "." || what.contains(&format!("`{field}`")) {
-                    what
-                } else {
-                    format!("field `{field}`: {what}")
+                let message = e.into_inner().to_string();
+                let named = field == "." || message.contains(&format!("`{field}`"));
+                SessionSourceError::Inline {
+                    at: (!named).then_some(field),
+                    message,
                 }
             })?;
-            session.check("inline").map_err(|e| e.to_string())?;
+            session.check("inline")?;
             Ok(session)
         }
-        _ => Err("expected a path to a session file or a session object".to_string()),
+        _ => Err(SessionSourceError::NotASession),
     }
 }
 
-fn expectation(raw: RawExpect) -> Result<Expectation, String> {
+/// Why a case's `expect` cannot be checked.
+#[derive(Debug, thiserror::Error)]
+enum ExpectError {
+    /// A decision's detail given with an expected error.
+    #[error("field `expect`: `{field}` cannot be checked when the case expects an `error`")]
+    DetailWithError { field: &'static str },
+    /// Both a decision and an error.
+    #[error("field `expect`: give either `decision` or `error`, not both")]
+    Both,
+    /// Neither.
+    #[error("field `expect`: missing `decision` (or `error`)")]
+    Neither,
+}
+
+fn expectation(raw: RawExpect) -> Result<Expectation, ExpectError> {
     let set = |ids: Option<Vec<String>>| ids.map(|ids| ids.into_iter().collect::<BTreeSet<_>>());
     match (raw.error, raw.decision) {
         (Some(error), None) => {
@@ -688,16 +767,12 @@ fn expectation(raw: RawExpect) -> Result<Expectation, String> {
                 raw.evaluation_errors.as_ref().map(|_| "evaluation_errors"),
             ];
             if let Some(field) = others.into_iter().flatten().next() {
-                return Err(format!(
-                    "field `expect`: `{field}` cannot be checked when the case expects an `error`"
-                ));
+                return Err(ExpectError::DetailWithError { field });
             }
             Ok(Expectation::Error(error))
         }
-        (Some(_), Some(_)) => {
-            Err("field `expect`: give either `decision` or `error`, not both".to_string())
-        }
-        (None, None) => Err("field `expect`: missing `decision` (or `error`)".to_string()),
+        (Some(_), Some(_)) => Err(ExpectError::Both),
+        (None, None) => Err(ExpectError::Neither),
         (None, Some(decision)) => Ok(Expectation::Decision {
             effect: match decision {
                 RawEffect::Allow => Effect::Allow,
@@ -807,7 +882,7 @@ mod tests {
             "parents": [{ "type": "Group", "id": "reviewers" }],
         });
         let entities = set.entities_with(&[bob]).unwrap();
-        let uid = |ty: &str, id: &str| super::super::request::uid(ty, id).unwrap();
+        let uid = |ty: &str, id: &str| super::super::request::entity_uid(ty, id).unwrap();
         assert!(entities.is_ancestor_of(&uid("Group", "reviewers"), &uid("User", "bob")));
         assert_eq!(
             entities.iter().count(),
@@ -821,7 +896,7 @@ mod tests {
         let doc = serde_json::json!({
             "uid": { "type": "Document", "id": "doc_88pk3r" }, "attrs": {}, "parents": [],
         });
-        let err = set.entities_with(&[doc]).unwrap_err();
+        let err = set.entities_with(&[doc]).unwrap_err().to_string();
         assert!(err.starts_with("field `entities`: "), "{err}");
         assert!(err.contains("attribute `owner`"), "{err}");
     }

@@ -94,9 +94,87 @@ pub trait Tool: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Value, ToolFailure>> + Send;
 }
 
+/// Why a call's arguments do not fit its tool: which field, and what is
+/// wrong with it. The text is what the agent and the decision record are
+/// told, after `invalid arguments: `.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArgumentsError {
+    /// The argument the tool's resource comes from is absent.
+    #[error("missing field `{argument}`")]
+    MissingResource {
+        /// The top-level argument, e.g. `document_id`.
+        argument: String,
+    },
+    /// The argument the tool's resource comes from is not a non-empty
+    /// string.
+    #[error("`{argument}` must be a non-empty string")]
+    ResourceNotString {
+        /// The top-level argument, e.g. `document_id`.
+        argument: String,
+    },
+    /// The tool's argument type refused them: a missing or unknown field, a
+    /// wrong type, a value the type's own checks reject.
+    #[error("{}", located(.at.as_deref(), .message))]
+    Mismatch {
+        /// The field at fault, as a path into the arguments (`to`,
+        /// `attachments[2].name`), when one is.
+        field: Option<String>,
+        /// Where the type stopped, when `message` does not already name it:
+        /// the text says `field `<at>`: <message>`.
+        at: Option<String>,
+        /// What serde says is wrong (for a tool with sensitive arguments,
+        /// without the values serde quotes).
+        message: String,
+    },
+}
+
+impl ArgumentsError {
+    /// The field at fault, as a path into the arguments such as `to` or
+    /// `attachments[2].name`, when one field is.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ArgumentsError::MissingResource { argument }
+            | ArgumentsError::ResourceNotString { argument } => Some(argument),
+            ArgumentsError::Mismatch { field, .. } => field.as_deref(),
+        }
+    }
+
+    /// serde's refusal of the arguments at `path` (as `serde_path_to_error`
+    /// writes it: `.` for the arguments themselves, `attachments[2].name`
+    /// inside them) with its `message`.
+    fn mismatch(path: &str, message: String) -> Self {
+        // serde names a missing or unknown field only in its message; the
+        // path is that of the object it belongs to.
+        let named = ["missing field `", "unknown field `"]
+            .iter()
+            .find_map(|m| message.strip_prefix(m))
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(name, _)| name.to_string());
+        let at_root = path == ".";
+        let field = match (at_root, named) {
+            (true, named) => named,
+            (false, Some(name)) if message.starts_with("missing field `") => {
+                Some(format!("{path}.{name}"))
+            }
+            (false, _) => Some(path.to_string()),
+        };
+        let at = (!at_root && !message.contains(&format!("`{path}`"))).then(|| path.to_string());
+        ArgumentsError::Mismatch { field, at, message }
+    }
+}
+
+/// `field `<at>`: <message>`, or the message alone when it names its place.
+fn located(at: Option<&str>, message: &str) -> String {
+    match at {
+        Some(at) => format!("field `{at}`: {message}"),
+        None => message.to_string(),
+    }
+}
+
 /// Object-safe face of a [`Tool`].
 trait ErasedTool: Send + Sync {
-    fn parse(&self, args: &Value) -> Result<Box<dyn Any + Send>, String>;
+    fn parse(&self, args: &Value) -> Result<Box<dyn Any + Send>, ArgumentsError>;
     fn run<'a>(
         &'a self,
         ctx: ToolContext,
@@ -108,17 +186,12 @@ struct Erased<T>(T);
 
 impl<T: Tool> ErasedTool for Erased<T> {
     /// The path names the field even when the error is inside its value.
-    fn parse(&self, args: &Value) -> Result<Box<dyn Any + Send>, String> {
+    fn parse(&self, args: &Value) -> Result<Box<dyn Any + Send>, ArgumentsError> {
         serde_path_to_error::deserialize::<_, T::Args>(args)
             .map(|a| Box::new(a) as Box<dyn Any + Send>)
             .map_err(|e| {
-                let field = e.path().to_string();
-                let what = e.into_inner().to_string();
-                if field == "." || what.contains(&format!("`{field}`")) {
-                    what
-                } else {
-                    format!("field `{field}`: {what}")
-                }
+                let path = e.path().to_string();
+                ArgumentsError::mismatch(&path, e.into_inner().to_string())
             })
     }
 
@@ -189,12 +262,12 @@ impl RegisteredTool {
     }
 
     /// Checks `args` against the tool's argument type.
-    pub fn parse(&self, args: &Value) -> Result<ParsedArgs, String> {
+    pub fn parse(&self, args: &Value) -> Result<ParsedArgs, ArgumentsError> {
         self.inner.parse(args).map(ParsedArgs)
     }
 
     /// The Cedar resource this call acts on.
-    pub fn resource(&self, args: &Value) -> Result<EntityUid, String> {
+    pub fn resource(&self, args: &Value) -> Result<EntityUid, ArgumentsError> {
         let Some((ty, arg)) = &self.resource_type else {
             return Ok(self.tool_entity.clone());
         };
@@ -203,8 +276,12 @@ impl RegisteredTool {
                 ty.clone(),
                 EntityId::new(id),
             )),
-            Some(_) => Err(format!("`{arg}` must be a non-empty string")),
-            None => Err(format!("missing field `{arg}`")),
+            Some(_) => Err(ArgumentsError::ResourceNotString {
+                argument: arg.clone(),
+            }),
+            None => Err(ArgumentsError::MissingResource {
+                argument: arg.clone(),
+            }),
         }
     }
 
@@ -421,3 +498,6 @@ impl ToolRegistry {
         self.tools.values()
     }
 }
+
+#[cfg(test)]
+mod tests;

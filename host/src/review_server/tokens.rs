@@ -119,15 +119,16 @@ impl ReviewerTokens {
         let is_toml = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
-        let parsed: Result<BTreeMap<String, String>, String> = if is_toml {
-            toml::from_str(&text).map_err(|e| e.message().to_string())
-        } else {
-            serde_json::from_str(&text).map_err(|e| e.to_string())
-        };
-        let map = parsed.map_err(|message| TokenError::Parse {
+        // Two parsers, two error types: the file's name and their message.
+        let unparsed = |message: String| TokenError::Parse {
             path: path.to_path_buf(),
             message,
-        })?;
+        };
+        let map: BTreeMap<String, String> = if is_toml {
+            toml::from_str(&text).map_err(|e| unparsed(e.message().to_string()))?
+        } else {
+            serde_json::from_str(&text).map_err(|e| unparsed(e.to_string()))?
+        };
         Self::from_map(map)
     }
 

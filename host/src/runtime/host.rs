@@ -54,7 +54,9 @@ impl From<ToolCallError> for ToolError {
             ToolCallError::ApprovalTimedOut => ToolError::ApprovalTimedOut,
             ToolCallError::SessionExpired => ToolError::SessionExpired,
             ToolCallError::UnknownTool(t) => ToolError::UnknownTool(t),
-            ToolCallError::InvalidArguments(m) => ToolError::InvalidArguments(m),
+            // The WIT variant carries the text only; changing it would
+            // break agents already built. The field stays with the host.
+            ToolCallError::InvalidArguments { problem, .. } => ToolError::InvalidArguments(problem),
             ToolCallError::ToolFailed(m) => ToolError::ToolFailed(m),
             ToolCallError::AuditUnavailable(m) => ToolError::AuditUnavailable(m),
         }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::pipeline::SessionGuard;
 use crate::pipeline::bounded;
-use crate::pipeline::call_error::ToolCallError;
+use crate::pipeline::call_error::{ArgumentProblem, ToolCallError};
 use crate::pipeline::record::{ActionRecord, DecidedBy};
 use crate::pipeline::screening::{Refused, Screened, screen_call};
 use crate::pipeline::tools::{ParsedArgs, RegisteredTool};
@@ -121,7 +121,8 @@ pub(super) fn arguments_too_large(
         "bytes": whole.bytes,
         "sha256": whole.sha256,
     });
-    Some(ToolCallError::InvalidArguments(format!(
-        "arguments take {recorded} bytes in the audit record, over the limit of {limit}; pass less"
-    )))
+    Some(ToolCallError::from(ArgumentProblem::TooLarge {
+        recorded,
+        limit,
+    }))
 }

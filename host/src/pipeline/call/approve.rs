@@ -19,7 +19,7 @@ use crate::pipeline::evaluate::{ApprovalState, Screening};
 use crate::pipeline::record::{
     ActionRecord, ApprovalOutcome, ApprovalRecord, GrantRef, Identity, Record, RecordKind,
 };
-use crate::pipeline::request::uid;
+use crate::pipeline::request::{RequestError, entity_uid};
 use crate::pipeline::reveal::{RevealServer, Revealed};
 use crate::policy::{Decision, DeterminingPolicy, Effect, Policies};
 
@@ -152,9 +152,9 @@ impl SessionGuard {
         &self,
         grant: &GrantRef,
         demanded_by: &[DeterminingPolicy],
-        decide: &impl Fn(ApprovalState<'_>) -> Result<Decision, String>,
+        decide: &impl Fn(ApprovalState<'_>) -> Result<Decision, RequestError>,
     ) -> Option<ApprovalResult> {
-        let reviewer = uid("User", &grant.reviewer).ok()?;
+        let reviewer = entity_uid("User", &grant.reviewer).ok()?;
         match decide(ApprovalState::Standing(&reviewer)) {
             Ok(d) if d.effect == Effect::Allow => Some(ApprovalResult {
                 record: ApprovalRecord {
@@ -182,7 +182,7 @@ impl SessionGuard {
         &self,
         pending: PendingApproval,
         action: &ActionRecord,
-        decide_at: &impl Fn(ApprovalState<'_>, Timestamp) -> Result<Decision, String>,
+        decide_at: &impl Fn(ApprovalState<'_>, Timestamp) -> Result<Decision, RequestError>,
     ) -> ApprovalResult {
         let reviewer = &self.inner.reviewer;
         let mut record = ApprovalRecord {
@@ -272,7 +272,7 @@ impl SessionGuard {
         pending: &PendingApproval,
         mut record: ApprovalRecord,
         held: &Decision,
-        decide_at: &impl Fn(ApprovalState<'_>, Timestamp) -> Result<Decision, String>,
+        decide_at: &impl Fn(ApprovalState<'_>, Timestamp) -> Result<Decision, RequestError>,
     ) -> Judged {
         let held = held.clone();
         let answered_at = Timestamp::now();
@@ -317,7 +317,7 @@ impl SessionGuard {
         // Whether policy accepts this reviewer: would it allow the call with
         // their approval? Asked for a denial too, so that a denial from
         // someone policy does not accept can be refused like an approval.
-        let accepted = match uid("User", &decision.reviewer) {
+        let accepted = match entity_uid("User", &decision.reviewer) {
             Ok(reviewer_uid) => decide_at(ApprovalState::GrantedBy(&reviewer_uid), answered_at),
             Err(e) => Err(e),
         };
@@ -373,12 +373,13 @@ impl SessionGuard {
                 Judged::NotAccepted(refused, RefusedDecision { decision, why }, by)
             }
             Err(e) => {
+                let why = e.to_string();
                 record.outcome = ApprovalOutcome::ReviewerFailed;
-                record.reason = Some(e.clone());
+                record.reason = Some(why.clone());
                 Judged::Final(ApprovalResult::refused(
                     record,
                     held,
-                    ToolCallError::ApprovalDenied(e),
+                    ToolCallError::ApprovalDenied(why),
                 ))
             }
         }

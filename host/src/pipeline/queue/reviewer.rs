@@ -191,7 +191,7 @@ impl QueueReviewer {
                             "unauthenticated_decision: the call shown in the queue for approval `{id}` is not the call that is held; the decision is refused"
                         )));
                     }
-                    return decision(&current).map_err(|m| self.fail(m));
+                    return decision(&current).map_err(|e| self.fail(e.to_string()));
                 }
                 QueueStatus::Unauthenticated => {
                     expire.disarm();
@@ -232,10 +232,11 @@ fn same_call(stored: &PendingApproval, held: &PendingApproval) -> bool {
 }
 
 /// The reviewer's answer from a decided approval.
-fn decision(approval: &QueuedApproval) -> Result<ReviewDecision, String> {
-    let id = &approval.pending.approval_id;
+fn decision(approval: &QueuedApproval) -> Result<ReviewDecision, NoReviewer> {
     let Some(reviewer) = approval.reviewer.clone() else {
-        return Err(format!("approval `{id}` was decided without a reviewer"));
+        return Err(NoReviewer {
+            approval_id: approval.pending.approval_id.clone(),
+        });
     };
     Ok(ReviewDecision {
         decision: if approval.status == QueueStatus::Approved {
@@ -247,6 +248,14 @@ fn decision(approval: &QueuedApproval) -> Result<ReviewDecision, String> {
         reason: approval.reason.clone(),
         scope: approval.scope.unwrap_or(GrantScope::Once),
     })
+}
+
+/// A decided approval in the queue that names no reviewer (a queue written
+/// by something other than this guard).
+#[derive(Debug, thiserror::Error)]
+#[error("approval `{approval_id}` was decided without a reviewer")]
+struct NoReviewer {
+    approval_id: String,
 }
 
 /// Marks the approval expired if the waiting future is dropped while it is

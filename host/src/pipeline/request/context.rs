@@ -23,10 +23,12 @@ use cedar_policy_core::ast::{
 use cedar_policy_core::entities::json::ContextJsonParser;
 use cedar_policy_core::evaluator::RestrictedEvaluator;
 use cedar_policy_core::extensions::Extensions;
+use cedar_policy_core::parser::err::ParseErrors;
 use jiff::Timestamp;
 use ref_cast::RefCast;
 use serde_json::{Map, Value as Json};
 
+use super::RequestError;
 use super::cedar_json::{datetime_json_text, datetime_text};
 use super::prepared::PreparedSession;
 use super::shape::approval_value;
@@ -43,12 +45,12 @@ pub(crate) struct SessionContext {
 
 impl SessionContext {
     /// Evaluates the session's parts from their Cedar JSON.
-    pub(crate) fn from_json(parts: &Map<String, Json>) -> Result<Self, String> {
+    pub(crate) fn from_json(parts: &Map<String, Json>) -> Result<Self, RequestError> {
         let parser: ContextJsonParser<'_, '_> =
             ContextJsonParser::new(None, Extensions::all_available());
         let context = parser
             .from_json_value(Json::Object(parts.clone()))
-            .map_err(|e| format!("session context: {e}"))?;
+            .map_err(|e| RequestError::SessionContext(Box::new(e)))?;
         let mut shape = String::new();
         for (key, value) in values(&context)? {
             shape_of_pair(key, value, &mut shape);
@@ -58,25 +60,31 @@ impl SessionContext {
 }
 
 /// The attributes of an evaluated context.
-fn values(context: &ast::Context) -> Result<impl Iterator<Item = (&str, &Value)>, String> {
+fn values(context: &ast::Context) -> Result<impl Iterator<Item = (&str, &Value)>, RequestError> {
     match context {
         ast::Context::Value(map) => Ok(map.iter().map(|(k, v)| (k.as_str(), v))),
-        ast::Context::RestrictedResidual(_) => Err("session context has unknowns".into()),
+        ast::Context::RestrictedResidual(_) => Err(RequestError::SessionUnknowns),
     }
 }
 
 /// The name of Cedar's datetime constructor, parsed once: parsing a name
 /// runs Cedar's grammar and costs more than the datetime itself.
-static DATETIME: LazyLock<Result<Name, String>> =
-    LazyLock::new(|| Name::parse_unqualified_name("datetime").map_err(|e| e.to_string()));
+static DATETIME: LazyLock<Result<Name, Box<ParseErrors>>> =
+    LazyLock::new(|| Name::parse_unqualified_name("datetime").map_err(Box::new));
 
 /// `now` as a Cedar datetime, with exactly millisecond precision in UTC.
-fn datetime(text: &str) -> Result<Value, String> {
-    let name = DATETIME.as_ref().map_err(Clone::clone)?.clone();
+fn datetime(text: &str) -> Result<Value, RequestError> {
+    let name = DATETIME
+        .as_ref()
+        .map_err(|e| RequestError::DatetimeName(e.clone()))?
+        .clone();
     let expr = RestrictedExpr::call_extension_fn(name, vec![RestrictedExpr::val(text)]);
     RestrictedEvaluator::new(Extensions::all_available())
         .interpret(expr.as_borrowed())
-        .map_err(|e| format!("datetime `{text}`: {e}"))
+        .map_err(|cause| RequestError::Datetime {
+            text: text.to_string(),
+            cause: Box::new(cause),
+        })
 }
 
 /// The last call time evaluated, by millisecond: calls in the same
@@ -85,7 +93,7 @@ static LAST_NOW: Mutex<Option<(i64, Value)>> = Mutex::new(None);
 
 /// [`datetime`] of a call's time `millis` (`text`), from [`LAST_NOW`] when
 /// the millisecond is the same.
-fn now(millis: i64, text: &str) -> Result<Value, String> {
+fn now(millis: i64, text: &str) -> Result<Value, RequestError> {
     if let Ok(last) = LAST_NOW.lock()
         && let Some((at, value)) = last.as_ref()
         && *at == millis
@@ -133,7 +141,7 @@ impl<'a> CallRequest<'a> {
         resource: EntityUid,
         at: Timestamp,
         arguments: Value,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RequestError> {
         let at_text = datetime_text(at);
         let now = now(at.as_millisecond(), &at_text)?;
         Ok(CallRequest {
@@ -150,7 +158,7 @@ impl<'a> CallRequest<'a> {
 
     /// The same request at a later time (a reviewer's answer is decided at
     /// the time it arrives).
-    pub(crate) fn at(&self, at: Timestamp) -> Result<Self, String> {
+    pub(crate) fn at(&self, at: Timestamp) -> Result<Self, RequestError> {
         let at_text = datetime_text(at);
         let now = now(at.as_millisecond(), &at_text)?;
         Ok(CallRequest {
@@ -206,9 +214,11 @@ impl CallRequest<'_> {
         &self,
         policies: &Policies,
         approval: ApprovalState<'_>,
-    ) -> Result<ast::Request, String> {
+    ) -> Result<ast::Request, RequestError> {
         let (request, shape) = self.unchecked(approval)?;
-        policies.check_request(&request, shape)?;
+        policies
+            .check_request(&request, shape)
+            .map_err(RequestError::Schema)?;
         Ok(request)
     }
 
@@ -217,7 +227,7 @@ impl CallRequest<'_> {
     pub(super) fn unchecked(
         &self,
         approval: ApprovalState<'_>,
-    ) -> Result<(ast::Request, String), String> {
+    ) -> Result<(ast::Request, String), RequestError> {
         let approval = approval_value(approval);
         let session = &self.session.context;
         let principal = &self.session.principal;
@@ -228,17 +238,14 @@ impl CallRequest<'_> {
             self.action_text,
             principal.type_name(),
             self.resource.type_name()
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         shape.push_str(&session.shape);
         shape_of_pair("approval", &approval, &mut shape);
         shape_of_pair("now", &self.now, &mut shape);
         shape_of_pair("arguments", &self.arguments, &mut shape);
         let mut map = match &session.context {
             ast::Context::Value(map) => (**map).clone(),
-            ast::Context::RestrictedResidual(_) => {
-                return Err("session context has unknowns".into());
-            }
+            ast::Context::RestrictedResidual(_) => return Err(RequestError::SessionUnknowns),
         };
         map.insert("approval".into(), approval);
         map.insert("now".into(), self.now.clone());
@@ -258,7 +265,7 @@ impl CallRequest<'_> {
         policies: &Policies,
         entities: &cedar_policy::Entities,
         approval: ApprovalState<'_>,
-    ) -> Result<crate::policy::Decision, String> {
+    ) -> Result<crate::policy::Decision, RequestError> {
         let request = self.request(policies, approval)?;
         Ok(policies.decide(Request::ref_cast(&request), entities))
     }
@@ -368,6 +375,7 @@ mod tests {
         request
             .decide(policies, policies.entities(), ApprovalState::NotGranted)
             .map(|d| d.effect)
+            .map_err(|e| e.to_string())
     }
 
     fn checked_shapes(policies: &Policies) -> usize {

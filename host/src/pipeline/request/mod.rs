@@ -6,12 +6,14 @@
 
 mod cedar_json;
 mod context;
+mod error;
 mod prepared;
 mod shape;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use cedar_json::uid;
+pub(crate) use cedar_json::{entity_uid, uid};
 pub(crate) use context::{CallRequest, arguments};
+pub(crate) use error::RequestError;
 pub(crate) use prepared::PreparedSession;
 pub(crate) use shape::{COMMON_TYPES, CONTEXT_FIELDS, approval_json};

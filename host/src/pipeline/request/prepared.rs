@@ -7,7 +7,8 @@ use std::sync::Arc;
 use cedar_policy::EntityUid;
 use serde_json::{Map, Value};
 
-use super::cedar_json::uid;
+use super::RequestError;
+use super::cedar_json::entity_uid;
 use super::context::SessionContext;
 use super::shape::session_json;
 use crate::pipeline::session::Session;
@@ -25,9 +26,9 @@ pub(crate) struct PreparedSession {
 }
 
 impl PreparedSession {
-    pub(crate) fn new(session: &Session) -> Result<Self, String> {
+    pub(crate) fn new(session: &Session) -> Result<Self, RequestError> {
         let parts_json = session_json(session);
-        let principal = uid("Agent", &session.agent.id)?;
+        let principal = entity_uid("Agent", &session.agent.id)?;
         Ok(PreparedSession {
             context: SessionContext::from_json(&parts_json)?,
             parts_json: Arc::new(parts_json),
