@@ -5,6 +5,9 @@
 //! ([`AuditIndex`], SQLite compiled from C). An auditor who only verifies builds
 //! `--no-default-features`: records, chain, checkpoints and [`verify_log`].
 //!
+//! The bodies of the records the guard writes (sessions, decisions, approvals, outcomes) are
+//! the types of [`record`], which the guard writes with and the index and replay read back with.
+//!
 //! An audit log is a directory of [JSON Lines](https://jsonlines.org) segment files: one record
 //! per line, appended and never rewritten, the chain running on from one segment into the next.
 //! [`AuditLog`] writes it; [`verify_file`] and [`verify_reader`] check it
@@ -99,6 +102,7 @@ mod error;
 mod index;
 #[cfg(feature = "writer")]
 mod modes;
+pub mod record;
 mod segments;
 #[doc(hidden)]
 pub mod synthetic;
@@ -106,8 +110,7 @@ mod verify;
 #[cfg(feature = "writer")]
 mod writer;
 
-// Two attributes, not `all(test, ...)`: clippy allows unwrap only where it
-// sees a plain `cfg(test)`.
+// Two attributes, not `all(test, ...)`: clippy sees test code only under a plain `cfg(test)`.
 #[cfg(test)]
 #[cfg(feature = "writer")]
 mod tests;

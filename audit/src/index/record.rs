@@ -2,14 +2,20 @@
 //! `decision` record), the result of a call (an `outcome` record), calls that
 //! retention removed from the log (a `retention` record), or nothing.
 //!
-//! Only the fields the index keeps are deserialized; serde skips the rest.
+//! A record is read through the guard's own record types ([`crate::record`]) in their skimmed
+//! form, which leaves the parts no query reads unparsed; the chain's fields come from the
+//! line's fixed prefix.
+
+use std::str::FromStr;
 
 use jiff::Timestamp;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::error::RecordProblem;
 use crate::chain::split_framed;
-use crate::verify::json_message;
+use crate::record::{Effect, Record, RecordKind, Skim};
+use crate::verify::{RETENTION_KIND, json_message, read_frame, retention};
 
 /// A record line whose framing, hash and JSON checked out.
 #[derive(Debug)]
@@ -69,93 +75,20 @@ pub(super) struct CallOutcome {
     pub(super) error: Option<String>,
 }
 
-/// The fields the index reads from any record.
+/// The chain's fields of a line not in the writer's fixed shape, and its kind: parsed as JSON
+/// only for such lines, and for records that are not guard records.
 #[derive(Deserialize)]
-struct Fields {
+struct Head {
     seq: u64,
     prev_hash: String,
     #[serde(default)]
     timestamp: Option<String>,
     #[serde(default)]
     kind: Option<String>,
-    #[serde(default)]
-    call_id: Option<String>,
-    #[serde(default)]
-    session_id: Option<String>,
-    #[serde(default)]
-    trace_id: Option<String>,
-    #[serde(default)]
-    user: Option<Id>,
-    #[serde(default)]
-    agent: Option<Id>,
-    #[serde(default)]
-    action: Option<Action>,
-    #[serde(default)]
-    decision: Option<Decision>,
-    #[serde(default)]
-    approval: Option<Approval>,
-    #[serde(default)]
-    outcome: Option<Outcome>,
-    #[serde(default)]
-    removed_through_seq: Option<u64>,
-}
-
-/// Just enough of a record to follow the chain past a kind the index does not use.
-#[derive(Deserialize)]
-struct Head {
-    seq: u64,
-    prev_hash: String,
-    #[serde(default)]
-    kind: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Id {
-    id: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Action {
-    tool: Option<String>,
-    #[serde(default)]
-    resource: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Decision {
-    effect: Option<String>,
-    #[serde(default)]
-    decided_by: Option<String>,
-    #[serde(default)]
-    determining_policies: Vec<Id>,
-    #[serde(default)]
-    message: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Approval {
-    #[serde(default)]
-    required: bool,
-    #[serde(default)]
-    outcome: Option<String>,
-    #[serde(default)]
-    reviewer: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Outcome {
-    decision_seq: Option<u64>,
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    latency_us: Option<u64>,
-    #[serde(default)]
-    error: Option<String>,
 }
 
 const DECISION: &str = "decision";
 const OUTCOME: &str = "outcome";
-const RETENTION: &str = "retention";
 
 /// Checks a line (without its newline) on its own, framing and hash first, and
 /// reads what it changes. The links to the previous record are the caller's to check.
@@ -165,35 +98,45 @@ pub(super) fn parse(line: &[u8]) -> Result<Parsed, RecordProblem> {
         return Err(RecordProblem::HashMismatch);
     }
     let hash = framed.hash.to_owned();
-    let fields = match serde_json::from_slice::<Fields>(line) {
-        Ok(fields) => fields,
-        Err(error) => {
-            // A kind the index does not read may use these names for other shapes.
-            let head: Head =
-                serde_json::from_slice(line).map_err(|e| RecordProblem::Json(json_message(&e)))?;
-            if matches!(head.kind.as_deref(), Some(DECISION | OUTCOME | RETENTION)) {
-                return Err(RecordProblem::Json(json_message(&error)));
-            }
-            return Ok(Parsed {
-                seq: head.seq,
-                prev_hash: head.prev_hash,
-                hash,
-                change: Change::Nothing,
-            });
+    let mut head = None;
+    let (seq, prev_hash, timestamp) = match read_frame(framed.prefix) {
+        Some(frame) => (
+            frame.seq,
+            String::from_utf8_lossy(frame.prev_hash).into_owned(),
+            Some(String::from_utf8_lossy(frame.timestamp).into_owned()),
+        ),
+        None => {
+            let h = read_head(line)?;
+            let frame = (h.seq, h.prev_hash.clone(), h.timestamp.clone());
+            head = Some(h);
+            frame
         }
     };
-    let seq = fields.seq;
-    let prev_hash = fields.prev_hash.clone();
-    let change = match fields.kind.as_deref() {
-        Some(DECISION) => Change::Call(Box::new(new_call(fields)?)),
-        Some(OUTCOME) => Change::Outcome(call_outcome(fields)?),
-        Some(RETENTION) => Change::RemovedThrough(fields.removed_through_seq.ok_or(
-            RecordProblem::MissingField {
-                kind: RETENTION,
-                field: "removed_through_seq",
-            },
-        )?),
-        _ => Change::Nothing,
+    let change = match read_body(line) {
+        Ok(record) => match record.kind {
+            RecordKind::Decision => Change::Call(Box::new(new_call(timestamp, record)?)),
+            RecordKind::Outcome => Change::Outcome(call_outcome(record)?),
+            _ => Change::Nothing,
+        },
+        Err(error) => {
+            // Not a guard record, or one the index cannot read: which, its kind says. A kind the
+            // index does not read may use the guard's field names for other shapes.
+            let head = match head {
+                Some(head) => head,
+                None => read_head(line)?,
+            };
+            match head.kind.as_deref() {
+                Some(RETENTION_KIND) => Change::RemovedThrough(
+                    retention(line)
+                        .map_err(|e| RecordProblem::Json(json_message(&e)))?
+                        .removed_through_seq,
+                ),
+                Some(kind) if RecordKind::from_str(kind).is_ok_and(is_indexed) => {
+                    return Err(RecordProblem::Json(error));
+                }
+                _ => Change::Nothing,
+            }
+        }
     };
     Ok(Parsed {
         seq,
@@ -203,6 +146,39 @@ pub(super) fn parse(line: &[u8]) -> Result<Parsed, RecordProblem> {
     })
 }
 
+/// Whether records of `kind` change the index.
+fn is_indexed(kind: RecordKind) -> bool {
+    matches!(kind, RecordKind::Decision | RecordKind::Outcome)
+}
+
+fn read_head(line: &[u8]) -> Result<Head, RecordProblem> {
+    serde_json::from_slice(line).map_err(|e| RecordProblem::Json(json_message(&e)))
+}
+
+/// The line as a guard record, skimmed; an error names the field at fault
+/// (`` `decision.effect`: unknown variant ... ``).
+fn read_body(line: &[u8]) -> Result<Record<Skim>, String> {
+    let mut de = serde_json::Deserializer::from_slice(line);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = json_message(e.inner());
+        if path.is_empty() || path == "." {
+            message
+        } else {
+            format!("`{path}`: {message}")
+        }
+    })
+}
+
+/// The name a value has in a record (`approved_by_grant`), for the index's text columns.
+fn name<T: Serialize>(value: &T) -> Result<String, RecordProblem> {
+    match serde_json::to_value(value) {
+        Ok(Value::String(name)) => Ok(name),
+        Ok(other) => Err(RecordProblem::Json(format!("`{other}` is not a name"))),
+        Err(e) => Err(RecordProblem::Json(e.to_string())),
+    }
+}
+
 fn missing(field: &'static str) -> RecordProblem {
     RecordProblem::MissingField {
         kind: DECISION,
@@ -210,45 +186,45 @@ fn missing(field: &'static str) -> RecordProblem {
     }
 }
 
-fn new_call(f: Fields) -> Result<NewCall, RecordProblem> {
-    let text = f.timestamp.ok_or(missing("timestamp"))?;
+fn new_call(timestamp: Option<String>, record: Record<Skim>) -> Result<NewCall, RecordProblem> {
+    let text = timestamp.ok_or(missing("timestamp"))?;
     let time: Timestamp = text
         .parse()
         .map_err(|_| RecordProblem::BadTimestamp(text.clone()))?;
-    let action = f.action.ok_or(missing("action"))?;
-    let decision = f.decision.ok_or(missing("decision"))?;
-    let effect = match decision.effect.as_deref() {
-        Some("allow") => "allow",
-        Some("deny") => "deny",
-        _ => return Err(missing("decision.effect")),
+    let action = record.action.ok_or(missing("action"))?;
+    let decision = record.decision.ok_or(missing("decision"))?;
+    let effect = match decision.effect {
+        Effect::Allow => "allow",
+        Effect::Deny => "deny",
     };
-    let policies: Vec<String> = decision
+    let policies: Vec<&str> = decision
         .determining_policies
-        .into_iter()
-        .filter_map(|p| p.id)
+        .iter()
+        .map(|p| p.id.as_str())
         .collect();
     let policies =
         serde_json::to_string(&policies).map_err(|e| RecordProblem::Json(e.to_string()))?;
-    let (approval_required, approval_outcome, reviewer) = match f.approval {
-        Some(a) => (a.required, a.outcome, a.reviewer),
-        None => (false, None, None),
-    };
-    // A standing grant reused is still that reviewer's approval.
-    let approved_by = match approval_outcome.as_deref() {
-        Some("approved" | "approved_by_grant") => reviewer.clone(),
-        _ => None,
+    let (approval_required, approval_outcome, reviewer, approved_by) = match &record.approval {
+        Some(a) => (
+            a.required,
+            Some(name(&a.outcome)?),
+            a.reviewer.clone(),
+            // A standing grant reused is still that reviewer's approval.
+            a.approved_by().map(str::to_string),
+        ),
+        None => (false, None, None, None),
     };
     Ok(NewCall {
-        call_id: f.call_id.ok_or(missing("call_id"))?,
+        call_id: record.call_id.ok_or(missing("call_id"))?,
         time_ms: time.as_millisecond(),
-        session_id: f.session_id,
-        trace_id: f.trace_id,
-        user_id: f.user.and_then(|u| u.id),
-        agent_id: f.agent.and_then(|a| a.id),
-        tool: action.tool.ok_or(missing("action.tool"))?,
+        session_id: record.session_id.map(|s| s.to_string()),
+        trace_id: record.trace_id.map(|t| t.to_string()),
+        user_id: record.user.map(|u| u.id.clone()),
+        agent_id: record.agent.map(|a| a.id.clone()),
+        tool: action.tool,
         resource: action.resource,
         effect,
-        decided_by: decision.decided_by,
+        decided_by: decision.decided_by.as_ref().map(name).transpose()?,
         policies,
         message: decision.message,
         approval_required,
@@ -258,19 +234,17 @@ fn new_call(f: Fields) -> Result<NewCall, RecordProblem> {
     })
 }
 
-fn call_outcome(f: Fields) -> Result<CallOutcome, RecordProblem> {
+fn call_outcome(record: Record<Skim>) -> Result<CallOutcome, RecordProblem> {
     let missing = |field| RecordProblem::MissingField {
         kind: OUTCOME,
         field,
     };
-    let outcome = f.outcome.ok_or(missing("outcome"))?;
+    let outcome = record.outcome.ok_or(missing("outcome"))?;
     Ok(CallOutcome {
-        call_id: f.call_id.ok_or(missing("call_id"))?,
-        decision_seq: outcome
-            .decision_seq
-            .ok_or(missing("outcome.decision_seq"))?,
-        status: outcome.status,
-        latency_us: outcome.latency_us,
+        call_id: record.call_id.ok_or(missing("call_id"))?,
+        decision_seq: outcome.decision_seq,
+        status: Some(name(&outcome.status)?),
+        latency_us: Some(outcome.latency_us),
         error: outcome.error,
     })
 }

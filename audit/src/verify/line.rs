@@ -21,7 +21,7 @@ use crate::checkpoint::CHECKPOINT_KIND;
 use crate::segments::SEGMENT_START_KIND;
 
 /// The `kind` of the `retention` record written before old segments are deleted.
-pub(super) const RETENTION_KIND: &str = "retention";
+pub(crate) const RETENTION_KIND: &str = "retention";
 
 /// A record's hash (or `prev_hash`) as its 64 lowercase hex digits.
 pub(super) type HexHash = [u8; HASH_HEX_LEN];
@@ -148,7 +148,34 @@ fn parse_head(line: &[u8]) -> Result<(RecordHead, Kind), ChainProblem> {
 struct Prefix<'a> {
     seq: u64,
     prev_hash: &'a [u8],
+    // Only the index reads it.
+    #[cfg_attr(not(feature = "index"), allow(dead_code))]
+    timestamp: &'a [u8],
     kind: PrefixKind,
+}
+
+/// The fields the chain writes around a body (`seq`, `prev_hash`, `timestamp`), read from the
+/// fixed prefix of a line: for readers that read the body with its own type (the index).
+#[cfg(feature = "index")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Frame<'a> {
+    /// The record's seq.
+    pub(crate) seq: u64,
+    /// Its `prev_hash`, as written.
+    pub(crate) prev_hash: &'a [u8],
+    /// Its timestamp, as written (without escapes).
+    pub(crate) timestamp: &'a [u8],
+}
+
+/// The frame of a line whose hashed prefix is `prefix`, when it is in the fixed shape the
+/// writer writes; `None` for a line of another shape.
+#[cfg(feature = "index")]
+pub(crate) fn read_frame(prefix: &[u8]) -> Option<Frame<'_>> {
+    read_prefix(prefix).map(|p| Frame {
+        seq: p.seq,
+        prev_hash: p.prev_hash,
+        timestamp: p.timestamp,
+    })
 }
 
 /// The kind as read from the prefix.
@@ -201,6 +228,7 @@ fn read_prefix(prefix: &[u8]) -> Option<Prefix<'_>> {
     Some(Prefix {
         seq,
         prev_hash,
+        timestamp,
         kind,
     })
 }

@@ -28,6 +28,10 @@ pub use self::error::{
     Malformed, NotALog, NotALogReason, ReadFailed, RetentionProblem, Rewritten, SegmentProblem,
     UnexplainedStart, UnsignedTail, VerifyError,
 };
+#[cfg(feature = "index")]
+pub(crate) use self::line::{RETENTION_KIND, read_frame};
+#[cfg(feature = "index")]
+pub(crate) use self::records::retention;
 
 use self::checkpoint_file::CheckpointFile;
 use self::read::{MAX_LINE, Stop, buffer_size, for_each_line, for_each_line_skipping};

@@ -51,20 +51,20 @@ pub(super) fn is_canonical_checkpoint(seq: u64, hash: &[u8], signed: &SignedChec
         == hash
 }
 
-/// What a `retention` record says was removed.
+/// What a `retention` record says was removed, as the verifier and the index read it.
 #[derive(Deserialize)]
-pub(super) struct Retention {
+pub(crate) struct Retention {
     /// The last seq removed.
-    pub(super) removed_through_seq: u64,
+    pub(crate) removed_through_seq: u64,
     /// Its hash: the `prev_hash` of the oldest record kept.
-    pub(super) removed_through_hash: String,
+    pub(crate) removed_through_hash: String,
     /// The segment files it removes, oldest first.
     #[serde(default)]
-    pub(super) removed_segments: Option<Vec<String>>,
+    pub(crate) removed_segments: Option<Vec<String>>,
 }
 
 /// Reads a `retention` record.
-pub(super) fn retention(line: &[u8]) -> Result<Retention, serde_json::Error> {
+pub(crate) fn retention(line: &[u8]) -> Result<Retention, serde_json::Error> {
     serde_json::from_slice(line)
 }
 

@@ -80,57 +80,7 @@ pub struct ReviewDecision {
     pub scope: GrantScope,
 }
 
-/// How far a reviewer's approval reaches.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GrantScope {
-    /// This call only.
-    #[default]
-    Once,
-    /// This call and every later call of the same session on the same tool
-    /// and resource that policy holds for approval, if policy accepts the
-    /// standing grant then; each reuse is recorded with a reference to this
-    /// approval.
-    Session,
-}
-
-impl GrantScope {
-    /// `once` or `session`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GrantScope::Once => "once",
-            GrantScope::Session => "session",
-        }
-    }
-
-    /// Whether this is [`GrantScope::Once`].
-    pub fn is_once(&self) -> bool {
-        *self == GrantScope::Once
-    }
-}
-
-impl std::fmt::Display for GrantScope {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A grant scope that is neither `once` nor `session`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown grant scope `{0}`: use `once` or `session`")]
-pub struct UnknownGrantScope(pub String);
-
-impl std::str::FromStr for GrantScope {
-    type Err = UnknownGrantScope;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "once" => Ok(GrantScope::Once),
-            "session" => Ok(GrantScope::Session),
-            other => Err(UnknownGrantScope(other.to_string())),
-        }
-    }
-}
+pub use crate::audit::record::{GrantScope, UnknownGrantScope};
 
 /// A reviewer that could not give an answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -9,28 +9,10 @@
 //! it. The bounds are in [`crate::limits`].
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::limits::{RECORDED_TEXT_BYTES, TOOL_NAME_BYTES};
 
-/// What a record keeps of a string it could not keep whole.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Truncated {
-    /// The whole string's length in bytes.
-    pub bytes: usize,
-    /// SHA-256 of the whole string's UTF-8 bytes, lowercase hex.
-    pub sha256: String,
-}
-
-impl Truncated {
-    /// The size and digest of `text`.
-    pub fn of(text: &str) -> Self {
-        Truncated {
-            bytes: text.len(),
-            sha256: hex::encode(Sha256::digest(text.as_bytes())),
-        }
-    }
-}
+pub use crate::audit::record::Truncated;
 
 /// Marks where a bounded form stops short of the whole string.
 const ELLIPSIS: &str = "…";
@@ -131,6 +113,8 @@ pub fn insert_text(map: &mut serde_json::Map<String, serde_json::Value>, field: 
 
 #[cfg(test)]
 mod tests {
+    use sha2::{Digest, Sha256};
+
     use super::*;
 
     #[test]

@@ -41,9 +41,9 @@ pub use call_error::ToolCallError;
 pub use entities::{EntityError, EntityProvider, StaticEntities};
 pub use explain::{ExplainError, Explanation, HypotheticalCall, explain};
 pub use record::{
-    ActionRecord, AgentIdentity, ApprovalOutcome, ApprovalRecord, Authorization, CallStatus,
-    DecidedBy, DecisionRecord, GrantRef, Identity, OutcomeRecord, PolicyReloadRecord, Record,
-    RecordKind, RequestContext, RequestRecord, Truncated,
+    ActionKind, ActionRecord, Agent, ApprovalOutcome, ApprovalRecord, Authorization, CallStatus,
+    DecidedBy, DecisionRecord, GrantRef, Identity, OutcomeRecord, PolicyError, PolicyRef,
+    PolicyReloadRecord, Record, RecordKind, RequestContext, RequestRecord, Truncated, User,
 };
 pub(crate) use redact::hmac_sha256;
 pub use redact::{
@@ -268,7 +268,7 @@ impl Guard {
                 session_id: session.session_id.clone(),
                 message: e.to_string(),
             })?;
-        let identity = Arc::new(Identity::new(&session, component_digest));
+        let identity = Arc::new(record::identity(&session, component_digest));
         let guard = SessionGuard {
             inner: Arc::clone(&self.inner),
             session: Arc::new(session),

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::pipeline::SessionGuard;
 use crate::pipeline::bounded;
 use crate::pipeline::call_error::{ArgumentProblem, ToolCallError};
-use crate::pipeline::record::{ActionRecord, DecidedBy};
+use crate::pipeline::record::{ActionKind, ActionRecord, DecidedBy};
 use crate::pipeline::screening::{Refused, Screened, screen_call};
 use crate::pipeline::tools::{ParsedArgs, RegisteredTool};
 use crate::policy::Policies;
@@ -47,7 +47,7 @@ impl SessionGuard {
         let parsed: Result<Value, _> = serde_json::from_str(arguments);
         let spec = tool.spec();
         let mut action = ActionRecord {
-            kind: "tool_call",
+            kind: ActionKind::ToolCall,
             tool: spec.name.clone(),
             tool_truncated: None,
             scope: Some(spec.scope.clone()),

@@ -17,7 +17,7 @@ use crate::pipeline::approval::{
 use crate::pipeline::call_error::{ToolCallError, audit_unavailable};
 use crate::pipeline::evaluate::{ApprovalState, Screening};
 use crate::pipeline::record::{
-    ActionRecord, ApprovalOutcome, ApprovalRecord, GrantRef, Identity, Record, RecordKind,
+    ActionRecord, ApprovalOutcome, ApprovalRecord, GrantRef, Identity, Record, RecordKind, ToRecord,
 };
 use crate::pipeline::request::{RequestError, entity_uid};
 use crate::pipeline::reveal::{RevealServer, Revealed};
@@ -160,7 +160,7 @@ impl SessionGuard {
                 record: ApprovalRecord {
                     required: true,
                     outcome: ApprovalOutcome::ApprovedByGrant,
-                    demanded_by: demanded_by.to_vec(),
+                    demanded_by: demanded_by.to_record(),
                     reviewer: Some(grant.reviewer.clone()),
                     scope: Some(GrantScope::Session),
                     grant: Some(grant.clone()),
@@ -188,7 +188,7 @@ impl SessionGuard {
         let mut record = ApprovalRecord {
             required: true,
             outcome: ApprovalOutcome::Denied,
-            demanded_by: pending.demanded_by.clone(),
+            demanded_by: pending.demanded_by.to_record(),
             reviewer_callback: Some(reviewer.name().to_string()),
             reviewer: None,
             decided_at: None,

@@ -9,6 +9,7 @@ use crate::pipeline::bounded;
 use crate::pipeline::call_error::{ToolCallError, audit_unavailable};
 use crate::pipeline::record::{
     ApprovalOutcome, ApprovalRecord, DecidedBy, DecisionRecord, GrantRef, Record, RecordKind,
+    ToRecord,
 };
 use crate::policy::{Decision, Effect, Policies};
 
@@ -122,10 +123,10 @@ fn decision_record(
     message: Option<String>,
 ) -> DecisionRecord {
     DecisionRecord {
-        effect: decision.effect,
-        decided_by,
-        determining_policies: decision.determining_policies.clone(),
-        errors: decision.errors.clone(),
+        effect: decision.effect.to_record(),
+        decided_by: Some(decided_by),
+        determining_policies: decision.determining_policies.to_record(),
+        errors: decision.errors.to_record(),
         message,
         message_truncated: None,
         policy_digest: policies.digest().to_string(),

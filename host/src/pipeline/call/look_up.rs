@@ -9,7 +9,7 @@ use super::admit::{Refusal, arguments_too_large};
 use crate::pipeline::SessionGuard;
 use crate::pipeline::bounded;
 use crate::pipeline::call_error::ToolCallError;
-use crate::pipeline::record::{ActionRecord, DecidedBy};
+use crate::pipeline::record::{ActionKind, ActionRecord, DecidedBy};
 use crate::pipeline::screening::Refused;
 use crate::pipeline::tools::RegisteredTool;
 
@@ -33,7 +33,7 @@ impl SessionGuard {
         }
         let (shown, tool_truncated) = bounded::tool_name(tool_name);
         let mut action = ActionRecord {
-            kind: "tool_call",
+            kind: ActionKind::ToolCall,
             tool: shown.clone(),
             tool_truncated,
             scope: None,

@@ -1,10 +1,11 @@
-//! One decision record decided again: read what it recorded, rebuild its
-//! Cedar request, screen it under the candidate and reuse the recorded human
-//! answer where the candidate asks for one.
+//! One decision record decided again: read it through the guard's own record
+//! types, rebuild its Cedar request, screen it under the candidate and reuse
+//! the recorded human answer where the candidate asks for one.
 
 use std::str::FromStr;
 
 use cedar_policy::{Context, EntityTypeName, EntityUid, Request, Schema};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::reads::{ArgumentReads, Redacted};
@@ -12,9 +13,13 @@ use super::{
     CallRef, NotReplayable, NotReplayableReason, RecordedVerdict, ReplayChange, ReplayEffect,
     ReplayVerdict, Replayed, Replayer,
 };
+use crate::audit::line_seq;
 use crate::pipeline::ARGUMENTS_ROOT;
 use crate::pipeline::evaluate::{ApprovalState, Screening, screen};
-use crate::pipeline::record::ApprovalOutcome;
+use crate::pipeline::record::{
+    ApprovalOutcome, ApprovalRecord, DecidedBy, DecisionRecord, PolicyRef, Record, RecordKind,
+    RequestRecord, effect_of,
+};
 use crate::pipeline::redact::{commitment_paths, is_commitment};
 use crate::pipeline::request::uid;
 use crate::policy::{Decision, DeterminingPolicy, Effect};
@@ -29,14 +34,63 @@ struct RequestParts {
     context: Map<String, Value>,
 }
 
+/// The fields every line has, for lines that are not guard records the
+/// guard's record types can read.
+#[derive(Deserialize)]
+struct Head {
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    kind: Option<String>,
+}
+
 impl Replayer<'_> {
-    /// Decides the decision record `record` again. `None` when it is not a
-    /// decision record.
-    pub fn replay_record(&self, record: &Value) -> Option<Replayed> {
-        if record.get("kind").and_then(Value::as_str) != Some("decision") {
+    /// Decides the record on `line` again, when it is a decision record.
+    /// A decision record the record types cannot read is not replayable
+    /// ([`NotReplayableReason::Malformed`], naming the field); a line that is
+    /// not JSON is an error.
+    pub fn replay_line(&self, line: &[u8]) -> Result<Option<Replayed>, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let error = match serde_path_to_error::deserialize::<_, Record>(&mut de) {
+            Ok(record) => {
+                de.end()?;
+                let seq = match line_seq(line) {
+                    Some(seq) => seq,
+                    None => serde_json::from_slice::<Head>(line)?.seq,
+                };
+                return Ok(self.replay_record(seq, &record));
+            }
+            Err(error) => error,
+        };
+        let head: Head = serde_json::from_slice(line)?;
+        let kind = head.kind.as_deref().map(str::parse::<RecordKind>);
+        if !matches!(kind, Some(Ok(RecordKind::Decision))) {
+            // Another kind, perhaps using the guard's field names for other shapes.
+            return Ok(None);
+        }
+        Ok(Some(Replayed::NotReplayable(Box::new(NotReplayable {
+            call: CallRef {
+                seq: head.seq,
+                ..CallRef::default()
+            },
+            reason: NotReplayableReason::Malformed {
+                message: match error.path().to_string() {
+                    path if path == "." => error.inner().to_string(),
+                    path => format!("`{path}`: {}", error.inner()),
+                },
+            },
+        }))))
+    }
+}
+
+impl Replayer<'_> {
+    /// Decides the decision record `record`, at `seq`, again. `None` when it
+    /// is not a decision record.
+    pub fn replay_record(&self, seq: u64, record: &Record) -> Option<Replayed> {
+        if record.kind != RecordKind::Decision {
             return None;
         }
-        let call = call_ref(record);
+        let call = call_ref(seq, record);
         let not_replayable = |reason| {
             Some(Replayed::NotReplayable(Box::new(NotReplayable {
                 call: call.clone(),
@@ -45,24 +99,22 @@ impl Replayer<'_> {
         };
         let malformed =
             |message: String| not_replayable(NotReplayableReason::Malformed { message });
-        let decision = record.get("decision");
-        match decision
-            .and_then(|d| d.get("decided_by"))
-            .and_then(Value::as_str)
-        {
-            Some("policy") => {}
+        let Some(decision) = &record.decision else {
+            return malformed("no `decision.decided_by`".into());
+        };
+        match decision.decided_by {
+            Some(DecidedBy::Policy) => {}
             Some(_) => return Some(Replayed::RefusedBeforePolicy),
             None => return malformed("no `decision.decided_by`".into()),
         }
-        let old = match recorded_verdict(record) {
-            Ok(v) => v,
-            Err(message) => return malformed(message),
-        };
-        let Some(request) = decision.and_then(|d| d.get("request")) else {
+        let old = recorded_verdict(decision, record.approval.as_ref());
+        let Some(request) = &decision.request else {
             return not_replayable(NotReplayableReason::NoRequest);
         };
-        let Some(arguments) = record.get("action").and_then(|a| a.get(ARGUMENTS_ROOT)) else {
-            return malformed("no `action.arguments`".into());
+        // Written for every call; absent (read as null) only in a damaged record.
+        let arguments = match &record.action {
+            Some(action) if !action.arguments.is_null() => &action.arguments,
+            _ => return malformed("no `action.arguments`".into()),
         };
         let parts = match request_parts(request, arguments) {
             Ok(p) => p,
@@ -243,102 +295,68 @@ fn errors(d: &Decision) -> Vec<String> {
         .collect()
 }
 
-fn text(v: Option<&Value>) -> String {
-    v.and_then(Value::as_str).unwrap_or_default().to_string()
-}
-
-fn call_ref(record: &Value) -> CallRef {
+fn call_ref(seq: u64, record: &Record) -> CallRef {
     CallRef {
-        seq: record
-            .get("seq")
-            .and_then(Value::as_u64)
+        seq,
+        call_id: record.call_id.clone().unwrap_or_default(),
+        session_id: record
+            .session_id
+            .as_deref()
+            .map(str::to_string)
             .unwrap_or_default(),
-        call_id: text(record.get("call_id")),
-        session_id: text(record.get("session_id")),
-        user: text(record.get("user").and_then(|u| u.get("id"))),
-        agent: text(record.get("agent").and_then(|a| a.get("id"))),
-        tool: text(record.get("action").and_then(|a| a.get("tool"))),
+        user: record
+            .user
+            .as_ref()
+            .map(|u| u.id.clone())
+            .unwrap_or_default(),
+        agent: record
+            .agent
+            .as_ref()
+            .map(|a| a.id.clone())
+            .unwrap_or_default(),
+        tool: record
+            .action
+            .as_ref()
+            .map(|a| a.tool.clone())
+            .unwrap_or_default(),
     }
 }
 
-/// The ids of a recorded list of policies (`[{"id": ..}, ..]`).
-fn policy_ids(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(|p| p.get("id").and_then(Value::as_str))
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+/// The ids of a recorded list of policies.
+fn policy_ids(policies: &[PolicyRef]) -> Vec<String> {
+    policies.iter().map(|p| p.id.clone()).collect()
 }
 
-fn outcome(text: &str) -> Option<ApprovalOutcome> {
-    Some(match text {
-        "not_required" => ApprovalOutcome::NotRequired,
-        "approved" => ApprovalOutcome::Approved,
-        "denied" => ApprovalOutcome::Denied,
-        "timed_out" => ApprovalOutcome::TimedOut,
-        "reviewer_failed" => ApprovalOutcome::ReviewerFailed,
-        "reviewer_not_allowed" => ApprovalOutcome::ReviewerNotAllowed,
-        "approved_by_grant" => ApprovalOutcome::ApprovedByGrant,
-        _ => return None,
-    })
+fn recorded_verdict(
+    decision: &DecisionRecord,
+    approval: Option<&ApprovalRecord>,
+) -> RecordedVerdict {
+    RecordedVerdict {
+        effect: effect_of(decision.effect),
+        approval_required: approval.is_some_and(|a| a.required),
+        approval_outcome: approval.map_or(ApprovalOutcome::NotRequired, |a| a.outcome),
+        reviewer: approval.and_then(|a| a.reviewer.clone()),
+        determining_policies: policy_ids(&decision.determining_policies),
+        demanded_by: approval
+            .map(|a| policy_ids(&a.demanded_by))
+            .unwrap_or_default(),
+    }
 }
 
-fn recorded_verdict(record: &Value) -> Result<RecordedVerdict, String> {
-    let decision = record.get("decision");
-    let effect = match decision
-        .and_then(|d| d.get("effect"))
-        .and_then(Value::as_str)
-    {
-        Some("allow") => Effect::Allow,
-        Some("deny") => Effect::Deny,
-        other => return Err(format!("`decision.effect` is {other:?}, not allow or deny")),
-    };
-    let approval = record.get("approval");
-    let approval_required = approval
-        .and_then(|a| a.get("required"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let approval_outcome = match approval
-        .and_then(|a| a.get("outcome"))
-        .and_then(Value::as_str)
-    {
-        None => ApprovalOutcome::NotRequired,
-        Some(o) => outcome(o).ok_or_else(|| format!("unknown `approval.outcome` `{o}`"))?,
-    };
-    Ok(RecordedVerdict {
-        effect,
-        approval_required,
-        approval_outcome,
-        reviewer: approval
-            .and_then(|a| a.get("reviewer"))
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        determining_policies: policy_ids(decision.and_then(|d| d.get("determining_policies"))),
-        demanded_by: policy_ids(approval.and_then(|a| a.get("demanded_by"))),
-    })
-}
-
-fn request_parts(request: &Value, arguments: &Value) -> Result<RequestParts, String> {
-    let entity = |field: &str| -> Result<EntityUid, String> {
-        let text = request
-            .get(field)
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("no `decision.request.{field}`"))?;
+fn request_parts(request: &RequestRecord, arguments: &Value) -> Result<RequestParts, String> {
+    let entity = |field: &str, text: &str| -> Result<EntityUid, String> {
         EntityUid::from_str(text)
             .map_err(|e| format!("`decision.request.{field}` `{text}` is not an entity: {e}"))
     };
-    let Some(Value::Object(context)) = request.get("context") else {
+    // The context as recorded, through its own type: `now` beside the session's parts.
+    let Ok(Value::Object(mut context)) = serde_json::to_value(&request.context) else {
         return Err("`decision.request.context` is not an object".into());
     };
-    let mut context = context.clone();
     context.insert(ARGUMENTS_ROOT.into(), arguments.clone());
     Ok(RequestParts {
-        principal: entity("principal")?,
-        action: entity("action")?,
-        resource: entity("resource")?,
+        principal: entity("principal", &request.principal)?,
+        action: entity("action", &request.action)?,
+        resource: entity("resource", &request.resource)?,
         context,
     })
 }

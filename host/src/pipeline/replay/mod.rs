@@ -29,7 +29,6 @@ mod reads;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use serde_json::Value;
 
 use self::reads::ArgumentReads;
 use super::record::ApprovalOutcome;
@@ -69,7 +68,7 @@ impl std::fmt::Display for ReplayEffect {
 }
 
 /// Which call a result is about, from its decision record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CallRef {
     /// The decision record's seq.
     pub seq: u64,
@@ -346,13 +345,14 @@ pub fn replay(log: &Path, candidate: &Policies) -> Result<ReplayReport, ReplayEr
     let mut report = ReplayReport::new(candidate.digest());
     for raw in RecordReader::open(log).map_err(read_error)? {
         let raw = raw.map_err(read_error)?;
-        let record: Value =
-            serde_json::from_slice(&raw.bytes).map_err(|e| ReplayError::NotJson {
+        let replayed = replayer
+            .replay_line(&raw.bytes)
+            .map_err(|e| ReplayError::NotJson {
                 segment: raw.segment.clone(),
                 line: raw.line,
                 message: e.to_string(),
             })?;
-        if let Some(replayed) = replayer.replay_record(&record) {
+        if let Some(replayed) = replayed {
             report.add(replayed);
         }
     }

@@ -82,6 +82,13 @@ fn email(effect: &str, outcome: &str, reviewer: Option<&str>) -> Value {
     )
 }
 
+/// Replays `record` (a decision record as JSON) through the record types.
+fn replay_json(replayer: &Replayer<'_>, record: &Value) -> Option<Replayed> {
+    replayer
+        .replay_line(&serde_json::to_vec(record).unwrap())
+        .unwrap()
+}
+
 fn changed(replayed: Option<Replayed>) -> ReplayChange {
     match replayed {
         Some(Replayed::Changed(c)) => *c,
@@ -101,10 +108,10 @@ fn a_recorded_decision_that_the_policies_repeat_is_unchanged() {
     let policies = example_policies();
     let replayer = Replayer::new(&policies);
     assert_eq!(
-        replayer.replay_record(&read_own("allow")),
+        replay_json(&replayer, &read_own("allow")),
         Some(Replayed::Unchanged)
     );
-    let change = changed(replayer.replay_record(&read_own("deny")));
+    let change = changed(replay_json(&replayer, &read_own("deny")));
     assert_eq!(change.call.seq, 3);
     assert_eq!(change.call.tool, "read_document");
     assert_eq!(change.new.effect, ReplayEffect::Allow);
@@ -125,13 +132,16 @@ fn the_recorded_human_answer_is_reused_when_the_candidate_asks_for_one() {
     ] {
         let record = email(effect, outcome, reviewer);
         assert_eq!(
-            replayer.replay_record(&record),
+            replay_json(&replayer, &record),
             Some(Replayed::Unchanged),
             "{outcome}"
         );
     }
     // carol's approval was accepted; bob's is not, whatever the log says.
-    let change = changed(replayer.replay_record(&email("allow", "approved", Some("bob"))));
+    let change = changed(replay_json(
+        &replayer,
+        &email("allow", "approved", Some("bob")),
+    ));
     assert_eq!(change.new.effect, ReplayEffect::Deny);
     assert!(change.new.approval_required);
     assert_eq!(change.new.reviewer.as_deref(), Some("bob"));
@@ -147,7 +157,7 @@ fn a_reused_standing_grant_replays_with_the_standing_state() {
     // The example policies do not count a standing grant for email: a
     // reviewer would have been asked again, so the call is held.
     let policies = example_policies();
-    let change = changed(Replayer::new(&policies).replay_record(&record));
+    let change = changed(replay_json(&Replayer::new(&policies), &record));
     assert_eq!(change.new.effect, ReplayEffect::Held);
     assert_eq!(change.new.reviewer.as_deref(), Some("carol"));
     assert!(
@@ -179,7 +189,7 @@ fn a_reused_standing_grant_replays_with_the_standing_state() {
     std::fs::write(&approval, accepting).unwrap();
     let candidate = Policies::load_dir(dir.path()).unwrap();
     assert_eq!(
-        Replayer::new(&candidate).replay_record(&record),
+        replay_json(&Replayer::new(&candidate), &record),
         Some(Replayed::Unchanged)
     );
 }
@@ -191,7 +201,7 @@ fn a_call_nobody_was_asked_about_is_held() {
     // Recorded when email needed no approval.
     let mut record = email("allow", "not_required", None);
     record["approval"]["required"] = json!(false);
-    let change = changed(replayer.replay_record(&record));
+    let change = changed(replay_json(&replayer, &record));
     assert_eq!(change.new.effect, ReplayEffect::Held);
     assert!(change.new.approval_required);
     assert_eq!(change.new.demanded_by, ["email-requires-approval"]);
@@ -204,22 +214,22 @@ fn records_that_cannot_be_replayed_say_why() {
     let mut old = read_own("allow");
     old["decision"].as_object_mut().unwrap().remove("request");
     assert_eq!(
-        not_replayable(replayer.replay_record(&old)),
+        not_replayable(replay_json(&replayer, &old)),
         NotReplayableReason::NoRequest
     );
     let mut bad = read_own("allow");
     bad["decision"]["request"]["principal"] = json!("not an entity");
     assert!(matches!(
-        not_replayable(replayer.replay_record(&bad)),
+        not_replayable(replay_json(&replayer, &bad)),
         NotReplayableReason::Malformed { message } if message.contains("principal")
     ));
     let mut refused = read_own("deny");
     refused["decision"]["decided_by"] = json!("unknown_tool");
     assert_eq!(
-        replayer.replay_record(&refused),
+        replay_json(&replayer, &refused),
         Some(Replayed::RefusedBeforePolicy)
     );
-    assert_eq!(replayer.replay_record(&json!({"kind": "outcome"})), None);
+    assert_eq!(replay_json(&replayer, &json!({"kind": "outcome"})), None);
 }
 
 #[test]
@@ -289,7 +299,7 @@ fn only_the_redacted_arguments_a_policy_reads_are_named() {
            when { context.arguments.body like "*merger*" };"#,
     );
     assert_eq!(
-        not_replayable(Replayer::new(&reads_body).replay_record(&record)),
+        not_replayable(replay_json(&Replayer::new(&reads_body), &record)),
         NotReplayableReason::RedactedArguments {
             paths: vec!["arguments.body".into()],
             policies: vec!["reads-body".into()],
@@ -301,7 +311,7 @@ fn only_the_redacted_arguments_a_policy_reads_are_named() {
            when { context.arguments == {"to": "x", "subject": "s", "body": "b"} };"#,
     );
     assert_eq!(
-        not_replayable(Replayer::new(&reads_all).replay_record(&record)),
+        not_replayable(replay_json(&Replayer::new(&reads_all), &record)),
         NotReplayableReason::RedactedArguments {
             paths: vec!["arguments.subject".into(), "arguments.body".into()],
             policies: vec!["reads-all".into()],
@@ -314,7 +324,7 @@ fn only_the_redacted_arguments_a_policy_reads_are_named() {
            unless { context.arguments has body };"#,
     );
     assert_eq!(
-        Replayer::new(&presence).replay_record(&record),
+        replay_json(&Replayer::new(&presence), &record),
         Some(Replayed::Unchanged)
     );
 }
