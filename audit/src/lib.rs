@@ -115,8 +115,8 @@ mod writer;
 #[cfg(feature = "writer")]
 mod tests;
 
-// Shared with the `mandate` crate (the guard's records and its secret key files), not part of
-// the audit log's API.
+// Shared with the `mandate` crate (the guard's record tests and its secret key files), not
+// part of the audit log's API. `FixedKeys` is sealed: only this crate's record types have it.
 #[doc(hidden)]
 pub use chain::{FixedKeys, check_body_keys};
 #[doc(hidden)]

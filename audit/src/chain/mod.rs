@@ -91,7 +91,16 @@ pub fn check_body_keys<T: Serialize>(body: &T) -> Result<(), BodyError> {
 /// A record type that serializes to an object whose top-level keys are fixed by the type and
 /// never reserved or repeated. Each implementation has a test that every shape of the type
 /// passes the check `BodyFields::new` makes.
-pub trait FixedKeys {}
+///
+/// Sealed: a type that implements it skips that check when it is appended, so only this
+/// crate's own record types (`crate::record`), whose tests prove the promise, may.
+pub trait FixedKeys: sealed::Sealed {}
+
+mod sealed {
+    /// Implemented only in this crate, so no other crate can implement [`super::FixedKeys`].
+    pub trait Sealed {}
+    impl Sealed for crate::record::Record {}
+}
 
 /// Checks the top-level keys of an object's inside, as `serde_json` writes it compactly.
 ///

@@ -1,5 +1,5 @@
-//! The call path: one tool call of the agent, as the numbered steps of the
-//! README's "The call path". [`SessionGuard::call`] is the tool-call door:
+//! The call path: one tool call of the agent, as the numbered steps of
+//! `docs/call-path.md`. [`SessionGuard::call`] is the tool-call door:
 //! it turns what the agent passed into a request, then runs the one
 //! procedure every door shares: request -> screening -> approval -> durable
 //! decision -> run -> outcome.
