@@ -14,7 +14,9 @@ use mandate::pipeline::{
     RedactionKey, ReloadError, Reloaded, ReviewDecision, ReviewError, Reviewer, Session,
 };
 use mandate::policy::{Effect, Policies};
-use mandate::runtime::{RunOutcome, Runtime};
+use mandate::runtime::{
+    AgentComponent, Compiled, ComponentNeeds, RunOutcome, Runtime, default_compile_cache,
+};
 use mandate::terminal::{DISPLAY_CHARS, bounded, escape, escape_lines};
 use mandate::tools::{Workspace, example_registry};
 
@@ -76,6 +78,24 @@ pub struct RunArgs {
     /// Folder the example tools work in: documents/, summaries/, outbox.jsonl.
     #[arg(long, default_value = ".")]
     workspace: PathBuf,
+    /// Keep compiled agents in this directory (created 0700; refused if another user could
+    /// write to it), so that a component is compiled once and later runs start at once.
+    /// Default: $XDG_CACHE_HOME/mandate/compiled or ~/.cache/mandate/compiled.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_compile_cache")]
+    compile_cache: Option<PathBuf>,
+    /// Compile the agent on every run; keep nothing on disk.
+    #[arg(long)]
+    no_compile_cache: bool,
+    /// Most core module instances the agent's component may have (CPython by componentize-py
+    /// has 14).
+    #[arg(long, value_name = "N", default_value_t = SessionLimits::default().instances)]
+    max_instances: usize,
+    /// Most linear memories the agent's component may define.
+    #[arg(long, value_name = "N", default_value_t = SessionLimits::default().memories)]
+    max_memories: usize,
+    /// Most tables the agent's component may define.
+    #[arg(long, value_name = "N", default_value_t = SessionLimits::default().tables)]
+    max_tables: usize,
     /// Largest linear memory of the agent, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = SessionLimits::default().memory_bytes / (1024 * 1024))]
     memory_limit: usize,
@@ -268,8 +288,92 @@ fn session_limits(args: &RunArgs) -> anyhow::Result<SessionLimits> {
         tool_calls: args.max_tool_calls,
         argument_bytes: args.max_argument_bytes,
         result_bytes: args.max_result_bytes,
+        instances: args.max_instances,
+        memories: args.max_memories,
+        tables: args.max_tables,
+        // One session runs: the pool reserves slots for that one only.
+        concurrent_sessions: 1,
         ..SessionLimits::default()
     })
+}
+
+/// Loads the agent into a runtime whose pool is sized to it (within the
+/// limits), from the compile cache when it was compiled before. Compiling a
+/// large agent takes a while the first time: that is said while it happens.
+fn load_agent(args: &RunArgs) -> anyhow::Result<(Runtime, AgentComponent)> {
+    let bytes = std::fs::read(&args.agent)
+        .with_context(|| format!("cannot read agent `{}`", args.agent.display()))?;
+    let limits = session_limits(args)?;
+    // Counted before the runtime exists, so that its pool fits this agent;
+    // an agent over a limit is refused by `load_agent_bytes` below, which
+    // names the limit and its flag.
+    let limits = match ComponentNeeds::of(&bytes) {
+        Ok(needs) if needs.fits(&limits) => limits.fitted_to(needs),
+        _ => limits,
+    };
+    let mut builder = Runtime::builder().limits(limits);
+    if !args.no_compile_cache {
+        match args.compile_cache.clone().or_else(default_compile_cache) {
+            Some(dir) => builder = builder.compile_cache(dir),
+            None => eprintln!(
+                "note: neither XDG_CACHE_HOME nor HOME is set, so the agent is compiled on every run; choose a cache with --compile-cache"
+            ),
+        }
+    }
+    let runtime = builder.build()?;
+    let announce = CompileNotice::after(Duration::from_millis(500), &args.agent, bytes.len());
+    let agent = runtime.load_agent_bytes(&args.agent, &bytes);
+    announce.finish(
+        agent.as_ref().ok().map(AgentComponent::compiled),
+        runtime.compile_cache(),
+    );
+    Ok((runtime, agent?))
+}
+
+/// Says that the agent is being compiled if loading it takes longer than a
+/// moment (a cached agent loads in milliseconds), then how long it took.
+struct CompileNotice {
+    done: std::sync::mpsc::Sender<Option<String>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl CompileNotice {
+    fn after(delay: Duration, agent: &Path, bytes: usize) -> CompileNotice {
+        use std::sync::mpsc::{RecvTimeoutError, channel};
+        let (done, wait) = channel::<Option<String>>();
+        let message = format!(
+            "compiling agent `{}` ({:.1} MB) for this machine; later runs reuse it",
+            escape(&agent.display().to_string()),
+            bytes as f64 / 1e6
+        );
+        let thread = std::thread::spawn(move || {
+            if let Err(RecvTimeoutError::Timeout) = wait.recv_timeout(delay) {
+                eprintln!("{message}");
+                if let Ok(Some(finished)) = wait.recv() {
+                    eprintln!("{finished}");
+                }
+            }
+        });
+        CompileNotice { done, thread }
+    }
+
+    fn finish(self, compiled: Option<Compiled>, cache: Option<&Path>) {
+        let finished = match (compiled, cache) {
+            (Some(Compiled::Now(took)), Some(dir)) => Some(format!(
+                "compiled in {:.1} s; cached in `{}`",
+                took.as_secs_f64(),
+                escape(&dir.display().to_string())
+            )),
+            (Some(Compiled::Now(took)), None) => Some(format!(
+                "compiled in {:.1} s (no compile cache)",
+                took.as_secs_f64()
+            )),
+            _ => None,
+        };
+        // Either ends the wait before the notice or is printed after it.
+        let _ = self.done.send(finished);
+        let _ = self.thread.join();
+    }
 }
 
 /// Says what a SIGHUP reload did.
@@ -318,8 +422,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Arc::new(Announced(reviewer(&args.approver, &args.reviewer_env)?));
     let reveal = reveal_config(&args)?;
     // Everything that can be checked is checked before the log is touched.
-    let runtime = Runtime::with_limits(session_limits(&args)?)?;
-    let agent = runtime.load_agent(&args.agent)?;
+    let (_runtime, agent) = load_agent(&args)?;
     let redaction_key = match &args.salt_key {
         Some(path) => {
             let (key, created) = RedactionKey::load_or_generate(path)?;

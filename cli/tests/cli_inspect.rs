@@ -62,14 +62,17 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
     path
 }
 
+/// An interface mandate does not link, one it links, one it links granting
+/// nothing, and one outside WASI.
 const FORBIDDEN: &[&str] = &[
-    "wasi:filesystem/types@0.2.6",
+    "wasi:keyvalue/store@0.2.0",
     "wasi:cli/stdout@0.2.6",
     "wasi:sockets/tcp@0.2.6",
+    "acme:db/query@1.0.0",
 ];
 
 #[test]
-fn a_component_that_imports_the_filesystem_and_sockets_is_refused_with_each_import() {
+fn a_component_that_imports_what_mandate_does_not_link_is_refused_with_each_import() {
     let dir = tempfile::tempdir().unwrap();
     let wasm = write(dir.path(), "sneaky.wasm", &component(FORBIDDEN));
 
@@ -81,29 +84,39 @@ fn a_component_that_imports_the_filesystem_and_sockets_is_refused_with_each_impo
     assert_eq!(lines[0], format!("component  {}", wasm.display()));
     assert!(lines[1].starts_with("sha256     "), "{text}");
     assert_eq!(lines[1].len(), "sha256     ".len() + 64, "{text}");
-    assert_eq!(lines[2], "imports    3");
     assert_eq!(
-        lines[3],
-        "  refused  wasi:filesystem/types@0.2.6  filesystem access is not granted; \
-         an agent may reach the world only through mandate:guard/tools"
+        lines[2],
+        "needs      0 core instances, 0 memories, 0 tables per session"
     );
+    assert_eq!(lines[3], "imports    4");
     assert_eq!(
         lines[4],
-        "  allowed  wasi:cli/stdout@0.2.6        captured into the session's output, never the host's"
+        "  refused  wasi:keyvalue/store@0.2.0  not among the wasi 0.2 interfaces mandate links \
+         (io, cli, clocks, random, and filesystem, sockets and outgoing http granting nothing); \
+         an agent may reach the world only through mandate:guard/tools"
     );
     assert_eq!(
         lines[5],
-        "  refused  wasi:sockets/tcp@0.2.6       network access is not granted; \
-         an agent may reach the world only through mandate:guard/tools"
+        "  allowed  wasi:cli/stdout@0.2.6      captured into the session's output, never the host's"
     );
-    assert_eq!(lines[6], "exports    0");
+    assert_eq!(
+        lines[6],
+        "  allowed  wasi:sockets/tcp@0.2.6     linked, grants nothing: \
+         every socket operation and name lookup is refused (access-denied)"
+    );
     assert_eq!(
         lines[7],
+        "  refused  acme:db/query@1.0.0        not part of the agent world; \
+         an agent may reach the world only through mandate:guard/tools"
+    );
+    assert_eq!(lines[8], "exports    0");
+    assert_eq!(
+        lines[9],
         "mandate will not run this agent: it imports what mandate does not provide: \
-         `wasi:filesystem/types@0.2.6`, `wasi:sockets/tcp@0.2.6`; \
+         `wasi:keyvalue/store@0.2.0`, `acme:db/query@1.0.0`; \
          it does not export `run`; an agent exports `run: func(task: string) -> result<string, string>`"
     );
-    assert_eq!(lines.len(), 8, "{text}");
+    assert_eq!(lines.len(), 10, "{text}");
 }
 
 #[test]
@@ -130,12 +143,17 @@ fn json_output_has_every_import_with_its_verdict() {
     assert_eq!(
         imports,
         [
-            ("wasi:filesystem/types@0.2.6", false),
+            ("wasi:keyvalue/store@0.2.0", false),
             ("wasi:cli/stdout@0.2.6", true),
-            ("wasi:sockets/tcp@0.2.6", false),
+            ("wasi:sockets/tcp@0.2.6", true),
+            ("acme:db/query@1.0.0", false),
         ]
     );
     assert_eq!(report["exports"], serde_json::json!([]));
+    assert_eq!(
+        report["needs"],
+        serde_json::json!({"core_instances": 0, "memories": 0, "tables": 0})
+    );
     assert_eq!(report["problems"].as_array().unwrap().len(), 2);
 }
 
@@ -148,7 +166,10 @@ fn a_component_without_run_is_not_an_agent() {
 
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let text = stdout(&output);
-    assert!(text.contains("\nimports    0\nexports    0\n"), "{text}");
+    assert!(
+        text.contains("per session\nimports    0\nexports    0\n"),
+        "{text}"
+    );
     assert!(
         text.ends_with(
             "mandate will not run this agent: it does not export `run`; \

@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | linear memory | 256 MiB | guest stopped |
 //! | table elements | 20,000 | guest stopped |
-//! | instances, memories, tables | 10 / 10 / 10 | guest stopped |
+//! | core instances, memories, tables | 32 / 10 / 10 | component refused at load |
 //! | wasm stack | 1 MiB | guest stopped |
 //! | CPU time running guest code | 30 s (epoch deadline) | guest stopped |
 //! | fuel (optional, deterministic) | off | guest stopped |
@@ -37,6 +37,7 @@
 //! | audit writer gather wait | 50 µs per batch | then the batch commits |
 //! | reviewer tasks | one per call in flight | calls per session are sequential; the call path itself runs on the session's task |
 //! | instance pool | `concurrent_sessions` sessions at their `instances`, `memories`, `tables` limits | reserved once per runtime |
+//! | compile cache | wasmtime's cache in a private directory (`mandate run --compile-cache`) | entries past its size and count limits are removed, oldest first |
 //!
 //! The guest's arguments are copied out of its memory before they can be
 //! measured, so that copy is bounded by the guest's memory limit, and then
@@ -80,11 +81,13 @@ pub struct SessionLimits {
     pub memory_bytes: usize,
     /// Most elements in one table.
     pub table_elements: usize,
-    /// Most component and core instances.
+    /// Most core module instances of one session's component. A component
+    /// that needs more is refused at load, naming this limit. CPython built
+    /// by componentize-py takes 14.
     pub instances: usize,
-    /// Most linear memories.
+    /// Most linear memories the component defines.
     pub memories: usize,
-    /// Most tables.
+    /// Most tables the component defines.
     pub tables: usize,
     /// Largest wasm stack, in bytes (deep recursion traps past it).
     pub stack_bytes: usize,
@@ -107,12 +110,28 @@ pub struct SessionLimits {
     pub concurrent_sessions: usize,
 }
 
+impl SessionLimits {
+    /// These limits with the pool's per-session `instances`, `memories` and
+    /// `tables` lowered to what `needs` takes (never raised), so that a
+    /// runtime for one agent reserves no slots it will not use.
+    pub fn fitted_to(&self, needs: crate::runtime::ComponentNeeds) -> SessionLimits {
+        let fit =
+            |limit: usize, need: u32| limit.min(usize::try_from(need).unwrap_or(limit)).max(1);
+        SessionLimits {
+            instances: fit(self.instances, needs.core_instances),
+            memories: fit(self.memories, needs.memories),
+            tables: fit(self.tables, needs.tables),
+            ..self.clone()
+        }
+    }
+}
+
 impl Default for SessionLimits {
     fn default() -> Self {
         SessionLimits {
             memory_bytes: 256 * 1024 * 1024,
             table_elements: 20_000,
-            instances: 10,
+            instances: 32,
             memories: 10,
             tables: 10,
             stack_bytes: 1024 * 1024,

@@ -137,3 +137,91 @@ fn mandate_run_summarizes_a_document_and_sends_the_approved_email_and_its_log_ve
     let report = mandate::audit::verify_file(&audit).unwrap();
     assert_eq!(report.head_seq, records.len() as u64);
 }
+
+/// `mandate run` of the example agent in a scratch workspace with `extra`
+/// arguments; its output.
+fn run_example(dir: &Path, extra: &[&str]) -> std::process::Output {
+    let workspace = dir.join("workspace");
+    std::fs::create_dir_all(workspace.join("documents")).unwrap();
+    std::fs::copy(
+        common::example_workspace().join("documents/doc_88pk3r.md"),
+        workspace.join("documents/doc_88pk3r.md"),
+    )
+    .unwrap();
+    Command::new(mandate_binary())
+        .arg("run")
+        .arg("--agent")
+        .arg(mandate_tests::DOCUMENT_SUMMARIZER)
+        .arg("--policies")
+        .arg(common::policies_dir())
+        .arg("--session")
+        .arg(common::policies_dir().join("session.json"))
+        .arg("--audit")
+        .arg(dir.join("audit"))
+        .arg("--workspace")
+        .arg(&workspace)
+        .args(extra)
+        .arg("summarize doc_88pk3r")
+        .output()
+        .unwrap()
+}
+
+/// Files under `dir`, recursively.
+fn files_under(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .map(|e| e.unwrap().path())
+            .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
+            .sum()
+    })
+}
+
+#[test]
+fn the_agent_is_compiled_once_into_a_private_cache_and_loaded_from_it_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache/compiled");
+    let cache_arg = cache.to_str().unwrap();
+
+    let first = run_example(&dir.path().join("one"), &["--compile-cache", cache_arg]);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    let cached = files_under(&cache);
+    assert!(cached >= 1, "nothing cached in {}", cache.display());
+
+    let second = run_example(&dir.path().join("two"), &["--compile-cache", cache_arg]);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(0), "{stderr}");
+    // Loaded in milliseconds: no notice that it is compiling.
+    assert!(!stderr.contains("compiling agent"), "{stderr}");
+    assert_eq!(files_under(&cache), cached, "the second run compiled again");
+}
+
+#[test]
+fn a_compile_cache_other_users_can_write_is_refused_before_anything_runs() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("shared-cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+
+    let output = run_example(dir.path(), &["--compile-cache", cache.to_str().unwrap()]);
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "compile cache `{}` cannot be trusted: it is writable by other users (mode 0777); \
+             make it private (`chmod 700`, owned by you) or choose another directory",
+            cache.canonicalize().unwrap().display()
+        )),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("audit").exists(), "the log was touched");
+}

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::mandate::guard::{session, tools};
 use super::bindings::{Denial, ToolError, ToolInfo};
 use super::host_calls::{CallFuture, HostCalls};
+use super::http::RefuseOutgoing;
 use super::limiter::SessionLimiter;
 use crate::limits::{LimitExceeded, SessionLimits};
 use crate::pipeline::{SessionGuard, ToolCallError};
@@ -21,6 +23,10 @@ pub struct SessionState {
     pub(crate) calls: Arc<HostCalls>,
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
+    /// `wasi:http`, linked so that agents importing it load; it sends
+    /// nothing (see the `http` module).
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) http_hooks: RefuseOutgoing,
     pub(crate) limiter: SessionLimiter,
     pub(crate) limits: Arc<SessionLimits>,
     /// Tool calls made so far.
@@ -40,6 +46,16 @@ impl WasiView for SessionState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for SessionState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
         }
     }
 }

@@ -12,7 +12,7 @@ use wasmtime::component::types::ComponentItem;
 
 use super::bindings::AgentPre;
 use super::lockdown::{self, Verdict};
-use super::{Runtime, RuntimeError, SessionState};
+use super::{ComponentNeeds, Runtime, RuntimeError, SessionState};
 
 /// The signature the `agent` world asks `run` to have.
 const RUN_SIGNATURE: &str = "`run: func(task: string) -> result<string, string>`";
@@ -27,6 +27,7 @@ pub struct Inspection {
     path: PathBuf,
     digest: String,
     runnable: bool,
+    needs: ComponentNeeds,
     imports: Vec<ImportReport>,
     exports: Vec<ExportReport>,
     problems: Vec<String>,
@@ -70,6 +71,11 @@ impl Inspection {
         self.runnable
     }
 
+    /// What each session of it takes from the instance pool.
+    pub fn needs(&self) -> ComponentNeeds {
+        self.needs
+    }
+
     /// Every import, in the component's order.
     pub fn imports(&self) -> &[ImportReport] {
         &self.imports
@@ -95,6 +101,11 @@ impl fmt::Display for Inspection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "component  {}", self.path.display())?;
         writeln!(f, "sha256     {}", self.digest)?;
+        writeln!(
+            f,
+            "needs      {} core instances, {} memories, {} tables per session",
+            self.needs.core_instances, self.needs.memories, self.needs.tables
+        )?;
         writeln!(f, "imports    {}", self.imports.len())?;
         let width = self.imports.iter().map(|i| i.name.len()).max().unwrap_or(0);
         for import in &self.imports {
@@ -128,8 +139,37 @@ impl Runtime {
     /// reason why. `path` names the bytes in the report.
     ///
     /// Errors only when the bytes are not a component at all (not wasm, a
-    /// core module, or a component that does not compile).
+    /// core module, or a component that does not compile). A component over
+    /// a session limit is not compiled (the pool refuses it): its report
+    /// says which limit and lists no imports or exports.
     pub fn inspect(&self, path: &Path, bytes: &[u8]) -> Result<Inspection, RuntimeError> {
+        check_header(path, bytes)?;
+        let needs = ComponentNeeds::of(bytes).map_err(|reason| RuntimeError::NotAnAgent {
+            path: path.to_path_buf(),
+            reason: format!("it is not a well-formed component: {reason}"),
+        })?;
+        let digest = hex::encode(Sha256::digest(bytes));
+        if let Some(over) = super::over_limit(&needs, &self.sessions.limits) {
+            let problem = match over.at(path) {
+                RuntimeError::OverLimit {
+                    what,
+                    needs,
+                    limit,
+                    flag,
+                    ..
+                } => format!("it needs {needs} {what}, over the limit of {limit} (`{flag}`)"),
+                other => other.to_string(),
+            };
+            return Ok(Inspection {
+                path: path.to_path_buf(),
+                digest,
+                runnable: false,
+                needs,
+                imports: Vec::new(),
+                exports: Vec::new(),
+                problems: vec![problem],
+            });
+        }
         let component = self.compile(path, bytes)?;
         let ty = component.component_type();
         let imports: Vec<ImportReport> = ty
@@ -181,8 +221,9 @@ impl Runtime {
         }
         Ok(Inspection {
             path: path.to_path_buf(),
-            digest: hex::encode(Sha256::digest(bytes)),
+            digest,
             runnable: problems.is_empty(),
+            needs,
             imports,
             exports,
             problems,
@@ -191,25 +232,11 @@ impl Runtime {
 
     /// Checks the header and compiles the bytes.
     pub(super) fn compile(&self, path: &Path, bytes: &[u8]) -> Result<Component, RuntimeError> {
-        let not_agent = |reason: String| RuntimeError::NotAnAgent {
+        check_header(path, bytes)?;
+        Component::from_binary(&self.engine, bytes).map_err(|e| RuntimeError::NotAnAgent {
             path: path.to_path_buf(),
-            reason,
-        };
-        match bytes.get(..8) {
-            Some([0, b'a', b's', b'm', _, _, 1, 0]) => {}
-            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
-                return Err(not_agent(
-                    "it is a core wasm module, not a component; build the agent for the wasm32-wasip2 target".into(),
-                ));
-            }
-            _ => {
-                return Err(not_agent(
-                    "it is not a webassembly file (no `\\0asm` header)".into(),
-                ));
-            }
-        }
-        Component::from_binary(&self.engine, bytes)
-            .map_err(|e| not_agent(format!("it does not compile: {e:#}")))
+            reason: format!("it does not compile: {e:#}"),
+        })
     }
 
     /// The load-time checks, first failure wins: no import outside the
@@ -247,6 +274,21 @@ impl Runtime {
             ))
         })
     }
+}
+
+/// Refuses bytes that are not a component, saying what they are instead.
+pub(super) fn check_header(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
+    let reason = match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', _, _, 1, 0]) => return Ok(()),
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
+            "it is a core wasm module, not a component; build the agent for the wasm32-wasip2 target"
+        }
+        _ => "it is not a webassembly file (no `\\0asm` header)",
+    };
+    Err(RuntimeError::NotAnAgent {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    })
 }
 
 /// The full names of the imports the host refuses, in the component's order.

@@ -1,35 +1,41 @@
 //! Capability lockdown: the one place that says what an agent may import.
 //!
 //! An agent reaches the world only through `mandate:guard/tools`. Besides the
-//! `agent` world the host links just the WASI interfaces the Rust standard
-//! library for `wasm32-wasip2` imports by itself, each listed in
-//! [`ALLOWED_IMPORTS`] together with the function that links it, so the
-//! allow-list and the linker cannot drift apart. What is in the list was
-//! measured by building guests and reading their imports:
+//! `agent` world the host links the WASI 0.2 interfaces that the standard
+//! toolchains import by default, each listed in [`ALLOWED_IMPORTS`] together
+//! with the function that links it, so the allow-list and the linker cannot
+//! drift apart. What is in the list was measured by building guests and
+//! reading their imports:
 //!
-//! - every guest, even one that does nothing, imports `wasi:io/{error,poll,
-//!   streams}` and `wasi:cli/{environment,exit,stdin,stdout,stderr}` and the
-//!   five `wasi:cli/terminal-*` interfaces (the start-up code of wasi-libc);
-//! - `HashMap` adds `wasi:random/insecure-seed`; `Instant`, `SystemTime` and
-//!   `thread::sleep` add `wasi:clocks/{monotonic-clock,wall-clock}`; crates
-//!   that draw random bytes (`getrandom`) add `wasi:random/random`;
-//! - `std::fs` adds `wasi:filesystem/{types,preopens}` and `std::net` adds
-//!   the `wasi:sockets` interfaces (and the filesystem ones): those are
-//!   refused, as is `wasi:http` and anything else not listed here.
+//! - every Rust guest, even one that does nothing, imports `wasi:io/{error,
+//!   poll,streams}` and `wasi:cli/{environment,exit,stdin,stdout,stderr}` and
+//!   the five `wasi:cli/terminal-*` interfaces (the start-up code of
+//!   wasi-libc); `HashMap` adds `wasi:random/insecure-seed`, clocks add
+//!   `wasi:clocks/*`, `getrandom` adds `wasi:random/random`;
+//! - componentize-py always imports `wasi:filesystem/{types,preopens}` and
+//!   the seven `wasi:sockets` interfaces, and componentize-js imports
+//!   `wasi:filesystem` and `wasi:http/{types,outgoing-handler}` by default.
 //!
-//! Interfaces that are imported unconditionally but would grant something
-//! are linked empty: the session's WASI context has no environment
-//! variables, no arguments, no working directory and an empty stdin, and no
-//! stream is a terminal. Stdout and stderr go to the session's captured
-//! output, never to the host's.
+//! The interfaces that would grant something are linked but grant nothing
+//! ([`GRANTS_NOTHING`]): the session's WASI context has no preopened
+//! directory (the agent sees no files), no environment variables, no
+//! arguments and an empty stdin; every socket operation and name lookup is
+//! refused with `access-denied`; every outgoing HTTP request is refused with
+//! `HTTP-request-denied` (see the `http` module). Stdout and stderr go to the
+//! session's captured output, never to the host's. Anything not listed is
+//! refused at load.
 
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{HasData, HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::WasiView;
 use wasmtime_wasi::cli::{WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
-use wasmtime_wasi::p2::bindings::{cli, clocks, io, random};
+use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, io, random, sockets};
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
+use wasmtime_wasi_http::p2::bindings::http;
+use wasmtime_wasi_http::{WasiHttp, WasiHttpView};
 
 use super::SessionState;
 use super::bindings::Agent;
@@ -86,6 +92,16 @@ const fn wasi(interface: &'static str, grants: &'static str, link: LinkFn) -> Al
         link: Link::Wasi(link),
     }
 }
+
+/// How every interface that is linked only so that agents load begins what
+/// it grants; `mandate inspect` shows it.
+pub const GRANTS_NOTHING: &str = "linked, grants nothing";
+
+const NO_FILES: &str =
+    "linked, grants nothing: no directory is preopened, so the agent sees no files";
+const NO_NETWORK: &str =
+    "linked, grants nothing: every socket operation and name lookup is refused (access-denied)";
+const NO_HTTP: &str = "linked, grants nothing: every outgoing request is refused (HTTP-request-denied) until the guard decides them";
 
 const STANDARD_STREAMS: &str = "streams and polling, for the standard streams";
 const NOT_A_TERMINAL: &str = "linked but no stream is a terminal";
@@ -170,6 +186,67 @@ pub const ALLOWED_IMPORTS: &[AllowedImport] = &[
         |l| random::random::add_to_linker::<SessionState, WasiRandom>(l, SessionState::random),
     ),
     wasi(
+        "wasi:random/insecure",
+        "pseudo-random bytes, not for secrets",
+        |l| random::insecure::add_to_linker::<SessionState, WasiRandom>(l, SessionState::random),
+    ),
+    wasi("wasi:filesystem/types", NO_FILES, |l| {
+        filesystem::types::add_to_linker::<SessionState, WasiFilesystem>(
+            l,
+            SessionState::filesystem,
+        )
+    }),
+    wasi("wasi:filesystem/preopens", NO_FILES, |l| {
+        filesystem::preopens::add_to_linker::<SessionState, WasiFilesystem>(
+            l,
+            SessionState::filesystem,
+        )
+    }),
+    wasi("wasi:sockets/network", NO_NETWORK, |l| {
+        sockets::network::add_to_linker::<SessionState, WasiSockets>(
+            l,
+            &sockets::network::LinkOptions::default(),
+            SessionState::sockets,
+        )
+    }),
+    wasi("wasi:sockets/instance-network", NO_NETWORK, |l| {
+        sockets::instance_network::add_to_linker::<SessionState, WasiSockets>(
+            l,
+            SessionState::sockets,
+        )
+    }),
+    wasi("wasi:sockets/tcp", NO_NETWORK, |l| {
+        sockets::tcp::add_to_linker::<SessionState, WasiSockets>(l, SessionState::sockets)
+    }),
+    wasi("wasi:sockets/tcp-create-socket", NO_NETWORK, |l| {
+        sockets::tcp_create_socket::add_to_linker::<SessionState, WasiSockets>(
+            l,
+            SessionState::sockets,
+        )
+    }),
+    wasi("wasi:sockets/udp", NO_NETWORK, |l| {
+        sockets::udp::add_to_linker::<SessionState, WasiSockets>(l, SessionState::sockets)
+    }),
+    wasi("wasi:sockets/udp-create-socket", NO_NETWORK, |l| {
+        sockets::udp_create_socket::add_to_linker::<SessionState, WasiSockets>(
+            l,
+            SessionState::sockets,
+        )
+    }),
+    wasi("wasi:sockets/ip-name-lookup", NO_NETWORK, |l| {
+        sockets::ip_name_lookup::add_to_linker::<SessionState, WasiSockets>(
+            l,
+            SessionState::sockets,
+        )
+    }),
+    wasi("wasi:http/types", NO_HTTP, |l| {
+        let options = wasmtime_wasi_http::p2::bindings::LinkOptions::default();
+        http::types::add_to_linker::<SessionState, WasiHttp>(l, &options.into(), SessionState::http)
+    }),
+    wasi("wasi:http/outgoing-handler", NO_HTTP, |l| {
+        http::outgoing_handler::add_to_linker::<SessionState, WasiHttp>(l, SessionState::http)
+    }),
+    wasi(
         "wasi:random/insecure-seed",
         "a seed for the hasher of std's HashMap",
         |l| {
@@ -242,14 +319,12 @@ macro_rules! refused {
 
 /// Why an interface outside the allow-list is refused.
 fn refusal(interface: &str) -> &'static str {
-    if interface.starts_with("wasi:filesystem/") {
-        refused!("filesystem access is not granted")
-    } else if interface.starts_with("wasi:sockets/") {
-        refused!("network access is not granted")
-    } else if interface.starts_with("wasi:http/") {
-        refused!("outgoing http is not granted")
+    if interface.starts_with("wasi:http/") {
+        refused!("only outgoing http is linked (and refused)")
     } else if interface.starts_with("wasi:") {
-        refused!("not in mandate's minimal wasi (io, cli, clocks, random)")
+        refused!(
+            "not among the wasi 0.2 interfaces mandate links (io, cli, clocks, random, and filesystem, sockets and outgoing http granting nothing)"
+        )
     } else {
         refused!("not part of the agent world")
     }
@@ -273,15 +348,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_allow_list_holds_no_filesystem_sockets_or_http() {
-        for allowed in ALLOWED_IMPORTS {
-            for family in ["wasi:filesystem/", "wasi:sockets/", "wasi:http/"] {
-                assert!(
-                    !allowed.interface.starts_with(family),
-                    "{} is in the allow-list",
-                    allowed.interface
-                );
-            }
+    fn filesystem_sockets_and_http_are_linked_granting_nothing() {
+        let families = ["wasi:filesystem/", "wasi:sockets/", "wasi:http/"];
+        let linked: Vec<_> = ALLOWED_IMPORTS
+            .iter()
+            .filter(|a| families.iter().any(|f| a.interface.starts_with(f)))
+            .collect();
+        // 2 filesystem, 7 sockets, 2 http: what the toolchains import.
+        assert_eq!(linked.len(), 11);
+        for allowed in linked {
+            assert!(
+                allowed.grants.starts_with(GRANTS_NOTHING),
+                "{} grants {}",
+                allowed.interface,
+                allowed.grants
+            );
         }
     }
 
@@ -304,15 +385,12 @@ mod tests {
     }
 
     #[test]
-    fn filesystem_sockets_and_http_are_refused_and_say_why() {
+    fn what_is_not_linked_is_refused_and_says_why() {
         for (name, why) in [
-            ("wasi:filesystem/types@0.2.6", "filesystem access"),
-            ("wasi:filesystem/preopens@0.2.6", "filesystem access"),
-            ("wasi:sockets/tcp@0.2.6", "network access"),
-            ("wasi:http/outgoing-handler@0.2.6", "outgoing http"),
+            ("wasi:http/incoming-handler@0.2.6", "only outgoing http"),
             (
-                "wasi:random/insecure@0.2.6",
-                "not in mandate's minimal wasi",
+                "wasi:keyvalue/store@0.2.0",
+                "not among the wasi 0.2 interfaces",
             ),
             ("acme:db/query@1.0.0", "not part of the agent world"),
         ] {

@@ -9,10 +9,12 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::bindings::Agent;
 use super::host::SessionState;
 use super::host_calls::{HostCalls, drive};
+use super::http::RefuseOutgoing;
 use super::limiter::{self, SessionLimiter};
 use super::{AgentComponent, RunOutcome, RunReport, pool};
 use crate::limits::{CAPTURED_OUTPUT_BYTES, LimitExceeded, SessionLimits};
@@ -80,9 +82,19 @@ impl AgentComponent {
             }));
         };
         let output = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
+        // Grants nothing but the captured output: no preopened directory
+        // (the filesystem interfaces are linked but there is nothing to
+        // open), no environment, and no network. TCP, UDP and name lookups
+        // are off and no address passes the check, as wasmtime-wasi's
+        // defaults are too; they are spelled out so that a change of those
+        // defaults cannot open the network.
         let wasi = WasiCtxBuilder::new()
             .stdout(output.clone())
             .stderr(output.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
             .build();
         let calls = Arc::new(HostCalls::default());
         let state = SessionState {
@@ -90,6 +102,8 @@ impl AgentComponent {
             calls: Arc::clone(&calls),
             wasi,
             table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            http_hooks: RefuseOutgoing,
             limiter: SessionLimiter::new(Arc::clone(limits)),
             limits: Arc::clone(limits),
             call_count: 0,
