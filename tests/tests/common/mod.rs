@@ -107,11 +107,15 @@ pub fn sha256sum(path: &str) -> Option<String> {
 /// Extra tools registered next to the example ones.
 type ToolHook = Box<dyn FnOnce(&mut ToolRegistry)>;
 
+/// The tools of an environment, made over its workspace.
+type RegistryHook = Box<dyn FnOnce(&Workspace) -> ToolRegistry>;
+
 /// How to build an [`Env`]: reviewer, timeout, policy directory, extra tools.
 pub struct EnvBuilder {
     reviewer: Arc<dyn Reviewer>,
     approval_timeout: Duration,
     policies: PathBuf,
+    registry: Option<RegistryHook>,
     tools: Vec<ToolHook>,
     audit_path: Option<PathBuf>,
     reveal: mandate::pipeline::reveal::RevealConfig,
@@ -148,6 +152,13 @@ impl EnvBuilder {
         self
     }
 
+    /// Other tools than the example ones (default: [`example_registry`]),
+    /// e.g. without one of them; [`EnvBuilder::tools`] adds to these.
+    pub fn registry(mut self, hook: impl FnOnce(&Workspace) -> ToolRegistry + 'static) -> Self {
+        self.registry = Some(Box::new(hook));
+        self
+    }
+
     /// Registers more tools next to the example ones.
     pub fn tools(mut self, hook: impl FnOnce(&mut ToolRegistry) + 'static) -> Self {
         self.tools.push(Box::new(hook));
@@ -169,7 +180,10 @@ impl EnvBuilder {
         let audit_path = self.audit_path.unwrap_or_else(|| dir.path().join("audit"));
         let policies = Policies::load_dir(&self.policies).unwrap();
         let digest = policies.digest().to_string();
-        let mut tools = example_registry(&workspace).unwrap();
+        let mut tools = match self.registry {
+            Some(hook) => hook(&workspace),
+            None => example_registry(&workspace).unwrap(),
+        };
         for hook in self.tools {
             hook(&mut tools);
         }
@@ -207,6 +221,7 @@ impl Env {
             reviewer: Arc::new(DenyAll),
             approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
             policies: policies_dir(),
+            registry: None,
             tools: Vec::new(),
             audit_path: None,
             reveal: Default::default(),

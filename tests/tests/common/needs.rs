@@ -1,5 +1,7 @@
 //! Checks a component's counted needs against wasmtime's own pool check.
 
+use std::path::Path;
+
 use mandate::runtime::ComponentNeeds;
 use wasmtime::component::Component;
 use wasmtime::{
@@ -12,10 +14,17 @@ use wasmtime::{
 /// the compiled code, so a compile cache makes the three refusals cheap:
 /// wasmtime checks the pool after it has the code, from the cache or not.
 pub fn assert_matches_wasmtime(bytes: &[u8], name: &str) {
-    let needs = ComponentNeeds::of(bytes).unwrap();
     let cache_dir = tempfile::tempdir().unwrap();
+    assert_matches_wasmtime_cached(bytes, name, cache_dir.path());
+}
+
+/// Same as [`assert_matches_wasmtime`] with the compile cache in
+/// `cache_dir`, kept across runs: a component that takes minutes to compile
+/// then does so once.
+pub fn assert_matches_wasmtime_cached(bytes: &[u8], name: &str, cache_dir: &Path) {
+    let needs = ComponentNeeds::of(bytes).unwrap();
     let mut cache_config = CacheConfig::new();
-    cache_config.with_directory(cache_dir.path());
+    cache_config.with_directory(cache_dir);
     let cache = Cache::new(cache_config).unwrap();
     let compile = |instances: u32, memories: u32, tables: u32| {
         let mut pool = PoolingAllocationConfig::new();
