@@ -163,25 +163,37 @@ fn differential(size: usize) {
 }
 
 #[test]
-#[cfg_attr(debug_assertions, ignore = "slow unoptimized: scripts/test runs it with --release")]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "slow unoptimized: scripts/test runs it with --release"
+)]
 fn index_answers_as_full_evaluation_at_10_policies() {
     differential(10);
 }
 
 #[test]
-#[cfg_attr(debug_assertions, ignore = "slow unoptimized: scripts/test runs it with --release")]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "slow unoptimized: scripts/test runs it with --release"
+)]
 fn index_answers_as_full_evaluation_at_1_000_policies() {
     differential(1_000);
 }
 
 #[test]
-#[cfg_attr(debug_assertions, ignore = "slow unoptimized: scripts/test runs it with --release")]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "slow unoptimized: scripts/test runs it with --release"
+)]
 fn index_answers_as_full_evaluation_at_10_000_policies() {
     differential(10_000);
 }
 
 #[test]
-#[cfg_attr(debug_assertions, ignore = "slow unoptimized: scripts/test runs it with --release")]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "slow unoptimized: scripts/test runs it with --release"
+)]
 fn index_answers_as_full_evaluation_at_100_000_policies() {
     differential(100_000);
 }
