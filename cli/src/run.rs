@@ -368,7 +368,11 @@ impl CompileNotice {
                 "compiled in {:.1} s (no compile cache)",
                 took.as_secs_f64()
             )),
-            _ => None,
+            // A slow disk can make even a cached agent take a moment.
+            (Some(Compiled::FromCache), _) => {
+                Some("it was compiled before: loaded from the compile cache".to_string())
+            }
+            (None, _) => None,
         };
         // Either ends the wait before the notice or is printed after it.
         let _ = self.done.send(finished);
