@@ -16,7 +16,7 @@ use mandate::pipeline::{
     BoxFuture, Guard, PendingApproval, ReviewDecision, ReviewError, Reviewer, Session, Verdict,
 };
 use mandate::policy::Policies;
-use mandate::runtime::Runtime;
+use mandate::runtime::{Runtime, default_compile_cache};
 use mandate::tools::{Workspace, example_registry};
 
 /// The host's own review flow. A real host would post the pending approval to
@@ -94,7 +94,12 @@ async fn main() -> anyhow::Result<()> {
         .on_call(|call| println!("{} {:?} {:?}", call.tool, call.effect, call.approval))
         .build()?;
     // Once, at start: the engine, and the agent compiled and pre-instantiated.
-    let runtime = Runtime::new()?;
+    // The compiled agent is kept in a private cache, so later starts skip compiling.
+    let mut runtime = Runtime::builder();
+    if let Some(dir) = default_compile_cache() {
+        runtime = runtime.compile_cache(dir);
+    }
+    let runtime = runtime.build()?;
     let agent = runtime.load_agent(&agent_path).with_context(
         || "build it with `cargo build --release --target wasm32-wasip2 -p document-summarizer`",
     )?;
