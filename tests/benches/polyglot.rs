@@ -28,11 +28,13 @@
 //! Run: `cargo bench -p mandate-tests --bench polyglot`. It prints p50 and
 //! p99 of single iterations from alternating rounds, and the ratios.
 
+#[allow(dead_code)]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mandate::audit::{AuditConfig, AuditLog, Retention};
 use mandate::pipeline::{
     BoxFuture, GrantScope, Guard, PendingApproval, ReviewDecision, ReviewError, Reviewer, Session,
     SessionGuard, Verdict,
@@ -100,12 +102,7 @@ fn component_path(variable: &str, file: &str) -> PathBuf {
 }
 
 fn setup() -> Bench {
-    let base =
-        std::env::var_os("ROUNDTRIP_BENCH_DIR").map_or_else(|| "/dev/shm".into(), PathBuf::from);
-    let dir = tempfile::Builder::new()
-        .prefix("polyglot-bench-")
-        .tempdir_in(base)
-        .expect("temp dir");
+    let dir = common::bench_dir("polyglot-bench-");
     let workspace = dir.path().join("workspace");
     std::fs::create_dir_all(workspace.join("documents")).expect("workspace");
     std::fs::copy(
@@ -114,15 +111,7 @@ fn setup() -> Bench {
     )
     .expect("example document");
     let policies = Policies::load_dir(&repo().join("policies")).expect("example policies");
-    let config = AuditConfig {
-        segment_max_bytes: 8 * 1024 * 1024,
-        retention: Retention {
-            keep_segments: Some(2),
-            max_age: None,
-        },
-        ..AuditConfig::default()
-    };
-    let audit = AuditLog::open_with(dir.path().join("audit"), config).expect("audit log");
+    let audit = common::bench_log(dir.path());
     let guard = Guard::builder(policies, audit)
         .tools(example_registry(&Workspace::new(&workspace)).expect("tools"))
         .reviewer(Carol)

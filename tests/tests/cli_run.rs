@@ -32,32 +32,14 @@ fn repo() -> &'static Path {
 fn mandate_run_summarizes_a_document_and_sends_the_approved_email_and_its_log_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let workspace = dir.path().join("workspace");
-    std::fs::create_dir_all(workspace.join("documents")).unwrap();
-    std::fs::copy(
-        common::example_workspace().join("documents/doc_88pk3r.md"),
-        workspace.join("documents/doc_88pk3r.md"),
-    )
-    .unwrap();
     let audit = dir.path().join("audit");
     let reviewer = format!("cmd:{}", repo().join("examples/reviewer.sh").display());
 
-    let output = Command::new(mandate_binary())
-        .arg("run")
-        .arg("--agent")
-        .arg(mandate_tests::DOCUMENT_SUMMARIZER)
-        .arg("--policies")
-        .arg(common::policies_dir())
-        .arg("--session")
-        .arg(common::policies_dir().join("session.json"))
-        .arg("--audit")
-        .arg(&audit)
-        .arg("--workspace")
-        .arg(&workspace)
-        .arg("--approver")
-        .arg(&reviewer)
-        .arg("summarize doc_88pk3r and share it with bob@example.com")
-        .output()
-        .unwrap();
+    let output = run_example(
+        dir.path(),
+        &["--approver", &reviewer],
+        "summarize doc_88pk3r and share it with bob@example.com",
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
@@ -138,9 +120,10 @@ fn mandate_run_summarizes_a_document_and_sends_the_approved_email_and_its_log_ve
     assert_eq!(report.head_seq, records.len() as u64);
 }
 
-/// `mandate run` of the example agent in a scratch workspace with `extra`
-/// arguments; its output.
-fn run_example(dir: &Path, extra: &[&str]) -> std::process::Output {
+/// `mandate run` of the example agent on `task`, in a scratch workspace
+/// (`<dir>/workspace`) with its log in `<dir>/audit` and `extra` arguments;
+/// its output.
+fn run_example(dir: &Path, extra: &[&str], task: &str) -> std::process::Output {
     let workspace = dir.join("workspace");
     std::fs::create_dir_all(workspace.join("documents")).unwrap();
     std::fs::copy(
@@ -161,7 +144,7 @@ fn run_example(dir: &Path, extra: &[&str]) -> std::process::Output {
         .arg("--workspace")
         .arg(&workspace)
         .args(extra)
-        .arg("summarize doc_88pk3r")
+        .arg(task)
         .output()
         .unwrap()
 }
@@ -182,7 +165,11 @@ fn the_agent_is_compiled_once_into_a_private_cache_and_loaded_from_it_after() {
     let cache = dir.path().join("cache/compiled");
     let cache_arg = cache.to_str().unwrap();
 
-    let first = run_example(&dir.path().join("one"), &["--compile-cache", cache_arg]);
+    let first = run_example(
+        &dir.path().join("one"),
+        &["--compile-cache", cache_arg],
+        "summarize doc_88pk3r",
+    );
     assert_eq!(
         first.status.code(),
         Some(0),
@@ -195,7 +182,11 @@ fn the_agent_is_compiled_once_into_a_private_cache_and_loaded_from_it_after() {
     let cached = files_under(&cache);
     assert!(cached >= 1, "nothing cached in {}", cache.display());
 
-    let second = run_example(&dir.path().join("two"), &["--compile-cache", cache_arg]);
+    let second = run_example(
+        &dir.path().join("two"),
+        &["--compile-cache", cache_arg],
+        "summarize doc_88pk3r",
+    );
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(0), "{stderr}");
     // Loaded in milliseconds: no notice that it is compiling.
@@ -211,7 +202,11 @@ fn a_compile_cache_other_users_can_write_is_refused_before_anything_runs() {
     std::fs::create_dir(&cache).unwrap();
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
 
-    let output = run_example(dir.path(), &["--compile-cache", cache.to_str().unwrap()]);
+    let output = run_example(
+        dir.path(),
+        &["--compile-cache", cache.to_str().unwrap()],
+        "summarize doc_88pk3r",
+    );
 
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");

@@ -63,18 +63,20 @@ fn policies_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
 }
 
-/// The guard, the agent under `Runtime::new()` (default limits, the pooling
-/// allocator) and a two-worker tokio runtime. The log is on a tmpfs
-/// (`/dev/shm` unless `ROUNDTRIP_BENCH_DIR=<dir>`), so the disk is not
-/// measured.
-pub fn setup() -> Setup {
+/// A scratch directory on a tmpfs (`/dev/shm` unless
+/// `ROUNDTRIP_BENCH_DIR=<dir>`), so the disk is not measured.
+pub fn bench_dir(prefix: &str) -> tempfile::TempDir {
     let base =
         std::env::var_os("ROUNDTRIP_BENCH_DIR").map_or_else(|| "/dev/shm".into(), PathBuf::from);
-    let dir = tempfile::Builder::new()
-        .prefix("roundtrip-bench-")
+    tempfile::Builder::new()
+        .prefix(prefix)
         .tempdir_in(base)
-        .expect("temp dir");
-    let policies = Policies::load_dir(&policies_dir()).expect("example policies");
+        .expect("temp dir")
+}
+
+/// The audit log of a bench in `dir`, at most two 8 MiB segments kept, so
+/// long runs do not fill the tmpfs.
+pub fn bench_log(dir: &Path) -> AuditLog {
     let config = AuditConfig {
         segment_max_bytes: 8 * 1024 * 1024,
         retention: Retention {
@@ -83,7 +85,17 @@ pub fn setup() -> Setup {
         },
         ..AuditConfig::default()
     };
-    let audit = AuditLog::open_with(dir.path().join("audit"), config).expect("audit log");
+    AuditLog::open_with(dir.join("audit"), config).expect("audit log")
+}
+
+/// The guard, the agent under `Runtime::new()` (default limits, the pooling
+/// allocator) and a two-worker tokio runtime. The log is on a tmpfs
+/// (`/dev/shm` unless `ROUNDTRIP_BENCH_DIR=<dir>`), so the disk is not
+/// measured.
+pub fn setup() -> Setup {
+    let dir = bench_dir("roundtrip-bench-");
+    let policies = Policies::load_dir(&policies_dir()).expect("example policies");
+    let audit = bench_log(dir.path());
     let mut tools = ToolRegistry::new();
     tools
         .declare_entity_type(document_entity_type())
