@@ -2,10 +2,15 @@
 //! componentize-py and componentize-js with their default options
 //! (`scripts/build-agents`), run through the real host: each scenario runs
 //! for both languages, and each agent's report must be the Rust agent's
-//! report for the same task, session and tools, word for word.
+//! report for the same task, session and tools, word for word. The scripted
+//! agents of both languages (`guest/scripted-agent-py`,
+//! `guest/scripted-agent-js`) make the same calls as the Rust scripted agent
+//! and must see the same results and the same `tool-error` cases, each raised
+//! by the author module as its typed exception.
 //!
-//! The components are read from `MANDATE_PYTHON_AGENT` and
-//! `MANDATE_JAVASCRIPT_AGENT`, else from `polyglot/` in the target directory
+//! The components are read from `MANDATE_PYTHON_AGENT`,
+//! `MANDATE_JAVASCRIPT_AGENT`, `MANDATE_PYTHON_SCRIPTED_AGENT` and
+//! `MANDATE_JAVASCRIPT_SCRIPTED_AGENT`, else from `polyglot/` in the target directory
 //! (`CARGO_TARGET_DIR`, else `target/`), where `scripts/build-agents` puts
 //! them. CPython and StarlingMonkey take minutes to compile in a debug build,
 //! so they are compiled into a cache there, `polyglot/compiled/`, once per
@@ -34,6 +39,17 @@ enum Language {
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 static PYTHON: OnceLock<AgentComponent> = OnceLock::new();
 static JAVASCRIPT: OnceLock<AgentComponent> = OnceLock::new();
+static PYTHON_SCRIPTED: OnceLock<AgentComponent> = OnceLock::new();
+static JAVASCRIPT_SCRIPTED: OnceLock<AgentComponent> = OnceLock::new();
+
+/// Which of a language's two agents.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// The example document summarizer.
+    Example,
+    /// The scripted test agent.
+    Scripted,
+}
 
 /// `polyglot/` in the target directory, as in scripts/build-agents (a
 /// relative `CARGO_TARGET_DIR` is the workspace's).
@@ -59,15 +75,26 @@ fn runtime() -> &'static Runtime {
 impl Language {
     /// The environment variable that names the component, and its file name
     /// in the build's output directory.
-    fn source(self) -> (&'static str, &'static str) {
-        match self {
-            Language::Python => ("MANDATE_PYTHON_AGENT", "document_summarizer_py.wasm"),
-            Language::JavaScript => ("MANDATE_JAVASCRIPT_AGENT", "document_summarizer_js.wasm"),
+    fn source(self, kind: Kind) -> (&'static str, &'static str) {
+        match (self, kind) {
+            (Language::Python, Kind::Example) => {
+                ("MANDATE_PYTHON_AGENT", "document_summarizer_py.wasm")
+            }
+            (Language::Python, Kind::Scripted) => {
+                ("MANDATE_PYTHON_SCRIPTED_AGENT", "scripted_agent_py.wasm")
+            }
+            (Language::JavaScript, Kind::Example) => {
+                ("MANDATE_JAVASCRIPT_AGENT", "document_summarizer_js.wasm")
+            }
+            (Language::JavaScript, Kind::Scripted) => (
+                "MANDATE_JAVASCRIPT_SCRIPTED_AGENT",
+                "scripted_agent_js.wasm",
+            ),
         }
     }
 
-    fn path(self) -> PathBuf {
-        let (variable, file) = self.source();
+    fn path(self, kind: Kind) -> PathBuf {
+        let (variable, file) = self.source(kind);
         match std::env::var_os(variable) {
             Some(path) => PathBuf::from(path),
             None => polyglot_dir().join(file),
@@ -75,9 +102,9 @@ impl Language {
     }
 
     /// The component's bytes; fails saying how to build it when it is missing.
-    fn bytes(self) -> Vec<u8> {
-        let path = self.path();
-        let (variable, _) = self.source();
+    fn bytes(self, kind: Kind) -> Vec<u8> {
+        let path = self.path(kind);
+        let (variable, _) = self.source(kind);
         std::fs::read(&path).unwrap_or_else(|e| {
             panic!(
                 "cannot read the {self:?} agent `{}` ({e}): run scripts/build-agents, or set {variable} to the component",
@@ -88,16 +115,23 @@ impl Language {
 
     /// The agent's component, loaded once per test binary (compiled, or
     /// taken from the compile cache).
-    fn agent(self) -> &'static AgentComponent {
-        let cell = match self {
-            Language::Python => &PYTHON,
-            Language::JavaScript => &JAVASCRIPT,
+    fn load(self, kind: Kind) -> &'static AgentComponent {
+        let cell = match (self, kind) {
+            (Language::Python, Kind::Example) => &PYTHON,
+            (Language::Python, Kind::Scripted) => &PYTHON_SCRIPTED,
+            (Language::JavaScript, Kind::Example) => &JAVASCRIPT,
+            (Language::JavaScript, Kind::Scripted) => &JAVASCRIPT_SCRIPTED,
         };
         cell.get_or_init(|| {
             runtime()
-                .load_agent_bytes(&self.path(), &self.bytes())
-                .unwrap_or_else(|e| panic!("mandate refuses the {self:?} agent: {e}"))
+                .load_agent_bytes(&self.path(kind), &self.bytes(kind))
+                .unwrap_or_else(|e| panic!("mandate refuses the {self:?} {kind:?} agent: {e}"))
         })
+    }
+
+    /// The example agent.
+    fn agent(self) -> &'static AgentComponent {
+        self.load(Kind::Example)
     }
 
     /// The line the agent prints to stdout when it starts on `task`.
@@ -508,10 +542,131 @@ async fn serves_the_next_session_after_one_it_gave_up(language: Language) {
 }
 
 async fn needs_from_the_pool_what_wasmtime_counts(language: Language) {
-    let name = language.path().display().to_string();
+    let name = language.path(Kind::Example).display().to_string();
     let cache = polyglot_dir().join("compiled-needs");
     std::fs::create_dir_all(&cache).unwrap();
-    common::needs::assert_matches_wasmtime_cached(&language.bytes(), &name, &cache);
+    common::needs::assert_matches_wasmtime_cached(&language.bytes(Kind::Example), &name, &cache);
+}
+
+/// The tool and the result (`ok`) or `tool-error` case (`error.kind`) of
+/// each call in a scripted agent's report.
+fn call_outcomes(report: &RunReport) -> Vec<(String, Value)> {
+    common::report_results(report)
+        .into_iter()
+        .map(|result| {
+            let tool = result["tool"].as_str().unwrap_or_default().to_string();
+            let outcome = match result.get("ok") {
+                Some(ok) => json!({"ok": ok}),
+                None => json!({"error": result["error"]["kind"]}),
+            };
+            (tool, outcome)
+        })
+        .collect()
+}
+
+async fn raises_each_tool_error_the_rust_agent_sees(language: Language) {
+    // The session's user may not read bob's document; the summary cannot
+    // be written where a directory stands; the host has no
+    // `delete_everything`; `bob@-bad.example` is no address; nobody approves
+    // the email (the default reviewer refuses).
+    let prepare = |env: &Env| {
+        std::fs::copy(
+            common::example_workspace().join("documents/doc_4hq2zt.md"),
+            env.workspace.root().join("documents/doc_4hq2zt.md"),
+        )
+        .unwrap();
+        std::fs::create_dir_all(env.workspace.root().join("summaries/doc_88pk3r.md")).unwrap();
+    };
+    let script = json!({"calls": [
+        common::read_call("doc_88pk3r"),
+        common::read_call("doc_4hq2zt"),
+        {"tool": "write_summary", "arguments": {"document_id": "doc_88pk3r", "summary": "s"}},
+        {"tool": "delete_everything", "arguments": {}},
+        {"tool": "send_email", "arguments": {"to": "bob@-bad.example", "subject": "s", "body": "b"}},
+        common::email_call("the summary"),
+    ]})
+    .to_string();
+    let env = Env::builder().build();
+    prepare(&env);
+    let agent = language.load(Kind::Scripted);
+    let report = agent.run(&env.guard, session(), &script).await.unwrap();
+    let outcomes = call_outcomes(&report);
+
+    let rust_env = Env::builder().build();
+    prepare(&rust_env);
+    let rust = common::scripted_agent()
+        .run(&rust_env.guard, session(), &script)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        call_outcomes(&rust),
+        "the {language:?} and Rust scripted agents disagree"
+    );
+    let errors: Vec<&Value> = outcomes
+        .iter()
+        .filter_map(|(_, o)| o.get("error"))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "denied",
+            "tool-failed",
+            "unknown-tool",
+            "invalid-arguments",
+            "approval-denied"
+        ]
+    );
+    assert_eq!(outcomes[0].1["ok"]["document_id"], "doc_88pk3r");
+    // The messages are the author module's sentences.
+    let results = common::report_results(&report);
+    assert_eq!(
+        results[1]["error"]["message"],
+        "denied by policy forbid-document-not-owned: the document belongs to another user"
+    );
+    assert_eq!(
+        results[3]["error"]["message"],
+        "unknown tool: delete_everything"
+    );
+    for record in &env.records()[1..] {
+        assert_eq!(record["agent"]["component_digest"], agent.digest());
+    }
+    env.assert_verifies(env.records().len() as u64);
+
+    // Counted instead of listed, the same calls twice over.
+    let tally = json!({"calls": serde_json::from_str::<Value>(&script).unwrap()["calls"], "repeat": 2, "tally": true});
+    let report = agent
+        .run(&env.guard, session(), &tally.to_string())
+        .await
+        .unwrap();
+    let RunOutcome::Finished(Ok(text)) = &report.outcome else {
+        panic!(
+            "the {language:?} scripted agent did not finish: {:?}",
+            report.outcome
+        );
+    };
+    let counted: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(counted["tally"], json!({"ok": 2, "error": 10}));
+}
+
+async fn refuses_a_script_it_cannot_read(language: Language) {
+    let env = Env::builder().build();
+    let agent = language.load(Kind::Scripted);
+    for (task, message) in [
+        ("not json", "the task is not a JSON script"),
+        (
+            r#"{"calls": [{"arguments": {}}]}"#,
+            r#"the task's calls[0] has no "tool" string"#,
+        ),
+        (r#"{"calls": {}}"#, r#"the task's "calls" is not a list"#),
+        (r#"{"repeat": -1}"#, r#"the task's "repeat" is not a count"#),
+    ] {
+        let report = agent.run(&env.guard, session(), task).await.unwrap();
+        match &report.outcome {
+            RunOutcome::Finished(Err(error)) if error.starts_with(message) => {}
+            other => panic!("{language:?} on {task}: {other:?}"),
+        }
+    }
 }
 
 /// Declares one test per scenario and language: `python::<scenario>` and
@@ -546,4 +701,6 @@ in_each_language!(
     gives_up_when_the_session_has_expired,
     serves_the_next_session_after_one_it_gave_up,
     needs_from_the_pool_what_wasmtime_counts,
+    raises_each_tool_error_the_rust_agent_sees,
+    refuses_a_script_it_cannot_read,
 );
