@@ -6,6 +6,7 @@ mod audit;
 mod inspect;
 mod policy;
 mod run;
+mod tools;
 
 use std::process::ExitCode;
 
@@ -22,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run an agent component under the guard.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Show a component's imports and exports and whether Mandate will run it.
     Inspect(inspect::InspectArgs),
     /// Work with audit logs.
@@ -34,16 +35,20 @@ enum Command {
     /// See and decide the calls held for a human in an approvals queue.
     #[command(subcommand)]
     Approvals(approvals::ApprovalsCommand),
+    /// Work with the tools a manifest declares (MCP servers, programs).
+    #[command(subcommand)]
+    Tools(tools::ToolsCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Inspect(args) => inspect::run(args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Approvals(cmd) => approvals::run(cmd),
+        Command::Tools(cmd) => tools::run(cmd),
     };
     match result {
         Ok(code) => code,

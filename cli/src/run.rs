@@ -18,7 +18,6 @@ use mandate::runtime::{
     AgentComponent, Compiled, ComponentNeeds, RunOutcome, Runtime, default_compile_cache,
 };
 use mandate::terminal::{DISPLAY_CHARS, bounded, escape, escape_lines};
-use mandate::tools::{Workspace, example_registry};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -75,9 +74,12 @@ pub struct RunArgs {
     /// Seconds a reviewer has to decide.
     #[arg(long, default_value_t = 300)]
     approval_timeout: u64,
-    /// Folder the example tools work in: documents/, summaries/, outbox.jsonl.
+    /// Folder the example tools work in: documents/, summaries/, outbox.jsonl (without
+    /// --tools; a manifest names its own).
     #[arg(long, default_value = ".")]
     workspace: PathBuf,
+    #[command(flatten)]
+    tools: crate::tools::ToolsArg,
     /// Keep compiled agents in this directory (created 0700; refused if another user could
     /// write to it), so that a component is compiled once and later runs start at once.
     /// Default: $XDG_CACHE_HOME/mandate/compiled or ~/.cache/mandate/compiled.
@@ -441,8 +443,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let tokio = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // MCP servers start now: one that cannot stops the run before the log
+    // is touched and before the agent starts.
+    let served = args.tools.serve(&args.workspace, &tokio)?;
+    let tools = served.registry.clone();
     let audit = AuditLog::open_with(&args.audit, audit_config(&args)?)?;
-    let tools = example_registry(&Workspace::new(&args.workspace))?;
     let mut builder = Guard::builder(policies, audit)
         .reveal(reveal)
         .tools(tools)
@@ -460,7 +466,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
-    let tokio = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     println!(
         "session {} · user {} · agent {} · policies {}",
         session.session_id,
@@ -492,6 +497,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "agent output:\n{}",
             escape_lines(report.output.trim_end(), AGENT_PREFIX)
         );
+    }
+    if let Some(set) = &served.set {
+        tokio.block_on(set.shutdown());
     }
     // The final checkpoint, and any failure to write it, before the head is reported.
     guard.audit().shutdown()?;

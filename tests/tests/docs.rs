@@ -614,3 +614,66 @@ fn heading_anchors_are_made_as_github_makes_them() {
         [(1, "b.md#c".to_string()), (1, "#e".to_string())]
     );
 }
+
+/// `docs/tools.md`'s guide, every command as written, against the reference
+/// filesystem server that scripts/install-mcp-servers installed, with
+/// `mandate` and the server on `PATH` and the scripted agent as `agent.wasm`.
+#[test]
+fn the_mcp_guide_runs_as_written() {
+    let guide = std::fs::read_to_string(repo().join("docs/tools.md")).unwrap();
+    let script = section_script(&guide, "## Guard an MCP server in five minutes").unwrap();
+    let servers = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| repo().join("target"), |dir| repo().join(dir))
+        .join("mcp-servers/node_modules/.bin");
+    assert!(
+        servers.join("mcp-server-filesystem").exists(),
+        "no MCP filesystem server in `{}`: run scripts/install-mcp-servers",
+        servers.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(mandate_binary(), bin.join("mandate")).unwrap();
+    let work = dir.path().join("guide");
+    std::fs::create_dir_all(&work).unwrap();
+    std::os::unix::fs::symlink(mandate_tests::SCRIPTED_AGENT, work.join("agent.wasm")).unwrap();
+    let path = format!(
+        "{}:{}:{}",
+        bin.display(),
+        servers.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -euo pipefail\n{script}"))
+        .current_dir(&work)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the guide failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        output.status
+    );
+    for expected in [
+        "files.read_text_file",
+        "pinned: 3 tools of 1 servers pinned in mandate.lock",
+        "policies valid",
+        "ok: 3 cases passed",
+        "allow files.read_text_file",
+        "allow files.write_file",
+        "approved by alice",
+        "chain intact",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "the guide's output lacks `{expected}`:\n{stdout}\n--- stderr\n{stderr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(work.join("shared/out.txt")).unwrap(),
+        "noted"
+    );
+}

@@ -9,7 +9,6 @@ use clap::{Args, ValueEnum};
 use jiff::Timestamp;
 use mandate::pipeline::{ExplainError, Explanation, HypotheticalCall, Session, explain};
 use mandate::policy::{Decision, DeterminingPolicy, Effect, Policies};
-use mandate::tools::{Workspace, example_registry};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -47,6 +46,8 @@ pub struct ExplainArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
+    #[command(flatten)]
+    tools: crate::tools::ToolsArg,
 }
 
 pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
@@ -62,8 +63,8 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         None => Timestamp::now(),
     };
     // The tools only run in `mandate run`; here they just declare their
-    // action, resource and argument shape, so the workspace is never used.
-    let tools = example_registry(&Workspace::new("."))?;
+    // action, resource and argument shape.
+    let tools = args.tools.declarations()?;
     let call = HypotheticalCall {
         session: &session,
         tool: &args.tool,

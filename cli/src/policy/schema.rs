@@ -1,18 +1,20 @@
-//! `mandate policy schema`: the Cedar schema of the built-in tools.
+//! `mandate policy schema`: the Cedar schema of the tools the host serves.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use mandate::tools::{Workspace, example_registry};
+
+use crate::tools::ToolsArg;
 
 #[derive(Args)]
-pub struct SchemaArgs {}
+pub struct SchemaArgs {
+    #[command(flatten)]
+    tools: ToolsArg,
+}
 
-pub fn run(_args: SchemaArgs) -> anyhow::Result<ExitCode> {
-    // The schema depends on the tools' declarations, not on the folder
-    // they would work in.
-    let tools = example_registry(&Workspace::new(".")).context("cannot register the tools")?;
+pub fn run(args: SchemaArgs) -> anyhow::Result<ExitCode> {
+    let tools = args.tools.declarations()?;
     let schema = tools
         .cedar_schema()
         .context("cannot write the tools' cedar schema")?;

@@ -10,7 +10,6 @@ use clap::Args;
 use jiff::Timestamp;
 use mandate::policy::Effect;
 use mandate::testing::{Actual, CaseOutcome, PolicyTestFile, TestPolicies, load_test_file};
-use mandate::tools::{Workspace, example_registry};
 use serde::Serialize;
 
 use super::explain::{Format, emit};
@@ -30,6 +29,8 @@ pub struct TestArgs {
     /// or `approval_demanded_by`.
     #[arg(long)]
     require_coverage: bool,
+    #[command(flatten)]
+    tools: crate::tools::ToolsArg,
 }
 
 /// The test files named on the command line: files as given, directories
@@ -104,7 +105,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
             sets.insert(file.policies.clone(), set);
         }
     }
-    let tools = example_registry(&Workspace::new("."))?;
+    let tools = args.tools.declarations()?;
     let now = Timestamp::now();
 
     let mut named: BTreeMap<&Path, BTreeSet<&str>> = BTreeMap::new();

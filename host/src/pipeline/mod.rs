@@ -2,7 +2,7 @@
 //! decisions to the audit log. No wasmtime here; the runtime calls in.
 
 mod approval;
-mod bounded;
+pub(crate) mod bounded;
 mod call;
 mod call_error;
 mod entities;
@@ -59,8 +59,9 @@ pub use replay::{
 pub use schema::{Attribute, CedarType, EntityTypeDecl, SchemaError, Unrepresentable};
 pub use session::{AgentRef, Delegate, DelegateKind, Session, SessionError, SessionType, UserRef};
 pub use tools::{
-    ArgumentsError, BoxFuture, ParsedArgs, RegisteredTool, RegistryError, ResourceBinding, Tool,
-    ToolContext, ToolFailure, ToolRegistry, ToolSpec,
+    ArgumentsError, BoxFuture, DEFAULT_TOOL_TIMEOUT, DynamicSpec, DynamicTool, ParsedArgs,
+    RegisteredTool, RegistryError, ResourceBinding, Tool, ToolContext, ToolFailure, ToolRegistry,
+    ToolSpec,
 };
 
 use crate::audit::{AuditError, AuditLog};

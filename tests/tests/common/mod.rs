@@ -415,3 +415,32 @@ pub fn email_call(body: &str) -> Value {
 pub fn read_call(document_id: &str) -> Value {
     serde_json::json!({"tool": "read_document", "arguments": {"document_id": document_id}})
 }
+
+/// The example entities without the documents: the users, groups and agent,
+/// as JSON, for policy directories of tools that do not declare `Document`.
+pub fn entities_without_documents() -> String {
+    let entities: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(policies_dir().join("entities.json")).unwrap(),
+    )
+    .unwrap();
+    let kept: Vec<Value> = entities
+        .into_iter()
+        .filter(|e| e["uid"]["type"] != "Document")
+        .collect();
+    serde_json::to_string(&kept).unwrap()
+}
+
+/// The `mandate` binary of this workspace's build. Cargo hands
+/// `CARGO_BIN_EXE_mandate` only to the CLI crate's own tests, so the binary
+/// is found beside this test executable (`target/<profile>/deps/..`), where
+/// `cargo test --workspace` puts it.
+pub fn mandate_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe.parent().unwrap().parent().unwrap().join("mandate");
+    assert!(
+        binary.is_file(),
+        "no `mandate` binary at `{}`: build it with `cargo test --workspace`",
+        binary.display()
+    );
+    binary
+}

@@ -7,7 +7,7 @@ use crate::pipeline::SessionGuard;
 use crate::pipeline::bounded;
 use crate::pipeline::call_error::{ToolCallError, audit_unavailable};
 use crate::pipeline::record::{CallStatus, OutcomeRecord, Record, RecordKind};
-use crate::pipeline::tools::{ParsedArgs, RegisteredTool, ToolContext};
+use crate::pipeline::tools::{ParsedArgs, RegisteredTool, ToolContext, ToolFailure};
 
 impl SessionGuard {
     /// Runs `tool` with the call's typed arguments, after its decision
@@ -27,7 +27,15 @@ impl SessionGuard {
             audit_path: self.inner.audit.path().to_path_buf(),
         };
         let started = Instant::now();
-        let result = tool.run(ctx, typed).await;
+        // A tool that hangs must not hold the session (and the agent) with
+        // it: past its timeout the call fails, and the outcome says why.
+        let result = match tokio::time::timeout(tool.timeout(), tool.run(ctx, typed)).await {
+            Ok(result) => result,
+            Err(_) => Err(ToolFailure(format!(
+                "timed out: the tool did not answer within {}",
+                humanize(tool.timeout())
+            ))),
+        };
         let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         // A tool's error can quote what the agent passed it: bounded.
         let (error, error_truncated) = match &result {
@@ -60,5 +68,16 @@ impl SessionGuard {
             .and_then(|v| {
                 serde_json::to_string(&v).map_err(|e| ToolCallError::ToolFailed(e.to_string()))
             })
+    }
+}
+
+/// `1.5 s`, `250 ms`: a timeout as an operator wrote it.
+fn humanize(duration: std::time::Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{} s", duration.as_secs())
+    } else if duration.as_secs() == 0 {
+        format!("{} ms", duration.as_millis())
+    } else {
+        format!("{:.1} s", duration.as_secs_f64())
     }
 }

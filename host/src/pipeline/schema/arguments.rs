@@ -12,12 +12,39 @@ use serde_json::{Map, Value};
 
 use super::{Attribute, CedarType, SchemaError, Unrepresentable, render_inline};
 
-/// The record type of arguments described by the JSON Schema `schema`.
+/// How a schema's objects and numbers are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reading {
+    /// As schemars writes a Rust type: every object must be closed and a
+    /// `number` is a fraction, which Cedar cannot hold.
+    Exact,
+    /// As a server describes a tool it runs (MCP, programs): JSON Schema's
+    /// objects are open unless they say otherwise, so the guard closes them
+    /// (an agent may send only the fields the schema declares, which the
+    /// argument check enforces); a `number` is a Cedar `Long`, and a
+    /// fractional value is refused by the argument check.
+    Declared,
+}
+
+/// The record type of arguments described by the JSON Schema `schema`,
+/// written by schemars for a Rust type.
+#[cfg(test)]
 pub(crate) fn argument_type_of(tool: &str, schema: &Value) -> Result<CedarType, SchemaError> {
+    argument_type_read(tool, schema, Reading::Exact)
+}
+
+/// The record type of arguments described by the JSON Schema `schema`,
+/// read as `reading` says.
+pub(crate) fn argument_type_read(
+    tool: &str,
+    schema: &Value,
+    reading: Reading,
+) -> Result<CedarType, SchemaError> {
     let mut mapper = Mapper {
         root: schema,
         // schemars refers to the arguments type itself as `#`.
         refs: vec!["#".to_string()],
+        reading,
     };
     let path = "arguments";
     let fail = |why| SchemaError::Argument {
@@ -65,6 +92,7 @@ struct Mapper<'a> {
     root: &'a Value,
     /// The `$ref`s being expanded, to catch recursive types.
     refs: Vec<String>,
+    reading: Reading,
 }
 
 impl Mapper<'_> {
@@ -228,6 +256,7 @@ impl Mapper<'_> {
             "string" => Ok(Mapped::plain(CedarType::String)),
             "integer" => Ok(Mapped::plain(CedarType::Long)),
             "boolean" => Ok(Mapped::plain(CedarType::Bool)),
+            "number" if self.reading == Reading::Declared => Ok(Mapped::plain(CedarType::Long)),
             "number" => fail(Unrepresentable::Fractional),
             "null" => fail(Unrepresentable::Null),
             "array" => {
@@ -273,7 +302,7 @@ impl Mapper<'_> {
         }
         // A struct that accepts fields it does not declare lets an agent
         // pass what neither the schema nor the policies know about.
-        if !closed {
+        if !closed && self.reading == Reading::Exact {
             return fail(Unrepresentable::Open);
         }
         let empty = Map::new();

@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 
 use super::request::{COMMON_TYPES, CONTEXT_FIELDS};
 use super::tools::{RegisteredTool, ResourceBinding, ToolRegistry};
-pub(super) use arguments::argument_type_of;
+pub(super) use arguments::{Reading, argument_type_read};
 pub(super) use stale::check_arguments;
 
 /// The entity and common types every request uses. `Tool` is the resource
@@ -308,6 +308,20 @@ pub(super) fn generate(tools: &ToolRegistry) -> Result<String, SchemaError> {
         let names: Vec<String> = scopes.iter().map(|s| quoted(s)).collect();
         let _ = writeln!(out, "action {};", names.join(", "));
     }
+    let groups: BTreeSet<&str> = tools
+        .iter()
+        .flat_map(|t| t.groups().iter().map(String::as_str))
+        .filter(|g| !scopes.contains(g))
+        .collect();
+    if !groups.is_empty() {
+        out.push_str(
+            "\n// Other action groups tools belong to, such as what an MCP server says of its\n\
+             // tools (`mcp:read_only`, `mcp:destructive`): claims of the server, pinned by\n\
+             // the tools lock, fit for making policies stricter.\n",
+        );
+        let names: Vec<String> = groups.iter().map(|s| quoted(s)).collect();
+        let _ = writeln!(out, "action {};", names.join(", "));
+    }
     for tool in tools.iter() {
         out.push('\n');
         write_action(&mut out, tool, &declared)?;
@@ -409,11 +423,13 @@ fn write_action(
             );
         }
     }
+    let mut groups = vec![quoted(&spec.scope)];
+    groups.extend(tool.groups().iter().map(|g| quoted(g)));
     let _ = writeln!(
         out,
         "action {} in [{}] appliesTo {{",
         identifier(&spec.name),
-        quoted(&spec.scope)
+        groups.join(", ")
     );
     let _ = writeln!(out, "  principal: [Agent],");
     let _ = writeln!(out, "  resource: [{resource}],");

@@ -516,3 +516,31 @@ fn an_argument_struct_that_accepts_unknown_fields_is_refused_at_registration() {
         .unwrap_or_default();
     assert!(text.contains("deny_unknown_fields"), "{text}");
 }
+
+/// A server's schema, as MCP servers write them: open objects, `number`,
+/// an optional field that may be null.
+#[test]
+fn a_declared_schema_is_closed_by_the_guard_and_its_numbers_are_longs() {
+    use super::arguments::{Reading, argument_type_read};
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "path": {"type": "string", "description": "where"},
+            "head": {"type": "number"},
+            "mode": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": null},
+        },
+        "required": ["path"],
+    });
+    assert_eq!(
+        render_inline(&argument_type_read("t", &schema, Reading::Declared).unwrap()),
+        "{ head?: Long, mode?: String, path: String }"
+    );
+    // Read as a Rust type's schema, the same object is refused as open.
+    let exact = argument_type_read("t", &schema, Reading::Exact)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        exact.contains("accepts fields it does not declare"),
+        "{exact}"
+    );
+}

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cedar_policy::{EntityId, EntityTypeName, EntityUid};
 use schemars::JsonSchema;
@@ -16,7 +17,13 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::redact::SensitivePaths;
-use super::schema::{self, CedarType, EntityTypeDecl, SchemaError};
+use super::schema::{self, CedarType, EntityTypeDecl, Reading, SchemaError};
+
+mod check;
+
+/// How long a tool may run when its registration sets no timeout. A tool
+/// that takes longer fails (`tool-failed`) and the outcome says so.
+pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A boxed future, as returned by object-safe async traits here.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -92,6 +99,31 @@ pub trait Tool: Send + Sync + 'static {
         ctx: ToolContext,
         args: Self::Args,
     ) -> impl Future<Output = Result<Value, ToolFailure>> + Send;
+}
+
+/// A tool whose arguments are described by a JSON Schema known only when
+/// the host starts (an MCP server's tool, a program): the arguments it runs
+/// with have passed the check against the Cedar type derived from that
+/// schema.
+pub trait DynamicTool: Send + Sync + 'static {
+    /// Runs the tool. Called only after the decision record is durable.
+    fn run(&self, ctx: ToolContext, args: Value) -> BoxFuture<'_, Result<Value, ToolFailure>>;
+}
+
+/// How a [`DynamicTool`] is registered.
+#[derive(Debug, Clone)]
+pub struct DynamicSpec {
+    /// Name, description, scope, resource and sensitive paths.
+    pub spec: ToolSpec,
+    /// The JSON Schema of its arguments. Objects in it are closed by the
+    /// guard (an agent may send only the fields it declares) and a
+    /// `number` is a Cedar `Long`.
+    pub input_schema: Value,
+    /// Action groups its action belongs to besides its scope, e.g.
+    /// `mcp:read_only` for an MCP tool that says it only reads.
+    pub groups: Vec<String>,
+    /// How long a call may run; [`DEFAULT_TOOL_TIMEOUT`] when `None`.
+    pub timeout: Option<Duration>,
 }
 
 /// Why a call's arguments do not fit its tool: which field, and what is
@@ -211,6 +243,34 @@ impl<T: Tool> ErasedTool for Erased<T> {
     }
 }
 
+/// A [`DynamicTool`] with the Cedar type its arguments are checked against.
+struct Dynamic {
+    argument_type: CedarType,
+    tool: Box<dyn DynamicTool>,
+}
+
+impl ErasedTool for Dynamic {
+    fn parse(&self, args: &Value) -> Result<Box<dyn Any + Send>, ArgumentsError> {
+        check::arguments(args, &self.argument_type)?;
+        Ok(Box::new(args.clone()))
+    }
+
+    fn run<'a>(
+        &'a self,
+        ctx: ToolContext,
+        args: Box<dyn Any + Send>,
+    ) -> BoxFuture<'a, Result<Value, ToolFailure>> {
+        match args.downcast::<Value>() {
+            Ok(args) => self.tool.run(ctx, *args),
+            Err(_) => Box::pin(async {
+                Err(ToolFailure(
+                    "internal error: arguments of another tool".into(),
+                ))
+            }),
+        }
+    }
+}
+
 /// Arguments parsed by the tool's own type, ready to run.
 pub struct ParsedArgs(Box<dyn Any + Send>);
 
@@ -227,6 +287,9 @@ pub struct RegisteredTool {
     tool_entity: EntityUid,
     resource_type: Option<(EntityTypeName, String)>,
     sensitive: SensitivePaths,
+    /// Action groups besides the scope.
+    groups: Vec<String>,
+    timeout: Duration,
     inner: Box<dyn ErasedTool>,
 }
 
@@ -254,6 +317,16 @@ impl RegisteredTool {
     /// [`RegisteredTool::action`] as text.
     pub fn action_text(&self) -> &str {
         &self.action_text
+    }
+
+    /// Action groups the tool's action belongs to besides its scope.
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    /// How long a call may run before it fails.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The sensitive paths of [`ToolSpec::sensitive`], parsed.
@@ -347,6 +420,18 @@ pub enum RegistryError {
     BadEntityTypeName(String),
 }
 
+/// A tool checked for registration, before it is inserted.
+struct Prepared {
+    spec: ToolSpec,
+    argument_schema: String,
+    argument_type: CedarType,
+    action: EntityUid,
+    tool_entity: EntityUid,
+    resource_type: Option<(EntityTypeName, String)>,
+    sensitive: SensitivePaths,
+    groups: Vec<String>,
+}
+
 /// The tools of a guard, by name, and the resource entity types they act on.
 #[derive(Default, Clone)]
 pub struct ToolRegistry {
@@ -363,6 +448,59 @@ impl ToolRegistry {
     /// Adds `tool`, preparing its schema and Cedar ids.
     pub fn register<T: Tool>(&mut self, tool: T) -> Result<&mut Self, RegistryError> {
         let spec = tool.spec();
+        let schema = schemars::schema_for!(T::Args);
+        let schema = serde_json::to_value(&schema).map_err(|e| RegistryError::Schema {
+            name: spec.name.clone(),
+            message: e.to_string(),
+        })?;
+        let prepared = self.prepare(spec, &schema, Reading::Exact, Vec::new())?;
+        self.insert(prepared, DEFAULT_TOOL_TIMEOUT, Box::new(Erased(tool)))
+    }
+
+    /// Adds a tool whose argument schema is data (an MCP server's tool, a
+    /// program), preparing its Cedar type and ids; the arguments of every
+    /// call are checked against that type before policy sees them.
+    pub fn register_dynamic(
+        &mut self,
+        dynamic: DynamicSpec,
+        tool: impl DynamicTool,
+    ) -> Result<&mut Self, RegistryError> {
+        let DynamicSpec {
+            spec,
+            input_schema,
+            groups,
+            timeout,
+        } = dynamic;
+        for group in &groups {
+            if group.is_empty() || group == &spec.scope {
+                return Err(RegistryError::BadName {
+                    name: spec.name.clone(),
+                    value: group.clone(),
+                    what: "action group",
+                });
+            }
+        }
+        let prepared = self.prepare(spec, &input_schema, Reading::Declared, groups)?;
+        let argument_type = prepared.argument_type.clone();
+        self.insert(
+            prepared,
+            timeout.unwrap_or(DEFAULT_TOOL_TIMEOUT),
+            Box::new(Dynamic {
+                argument_type,
+                tool: Box::new(tool),
+            }),
+        )
+    }
+
+    /// Everything a tool needs for the call path, checked: its name, Cedar
+    /// ids, resource binding, sensitive paths and argument type.
+    fn prepare(
+        &self,
+        spec: ToolSpec,
+        schema: &Value,
+        reading: Reading,
+        groups: Vec<String>,
+    ) -> Result<Prepared, RegistryError> {
         // Agents' names are checked against the same rule, so that a name
         // that is no tool's can be recorded bounded, never whole.
         if !super::bounded::is_tool_name(&spec.name) {
@@ -403,19 +541,42 @@ impl ToolRegistry {
                 error,
             }
         })?;
-        let schema = schemars::schema_for!(T::Args);
-        let rendered = |e: serde_json::Error| RegistryError::Schema {
+        let argument_schema = serde_json::to_string(schema).map_err(|e| RegistryError::Schema {
             name: spec.name.clone(),
             message: e.to_string(),
-        };
-        let argument_schema = serde_json::to_string(&schema).map_err(rendered)?;
+        })?;
         // Checked here, once: an open struct or a type Cedar cannot hold is
         // the tool author's mistake, refused before any agent can use it.
-        let argument_type = schema::argument_type_of(
-            &spec.name,
-            &serde_json::to_value(&schema).map_err(rendered)?,
-        )
-        .map_err(RegistryError::Arguments)?;
+        let argument_type = schema::argument_type_read(&spec.name, schema, reading)
+            .map_err(RegistryError::Arguments)?;
+        Ok(Prepared {
+            spec,
+            argument_schema,
+            argument_type,
+            action,
+            tool_entity,
+            resource_type,
+            sensitive,
+            groups,
+        })
+    }
+
+    fn insert(
+        &mut self,
+        prepared: Prepared,
+        timeout: Duration,
+        inner: Box<dyn ErasedTool>,
+    ) -> Result<&mut Self, RegistryError> {
+        let Prepared {
+            spec,
+            argument_schema,
+            argument_type,
+            action,
+            tool_entity,
+            resource_type,
+            sensitive,
+            groups,
+        } = prepared;
         self.tools.insert(
             spec.name.clone(),
             Arc::new(RegisteredTool {
@@ -427,7 +588,9 @@ impl ToolRegistry {
                 tool_entity,
                 resource_type,
                 sensitive,
-                inner: Box::new(Erased(tool)),
+                groups,
+                timeout,
+                inner,
             }),
         );
         Ok(self)
