@@ -443,9 +443,13 @@ fn write_action(
 }
 
 /// `// ` before every line of `text`.
+///
+/// The text may be a server's (an MCP tool's description): control
+/// characters and Unicode line breaks are escaped, so that nothing in it can
+/// end the comment and be read as schema.
 fn comment(out: &mut String, text: &str) {
     for line in text.trim().lines() {
-        let line = line.trim_end();
+        let line = crate::terminal::escape(line.trim_end());
         if line.is_empty() {
             out.push_str("//\n");
         } else {
