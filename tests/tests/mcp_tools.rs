@@ -650,3 +650,108 @@ async fn the_tools_lock_pins_descriptions_and_refuses_a_changed_one() {
     );
     assert!(text.contains("mandate tools lock --update"), "{text}");
 }
+
+/// `tests/mcp/http_server.py` (the official Python SDK, over Streamable
+/// HTTP on loopback) with `token` as the only credential it accepts; its
+/// port.
+fn http_server(dir: &Path, token: &str) -> (std::process::Child, u16) {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    let token_file = dir.join("server-token");
+    std::fs::write(&token_file, token).unwrap();
+    let mut child = std::process::Command::new(installed("venv/bin/python"))
+        .arg(repo().join("tests/mcp/http_server.py"))
+        .arg(&token_file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
+    let _ = std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600));
+    (child, port)
+}
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_manifest(port: u16, credential: &Path) -> String {
+    format!(
+        r#"
+[servers.web]
+url = "http://127.0.0.1:{port}/mcp"
+credential = {{ file = {credential:?} }}
+scope = "web:read"
+prefix = "web."
+"#,
+        credential = credential.display().to_string()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streamable_http_server_is_guarded_with_a_credential_only_the_host_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "tok-3f9a1c7e-never-in-a-record";
+    let (child, port) = http_server(dir.path(), token);
+    let _server = Killed(child);
+    let credential = dir.path().join("web-token");
+    std::fs::write(&credential, format!("{token}\n")).unwrap();
+    let policies = "permit(principal, action in Action::\"web:read\", resource);\n\
+                    @id(\"no-destruction\")\n\
+                    forbid(principal, action in Action::\"mcp:destructive\", resource);\n";
+    let world = World::start(
+        &http_manifest(port, &credential),
+        policies,
+        denies_nothing(),
+    )
+    .await;
+    let results = world
+        .calls(json!([
+            call("web.shout", json!({"text": "hello"})),
+            call("web.forget", json!({"key": "k"})),
+        ]))
+        .await;
+    assert_eq!(
+        results[0]["ok"]["content"][0]["text"], "HELLO",
+        "{results:?}"
+    );
+    assert_eq!(results[1]["error"]["kind"], "denied", "{results:?}");
+    world.env.assert_verifies(world.env.records().len() as u64);
+    // The agent never sees the key, and no record holds it.
+    let log = common::log_text(&world.env.audit_path);
+    assert!(!log.contains(token));
+    assert!(!serde_json::to_string(&results).unwrap().contains(token));
+
+    // A wrong credential: the server refuses, the host does not start, and
+    // the error does not quote what was sent.
+    std::fs::write(&credential, "not-the-token").unwrap();
+    let path = dir.path().join("wrong.toml");
+    std::fs::write(&path, http_manifest(port, &credential)).unwrap();
+    let Err(error) = ToolSet::start_unpinned(&Manifest::load(&path).unwrap()).await else {
+        panic!("a refused credential was accepted");
+    };
+    let text = error.to_string();
+    assert!(text.contains("401"), "{text}");
+    assert!(!text.contains("not-the-token"), "{text}");
+
+    // A credential file other users could write is not trusted.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&credential, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let Err(error) = ToolSet::start_unpinned(&Manifest::load(&path).unwrap()).await else {
+        panic!("a credential others can write was used");
+    };
+    let text = error.to_string();
+    assert!(
+        text.contains("can be written by other users (mode 666)"),
+        "{text}"
+    );
+}

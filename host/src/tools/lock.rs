@@ -119,20 +119,10 @@ impl ToolsLock {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io(e)),
         };
-        let untrusted = |why: String| LockError::Untrusted {
+        owned(&metadata).map_err(|why| LockError::Untrusted {
             path: path.to_path_buf(),
             why,
-        };
-        let me = rustix::process::geteuid().as_raw();
-        if metadata.uid() != me {
-            return Err(untrusted(format!("belongs to uid {}", metadata.uid())));
-        }
-        if metadata.mode() & 0o022 != 0 {
-            return Err(untrusted(format!(
-                "can be written by other users (mode {:o})",
-                metadata.mode() & 0o777
-            )));
-        }
+        })?;
         let text = std::fs::read_to_string(path).map_err(io)?;
         let lock: ToolsLock = serde_json::from_str(&text).map_err(|e| LockError::Malformed {
             path: path.to_path_buf(),
@@ -225,6 +215,28 @@ impl ToolsLock {
         }
         out
     }
+}
+
+/// Why a file with `metadata` is not this user's alone to write, if it is
+/// not.
+fn owned(metadata: &std::fs::Metadata) -> Result<(), String> {
+    let me = rustix::process::geteuid().as_raw();
+    if metadata.uid() != me {
+        return Err(format!("belongs to uid {}", metadata.uid()));
+    }
+    if metadata.mode() & 0o022 != 0 {
+        return Err(format!(
+            "can be written by other users (mode {:o})",
+            metadata.mode() & 0o777
+        ));
+    }
+    Ok(())
+}
+
+/// [`owned`] for the file at `path`.
+pub(crate) fn check_owned(path: &Path) -> Result<(), String> {
+    let metadata = std::fs::metadata(path).map_err(|e| format!("cannot be read: {e}"))?;
+    owned(&metadata)
 }
 
 /// Most differences a `tools_lock` record lists; the rest are counted.

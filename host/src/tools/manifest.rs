@@ -19,6 +19,11 @@
 //! prefix = "files."                  # files.read_text_file, files.write_file
 //! timeout = "30s"
 //!
+//! [servers.search]                  # an MCP server over Streamable HTTP
+//! url = "https://mcp.example.com/mcp"
+//! credential = { env = "SEARCH_TOKEN" }   # sent as a bearer token; never shown to agents
+//! scope = "web:search"
+//!
 //! [servers.files.tools.write_file]
 //! scope = "files:write"
 //! resource = { entity_type = "File", argument = "path" }
@@ -120,18 +125,48 @@ pub struct Manifest {
     pub programs: BTreeMap<String, ProgramEntry>,
 }
 
-/// An MCP server over stdio.
+/// How the host reaches an MCP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerTransport {
+    /// A process the host starts, speaking MCP on its stdin and stdout.
+    Stdio {
+        /// The program to start, resolved (a path with a `/` is the
+        /// manifest directory's; a bare name is looked up on `PATH`).
+        command: PathBuf,
+        /// Its arguments, as given.
+        args: Vec<String>,
+        /// Host variables passed on besides [`BASE_ENV`].
+        env: Vec<String>,
+        /// The directory it runs in: the manifest's.
+        dir: PathBuf,
+    },
+    /// A server at a URL, over MCP's Streamable HTTP.
+    Http {
+        /// Its endpoint, e.g. `https://mcp.example.com/mcp`.
+        url: String,
+        /// Where the host reads the bearer token it sends, if any.
+        credential: Option<Credential>,
+    },
+}
+
+/// Where the host reads a secret it sends: never written into the manifest,
+/// never shown to an agent, never recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Credential {
+    /// A variable of the host's environment.
+    Env(String),
+    /// A file (the manifest directory's when relative) only its owner may
+    /// write; its content, trimmed, is the token.
+    File(PathBuf),
+}
+
+/// An MCP server.
 #[derive(Debug, Clone)]
 pub struct ServerEntry {
-    /// The program to start, resolved (a path with a `/` is the manifest
-    /// directory's; a bare name is looked up on `PATH`).
-    pub command: PathBuf,
-    /// Its arguments, as given.
-    pub args: Vec<String>,
-    /// Host variables passed on besides [`BASE_ENV`].
-    pub env: Vec<String>,
-    /// The directory it runs in: the manifest's.
-    pub dir: PathBuf,
+    /// How it is reached.
+    pub transport: ServerTransport,
     /// Scope of its tools unless an override says otherwise.
     pub scope: String,
     /// Only these of its tools are served, when given.
@@ -226,7 +261,9 @@ struct EntityTypeFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ServerFile {
-    command: String,
+    command: Option<String>,
+    url: Option<String>,
+    credential: Option<CredentialFile>,
     #[serde(default)]
     args: Vec<String>,
     #[serde(default)]
@@ -241,6 +278,13 @@ struct ServerFile {
     max_result_bytes: Option<usize>,
     #[serde(default)]
     tools: BTreeMap<String, ToolFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialFile {
+    env: Option<String>,
+    file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -349,9 +393,71 @@ impl Manifest {
         let mut servers = BTreeMap::new();
         for (name, entry) in file.servers {
             let at = |field: &str| format!("servers.{name}.{field}");
-            if entry.command.trim().is_empty() {
-                return Err(invalid(at("command"), "is empty".into()));
-            }
+            let transport = match (entry.command, entry.url) {
+                (Some(command), None) => {
+                    if command.trim().is_empty() {
+                        return Err(invalid(at("command"), "is empty".into()));
+                    }
+                    if entry.credential.is_some() {
+                        return Err(invalid(
+                            at("credential"),
+                            "is for a server at a `url`; give a stdio server its secret through `env`".into(),
+                        ));
+                    }
+                    ServerTransport::Stdio {
+                        command: command_path(&dir, &command),
+                        args: entry.args,
+                        env: entry.env,
+                        dir: dir.clone(),
+                    }
+                }
+                (None, Some(url)) => {
+                    if !(url.starts_with("https://") || url.starts_with("http://")) {
+                        return Err(invalid(
+                            at("url"),
+                            format!("`{url}` is not an http:// or https:// URL"),
+                        ));
+                    }
+                    if !entry.args.is_empty() || !entry.env.is_empty() {
+                        return Err(invalid(
+                            at("args"),
+                            "`args` and `env` are for a server the host starts (`command`), not one at a `url`".into(),
+                        ));
+                    }
+                    let credential = match entry.credential {
+                        None => None,
+                        Some(CredentialFile {
+                            env: Some(variable),
+                            file: None,
+                        }) => Some(Credential::Env(variable)),
+                        Some(CredentialFile {
+                            env: None,
+                            file: Some(file),
+                        }) => Some(Credential::File(dir.join(file))),
+                        Some(_) => {
+                            return Err(invalid(
+                                at("credential"),
+                                "give exactly one of `env` (a variable of the host) or `file`"
+                                    .into(),
+                            ));
+                        }
+                    };
+                    ServerTransport::Http { url, credential }
+                }
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        at("url"),
+                        "a server has a `command` (stdio) or a `url` (Streamable HTTP), not both"
+                            .into(),
+                    ));
+                }
+                (None, None) => {
+                    return Err(invalid(
+                        at("command"),
+                        "is missing: give a `command` to start (stdio) or the `url` of a running server".into(),
+                    ));
+                }
+            };
             check_scope(&entry.scope).map_err(|m| invalid(at("scope"), m))?;
             let mut tools = BTreeMap::new();
             for (tool, over) in entry.tools {
@@ -385,10 +491,7 @@ impl Manifest {
             servers.insert(
                 name.clone(),
                 ServerEntry {
-                    command: command_path(&dir, &entry.command),
-                    args: entry.args,
-                    env: entry.env,
-                    dir: dir.clone(),
+                    transport,
                     scope: entry.scope,
                     include: entry.include,
                     exclude: entry.exclude,
@@ -538,6 +641,11 @@ resource = { entity_type = "File", argument = "path" }
 sensitive = ["content"]
 timeout = "1m 30s"
 
+[servers.web]
+url = "https://mcp.example.com/mcp"
+credential = { file = "secrets/web-token" }
+scope = "web:read"
+
 [programs.word_count]
 command = "wc-json"
 description = "Counts words."
@@ -548,7 +656,15 @@ input_schema = { type = "object", properties = { text = { type = "string" } }, r
         .unwrap();
         assert_eq!(manifest.example_workspace, Some(PathBuf::from("conf/ws")));
         let files = &manifest.servers["files"];
-        assert_eq!(files.command, PathBuf::from("conf/bin/server"));
+        assert_eq!(
+            files.transport,
+            ServerTransport::Stdio {
+                command: PathBuf::from("conf/bin/server"),
+                args: vec!["/srv".into()],
+                env: Vec::new(),
+                dir: PathBuf::from("conf"),
+            }
+        );
         assert_eq!(files.timeout, Some(Duration::from_secs(30)));
         assert_eq!(files.max_result_bytes, DEFAULT_RESULT_BYTES);
         let write = &files.tools["write_file"];
@@ -559,6 +675,13 @@ input_schema = { type = "object", properties = { text = { type = "string" } }, r
                 entity_type: "File".into(),
                 argument: "path".into()
             })
+        );
+        assert_eq!(
+            manifest.servers["web"].transport,
+            ServerTransport::Http {
+                url: "https://mcp.example.com/mcp".into(),
+                credential: Some(Credential::File(PathBuf::from("conf/secrets/web-token"))),
+            }
         );
         let program = &manifest.programs["word_count"];
         assert_eq!(program.command, PathBuf::from("wc-json"));

@@ -1,5 +1,5 @@
-//! An MCP server over stdio, through the official Rust SDK (rmcp): started
-//! once per host, its tools listed at start and pinned by digest, each call
+//! An MCP server over stdio or Streamable HTTP, through the official Rust
+//! SDK (rmcp): started (or connected to) once per host, its tools listed at start and pinned by digest, each call
 //! a `tools/call` whose result becomes the JSON the agent gets.
 //!
 //! A server that exits is started again on the next call, after a backoff
@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock};
 use rmcp::service::{Peer, RoleClient, RunningService};
-use rmcp::transport::TokioChildProcess;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncBufReadExt;
 
-use super::manifest::{ServerEntry, minimal_environment};
+use super::manifest::{Credential, ServerEntry, ServerTransport, minimal_environment};
 use crate::pipeline::bounded;
 use crate::pipeline::{BoxFuture, DynamicTool, ToolContext, ToolFailure};
 
@@ -254,7 +255,7 @@ impl McpServer {
                 Arc::clone(&running.stderr),
             ))),
             State::Up(running) => {
-                let why = exited(&running.stderr);
+                let why = self.lost(&running.stderr);
                 *state = State::Down {
                     since: Instant::now(),
                     backoff: FIRST_BACKOFF,
@@ -318,7 +319,7 @@ impl McpServer {
         match answer {
             Ok(result) => result_json(result, max_result_bytes).map_err(failed),
             Err(rmcp::ServiceError::TransportClosed | rmcp::ServiceError::TransportSend(_)) => {
-                let why = exited(&stderr);
+                let why = self.lost(&stderr);
                 *self.lock() = State::Down {
                     since: Instant::now(),
                     backoff: FIRST_BACKOFF,
@@ -357,45 +358,63 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Why a server stopped, from what it last wrote.
-fn exited(stderr: &StderrTail) -> String {
-    let tail = stderr.text();
-    if tail.is_empty() {
-        "the server exited".to_string()
-    } else {
-        format!("the server exited (stderr: {tail})")
+impl McpServer {
+    /// Why the session with the server ended: a stdio server exited (with
+    /// what it last wrote), an HTTP server's connection was lost.
+    fn lost(&self, stderr: &StderrTail) -> String {
+        if matches!(self.entry.transport, ServerTransport::Http { .. }) {
+            return "the connection to the server was lost".to_string();
+        }
+        let tail = stderr.text();
+        if tail.is_empty() {
+            "the server exited".to_string()
+        } else {
+            format!("the server exited (stderr: {tail})")
+        }
     }
 }
 
-/// Starts the server process, initializes the session and lists its tools.
+/// Connects to the server (starting its process for stdio), initializes the
+/// session and lists its tools.
 async fn launch(name: &str, entry: &ServerEntry) -> Result<(Running, Vec<ServedTool>), McpError> {
     let error = |message: String| McpError {
         server: name.to_string(),
         message,
     };
-    let mut command = tokio::process::Command::new(&entry.command);
-    command.args(&entry.args).current_dir(&entry.dir);
-    minimal_environment(&mut command, &entry.env);
-    let (transport, stderr_pipe) = TokioChildProcess::builder(command)
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| error(format!("cannot start `{}`: {e}", entry.command.display())))?;
     let stderr = Arc::new(StderrTail::default());
-    if let Some(pipe) = stderr_pipe {
-        let tail = Arc::clone(&stderr);
-        tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(pipe).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tail.push(&line);
+    let started = match &entry.transport {
+        ServerTransport::Stdio {
+            command: program,
+            args,
+            env,
+            dir,
+        } => {
+            let mut command = tokio::process::Command::new(program);
+            command.args(args).current_dir(dir);
+            minimal_environment(&mut command, env);
+            let (transport, stderr_pipe) = TokioChildProcess::builder(command)
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| error(format!("cannot start `{}`: {e}", program.display())))?;
+            if let Some(pipe) = stderr_pipe {
+                let tail = Arc::clone(&stderr);
+                tokio::spawn(async move {
+                    let mut lines = tokio::io::BufReader::new(pipe).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        tail.push(&line);
+                    }
+                });
             }
-        });
-    }
-    let started = tokio::time::timeout(START_TIMEOUT, async {
-        let service = ().serve(transport).await.map_err(|e| e.to_string())?;
-        let tools = service.list_all_tools().await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((service, tools))
-    })
-    .await;
+            initialize(transport).await
+        }
+        ServerTransport::Http { url, credential } => {
+            let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
+            if let Some(credential) = credential {
+                config = config.auth_header(read_credential(credential).map_err(error)?);
+            }
+            initialize(StreamableHttpClientTransport::from_config(config)).await
+        }
+    };
     let (service, tools) = match started {
         Ok(Ok(started)) => started,
         Ok(Err(why)) => {
@@ -418,6 +437,51 @@ async fn launch(name: &str, entry: &ServerEntry) -> Result<(Running, Vec<ServedT
     };
     let tools = tools.iter().map(ServedTool::of).collect();
     Ok((Running { service, stderr }, tools))
+}
+
+/// The MCP handshake and the tool list over `transport`, within
+/// [`START_TIMEOUT`].
+async fn initialize<T, E, A>(
+    transport: T,
+) -> Result<
+    Result<(RunningService<RoleClient, ()>, Vec<rmcp::model::Tool>), String>,
+    tokio::time::error::Elapsed,
+>
+where
+    T: rmcp::transport::IntoTransport<RoleClient, E, A>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    tokio::time::timeout(START_TIMEOUT, async {
+        // rmcp's errors can quote the server; they are bounded here.
+        let service = ().serve(transport).await.map_err(|e| bounded::cut(&e.to_string()))?;
+        let tools = service
+            .list_all_tools()
+            .await
+            .map_err(|e| bounded::cut(&e.to_string()))?;
+        Ok((service, tools))
+    })
+    .await
+}
+
+/// The token `credential` names. The file must be its owner's alone to
+/// write; the error never quotes the token.
+fn read_credential(credential: &Credential) -> Result<String, String> {
+    let token = match credential {
+        Credential::Env(variable) => std::env::var(variable).map_err(|_| {
+            format!("its credential variable `{variable}` is not set in the host's environment")
+        })?,
+        Credential::File(path) => {
+            super::lock::check_owned(path)
+                .map_err(|why| format!("its credential file `{}` {why}", path.display()))?;
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read its credential file `{}`: {e}", path.display()))?
+        }
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        return Err("its credential is empty".to_string());
+    }
+    Ok(token.to_string())
 }
 
 /// The agent's JSON for a `tools/call` result: its content blocks (text,
