@@ -226,7 +226,9 @@ async fn a_crashing_server_fails_the_call_and_is_started_again() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tool_that_hangs_fails_at_its_timeout() {
-    let manifest = misbehaving_manifest("").replace("timeout = \"2s\"", "timeout = \"300ms\"");
+    // Only `hang` is cut short: the next call, on a restarted server, has
+    // the server's 2 s even on a loaded machine.
+    let manifest = misbehaving_manifest("") + "\n[servers.mis.tools.hang]\ntimeout = \"300ms\"\n";
     let world = World::start(&manifest, PERMIT_ALL, denies_nothing()).await;
     let started = std::time::Instant::now();
     let results = world.calls(json!([call("mis.hang", json!({}))])).await;
@@ -241,7 +243,10 @@ async fn a_tool_that_hangs_fails_at_its_timeout() {
     let results = world
         .calls(json!([call("mis.echo", json!({"text": "still here"}))]))
         .await;
-    assert_eq!(results[0]["ok"]["content"][0]["text"], "still here");
+    assert_eq!(
+        results[0]["ok"]["content"][0]["text"], "still here",
+        "{results:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -271,7 +276,8 @@ async fn oversized_and_error_results_fail_the_call() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_that_answers_garbage_fails_the_call() {
-    let manifest = misbehaving_manifest("").replace("timeout = \"2s\"", "timeout = \"500ms\"");
+    let manifest =
+        misbehaving_manifest("") + "\n[servers.mis.tools.garbage]\ntimeout = \"500ms\"\n";
     let world = World::start(&manifest, PERMIT_ALL, denies_nothing()).await;
     let results = world.calls(json!([call("mis.garbage", json!({}))])).await;
     let (kind, message) = error_of(&results[0]);
@@ -582,8 +588,17 @@ prefix = "time."
     let policies = r#"
 @id("what-time")
 permit(principal, action == Action::"time.get_current_time", resource);
+
+@id("not-there")
+@reason("nobody asks the time in Troll")
+forbid(principal, action == Action::"time.get_current_time", resource)
+when { context.arguments.timezone == "Antarctica/Troll" };
+
+@id("convert-with-a-human")
+permit(principal, action == Action::"time.convert_time", resource)
+when { context.approval.granted };
 "#;
-    let world = World::start(&manifest, policies, denies_nothing()).await;
+    let world = World::start(&manifest, policies, FixedReviewer::approves_as("carol")).await;
     let results = world
         .calls(json!([
             call("time.get_current_time", json!({"timezone": "Europe/Paris"})),
@@ -591,13 +606,31 @@ permit(principal, action == Action::"time.get_current_time", resource);
                 "time.convert_time",
                 json!({"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"})
             ),
+            call(
+                "time.get_current_time",
+                json!({"timezone": "Antarctica/Troll"})
+            ),
         ]))
         .await;
     let text = results[0]["ok"]["content"][0]["text"]
         .as_str()
         .unwrap_or_default();
     assert!(text.contains("Europe/Paris"), "{results:?}");
-    assert_eq!(results[1]["error"]["kind"], "denied", "{results:?}");
+    let converted = results[1]["ok"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(converted.contains("Asia/Tokyo"), "{results:?}");
+    assert_eq!(results[2]["error"]["kind"], "denied", "{results:?}");
+    let records = world.env.records();
+    let convert = records
+        .iter()
+        .find(|r| r["kind"] == "decision" && r["action"]["tool"] == "time.convert_time")
+        .unwrap();
+    assert_eq!(convert["approval"]["reviewer"], "carol", "{convert}");
+    assert_eq!(
+        policy_ids(&convert["decision"]["determining_policies"]),
+        ["convert-with-a-human"]
+    );
     let records = world.env.records();
     world.env.assert_verifies(records.len() as u64);
     let replay = mandate::pipeline::replay(&world.env.audit_path, &world.policies()).unwrap();
