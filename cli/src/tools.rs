@@ -58,21 +58,16 @@ impl ToolsArg {
     }
 
     /// The tools' declarations, for commands that decide but never run a
-    /// tool (schema, explain, test): MCP servers are started to learn their
-    /// tools and stopped again.
+    /// tool (schema, explain, test): MCP tools as the tools lock pins them,
+    /// with no server started or reached.
     pub fn declarations(&self) -> anyhow::Result<ToolRegistry> {
-        if self.manifest.is_none() {
+        match &self.manifest {
             // The declarations do not depend on the folder the tools work in.
-            return example_registry(&Workspace::new("."))
-                .context("cannot register the example tools");
+            None => {
+                example_registry(&Workspace::new(".")).context("cannot register the example tools")
+            }
+            Some(path) => Ok(ToolSet::declare(&Manifest::load(path)?)?.registry),
         }
-        let tokio = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-        let served = self.serve(Path::new("."), &tokio)?;
-        if let Some(set) = &served.set {
-            // The servers' processes are stopped from inside the runtime.
-            tokio.block_on(set.shutdown());
-        }
-        Ok(served.registry)
     }
 }
 

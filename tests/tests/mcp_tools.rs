@@ -788,3 +788,32 @@ async fn a_streamable_http_server_is_guarded_with_a_credential_only_the_host_hol
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_commands_declare_mcp_tools_from_the_lock_without_starting_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let starts = dir.path().join("starts");
+    let extra = format!(", \"--count-file\", {:?}", starts.display().to_string());
+    let path = dir.path().join("mandate.toml");
+    std::fs::write(&path, misbehaving_manifest(&extra)).unwrap();
+    let manifest = Manifest::load(&path).unwrap();
+
+    // No lock yet: nothing to declare the server's tools from.
+    let Err(error) = ToolSet::declare(&manifest) else {
+        panic!("declared without a lock");
+    };
+    assert!(error.to_string().contains("no tools lock"), "{error}");
+
+    let live = ToolSet::start_unpinned(&manifest).await.unwrap();
+    live.shutdown().await;
+    live.lock()
+        .write(&mandate::tools::ToolsLock::path_for(&path))
+        .unwrap();
+    let declared = ToolSet::declare(&manifest).unwrap();
+    assert_eq!(
+        declared.registry.cedar_schema().unwrap(),
+        live.registry.cedar_schema().unwrap()
+    );
+    assert_eq!(std::fs::read_to_string(&starts).unwrap().lines().count(), 1);
+    assert!(declared.servers.is_empty());
+}

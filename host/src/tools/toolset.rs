@@ -12,8 +12,12 @@ use super::lock::{LockError, PinnedTool, ToolsLock};
 use super::manifest::{Manifest, ManifestError};
 use super::mcp::{McpError, McpServer, McpTool, ServedTool};
 use super::program::ProgramTool;
+use serde_json::Value;
+
+use super::manifest::ServerEntry;
 use crate::pipeline::{
-    DEFAULT_TOOL_TIMEOUT, DynamicSpec, RegistryError, ResourceBinding, ToolRegistry, ToolSpec,
+    BoxFuture, DEFAULT_TOOL_TIMEOUT, DynamicSpec, DynamicTool, RegistryError, ResourceBinding,
+    ToolContext, ToolFailure, ToolRegistry, ToolSpec,
 };
 
 /// Why the declared tools cannot be served. The host does not start.
@@ -77,7 +81,7 @@ pub enum ToolSetError {
         /// The manifest entry it came from.
         field: String,
         /// Why.
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
 }
 
@@ -176,18 +180,103 @@ impl ToolSet {
     /// [`ToolSet::start`] without the lock: for pinning the tools, and for
     /// hosts that pin them some other way.
     pub async fn start_unpinned(manifest: &Manifest) -> Result<ToolSet, ToolSetError> {
-        let path = manifest.path.clone();
-        let registry_error = |field: String, source| ToolSetError::Registry {
-            path: path.clone(),
-            field,
-            source,
+        let mut builder = Builder::new(manifest)?;
+        let mut servers = Vec::new();
+        for (name, entry) in &manifest.servers {
+            let (server, served) =
+                McpServer::start(name, entry)
+                    .await
+                    .map_err(|source| ToolSetError::Server {
+                        path: manifest.path.clone(),
+                        source,
+                    })?;
+            builder.server(name, entry, &served, |tool| {
+                Box::new(McpTool {
+                    server: Arc::clone(&server),
+                    tool: tool.name.clone(),
+                    max_result_bytes: entry.max_result_bytes,
+                })
+            })?;
+            servers.push(server);
+        }
+        builder.programs(manifest)?;
+        Ok(builder.finish(servers))
+    }
+
+    /// The manifest's tools as declared, for commands that decide but never
+    /// run a tool (`policy schema`, `policy test`, `policy explain`): MCP
+    /// tools as the tools lock pins them, without starting or reaching any
+    /// server. A manifest with servers needs its lock. Calling one of these
+    /// MCP tools fails: nothing serves it here.
+    pub fn declare(manifest: &Manifest) -> Result<ToolSet, ToolSetError> {
+        let mut builder = Builder::new(manifest)?;
+        let lock_path = ToolsLock::path_for(&manifest.path);
+        let lock = match ToolsLock::load(&lock_path)? {
+            Some(lock) => lock,
+            None if manifest.servers.is_empty() => ToolsLock::default(),
+            None => {
+                return Err(ToolSetError::Unpinned {
+                    manifest: manifest.path.clone(),
+                    lock: lock_path,
+                });
+            }
         };
+        for (name, entry) in &manifest.servers {
+            let served: Vec<ServedTool> = lock
+                .tools
+                .values()
+                .filter(|pin| &pin.server == name)
+                .map(|pin| ServedTool {
+                    name: pin.tool.clone(),
+                    description: pin.description.clone(),
+                    input_schema: pin.input_schema.clone(),
+                    annotations: pin.annotations.clone(),
+                })
+                .collect();
+            builder.server(name, entry, &served, |_| {
+                Box::new(NotServed {
+                    server: name.clone(),
+                })
+            })?;
+        }
+        builder.programs(manifest)?;
+        Ok(builder.finish(Vec::new()))
+    }
+}
+
+/// An MCP tool declared from the lock, with no server behind it.
+struct NotServed {
+    server: String,
+}
+
+impl DynamicTool for NotServed {
+    fn run(&self, _: ToolContext, _: Value) -> BoxFuture<'_, Result<Value, ToolFailure>> {
+        let message = format!(
+            "MCP server `{}`: declared from the tools lock, not served by this command",
+            self.server
+        );
+        Box::pin(async move { Err(ToolFailure(message)) })
+    }
+}
+
+/// The registry and the resolved tools of a manifest, as they are built.
+struct Builder {
+    path: PathBuf,
+    registry: ToolRegistry,
+    tools: Vec<ResolvedTool>,
+    pins: BTreeMap<String, PinnedTool>,
+}
+
+impl Builder {
+    /// The example tools, if served, and the declared entity types.
+    fn new(manifest: &Manifest) -> Result<Builder, ToolSetError> {
+        let path = manifest.path.clone();
         let mut registry = match &manifest.example_workspace {
             Some(workspace) => example_registry(&Workspace::new(workspace))
-                .map_err(|e| registry_error("example_tools".into(), e))?,
+                .map_err(|e| registry_error(&path, "example_tools".into(), e))?,
             None => ToolRegistry::new(),
         };
-        let mut tools: Vec<ResolvedTool> = registry
+        let tools: Vec<ResolvedTool> = registry
             .iter()
             .map(|tool| ResolvedTool {
                 name: tool.spec().name.clone(),
@@ -204,100 +293,94 @@ impl ToolSet {
             let field = format!("entity_types.{}", decl.name());
             registry
                 .declare_entity_type(decl.clone())
-                .map_err(|e| registry_error(field, e))?;
+                .map_err(|e| registry_error(&path, field, e))?;
         }
+        Ok(Builder {
+            path,
+            registry,
+            tools,
+            pins: BTreeMap::new(),
+        })
+    }
 
-        let mut servers = Vec::new();
-        let mut pins = BTreeMap::new();
-        for (name, entry) in &manifest.servers {
-            let (server, served) =
-                McpServer::start(name, entry)
-                    .await
-                    .map_err(|source| ToolSetError::Server {
-                        path: path.clone(),
-                        source,
-                    })?;
-            let available = || {
-                let names: Vec<String> = served.iter().map(|t| format!("`{}`", t.name)).collect();
-                names.join(", ")
-            };
-            if let Some(missing) = entry
-                .include
-                .iter()
-                .flatten()
-                .find(|n| !served.iter().any(|t| &&t.name == n))
-            {
+    /// Registers what the manifest serves of `served`, the tools server
+    /// `name` describes, each run by what `runner` makes for it.
+    fn server(
+        &mut self,
+        name: &str,
+        entry: &ServerEntry,
+        served: &[ServedTool],
+        runner: impl Fn(&ServedTool) -> Box<dyn DynamicTool>,
+    ) -> Result<(), ToolSetError> {
+        let available = || {
+            let names: Vec<String> = served.iter().map(|t| format!("`{}`", t.name)).collect();
+            names.join(", ")
+        };
+        let named = entry.include.iter().flatten().chain(entry.tools.keys());
+        for wanted in named {
+            if !served.iter().any(|t| &t.name == wanted) {
                 return Err(ToolSetError::NoSuchTool {
-                    path: path.clone(),
-                    server: name.clone(),
-                    tool: missing.clone(),
+                    path: self.path.clone(),
+                    server: name.to_string(),
+                    tool: wanted.clone(),
                     available: available(),
                 });
             }
-            for over in entry.tools.keys() {
-                if !served.iter().any(|t| &t.name == over) {
-                    return Err(ToolSetError::NoSuchTool {
-                        path: path.clone(),
-                        server: name.clone(),
-                        tool: over.clone(),
-                        available: available(),
-                    });
-                }
-            }
-            for tool in served.iter().filter(|t| serves(entry, t)) {
-                let over = entry.tools.get(&tool.name).cloned().unwrap_or_default();
-                let tool_name = over
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| format!("{}{}", entry.prefix, tool.name));
-                let scope = over.scope.clone().unwrap_or_else(|| entry.scope.clone());
-                let resource = over.resource.clone().unwrap_or(ResourceBinding::Tool);
-                let timeout = over.timeout.or(entry.timeout);
-                let groups = tool.groups();
-                let spec = DynamicSpec {
-                    spec: ToolSpec {
-                        name: tool_name.clone(),
-                        description: tool.description.clone(),
-                        scope: scope.clone(),
-                        resource: resource.clone(),
-                        sensitive: over.sensitive.clone(),
-                    },
-                    input_schema: tool.input_schema.clone(),
-                    groups: groups.clone(),
-                    timeout,
-                };
-                let mcp = McpTool {
-                    server: Arc::clone(&server),
-                    tool: tool.name.clone(),
-                    max_result_bytes: entry.max_result_bytes,
-                };
-                registry.register_dynamic(spec, mcp).map_err(|e| {
-                    registry_error(format!("servers.{name}.tools.{}", tool.name), e)
-                })?;
-                pins.insert(tool_name.clone(), PinnedTool::of(name, tool));
-                tools.push(ResolvedTool {
-                    name: tool_name,
-                    source: ToolSource::Mcp {
-                        server: name.clone(),
-                        tool: tool.name.clone(),
-                    },
-                    scope,
-                    resource,
-                    sensitive: over.sensitive,
-                    groups,
-                    timeout: timeout.unwrap_or(DEFAULT_TOOL_TIMEOUT),
-                    digest: Some(tool.digest()),
-                });
-            }
-            servers.push(server);
         }
+        for tool in served.iter().filter(|t| serves(entry, t)) {
+            let over = entry.tools.get(&tool.name).cloned().unwrap_or_default();
+            let tool_name = over
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}{}", entry.prefix, tool.name));
+            let scope = over.scope.clone().unwrap_or_else(|| entry.scope.clone());
+            let resource = over.resource.clone().unwrap_or(ResourceBinding::Tool);
+            let timeout = over.timeout.or(entry.timeout);
+            let groups = tool.groups();
+            let spec = DynamicSpec {
+                spec: ToolSpec {
+                    name: tool_name.clone(),
+                    description: tool.description.clone(),
+                    scope: scope.clone(),
+                    resource: resource.clone(),
+                    sensitive: over.sensitive.clone(),
+                },
+                input_schema: tool.input_schema.clone(),
+                groups: groups.clone(),
+                timeout,
+            };
+            self.registry
+                .register_dynamic(spec, runner(tool))
+                .map_err(|e| {
+                    registry_error(&self.path, format!("servers.{name}.tools.{}", tool.name), e)
+                })?;
+            self.pins
+                .insert(tool_name.clone(), PinnedTool::of(name, tool));
+            self.tools.push(ResolvedTool {
+                name: tool_name,
+                source: ToolSource::Mcp {
+                    server: name.to_string(),
+                    tool: tool.name.clone(),
+                },
+                scope,
+                resource,
+                sensitive: over.sensitive,
+                groups,
+                timeout: timeout.unwrap_or(DEFAULT_TOOL_TIMEOUT),
+                digest: Some(tool.digest()),
+            });
+        }
+        Ok(())
+    }
 
+    /// Registers the manifest's programs.
+    fn programs(&mut self, manifest: &Manifest) -> Result<(), ToolSetError> {
         for (name, entry) in &manifest.programs {
             let digest = ServedTool {
                 name: name.clone(),
                 description: entry.description.clone(),
                 input_schema: entry.input_schema.clone(),
-                annotations: serde_json::Value::Null,
+                annotations: Value::Null,
             }
             .digest();
             let spec = DynamicSpec {
@@ -316,10 +399,10 @@ impl ToolSet {
                 name: name.clone(),
                 entry: entry.clone(),
             };
-            registry
+            self.registry
                 .register_dynamic(spec, program)
-                .map_err(|e| registry_error(format!("programs.{name}"), e))?;
-            tools.push(ResolvedTool {
+                .map_err(|e| registry_error(&self.path, format!("programs.{name}"), e))?;
+            self.tools.push(ResolvedTool {
                 name: name.clone(),
                 source: ToolSource::Program {
                     command: entry.command.clone(),
@@ -332,13 +415,25 @@ impl ToolSet {
                 digest: Some(digest),
             });
         }
-        tools.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(ToolSet {
-            registry,
-            tools,
+        Ok(())
+    }
+
+    fn finish(mut self, servers: Vec<Arc<McpServer>>) -> ToolSet {
+        self.tools.sort_by(|a, b| a.name.cmp(&b.name));
+        ToolSet {
+            registry: self.registry,
+            tools: self.tools,
             servers,
-            pins,
-        })
+            pins: self.pins,
+        }
+    }
+}
+
+fn registry_error(path: &std::path::Path, field: String, source: RegistryError) -> ToolSetError {
+    ToolSetError::Registry {
+        path: path.to_path_buf(),
+        field,
+        source: Box::new(source),
     }
 }
 
@@ -353,7 +448,7 @@ impl ToolSet {
 }
 
 /// Whether the manifest serves the server's `tool`.
-fn serves(entry: &super::manifest::ServerEntry, tool: &ServedTool) -> bool {
+fn serves(entry: &ServerEntry, tool: &ServedTool) -> bool {
     let included = entry
         .include
         .as_ref()

@@ -110,6 +110,12 @@ pub trait DynamicTool: Send + Sync + 'static {
     fn run(&self, ctx: ToolContext, args: Value) -> BoxFuture<'_, Result<Value, ToolFailure>>;
 }
 
+impl DynamicTool for Box<dyn DynamicTool> {
+    fn run(&self, ctx: ToolContext, args: Value) -> BoxFuture<'_, Result<Value, ToolFailure>> {
+        (**self).run(ctx, args)
+    }
+}
+
 /// How a [`DynamicTool`] is registered.
 #[derive(Debug, Clone)]
 pub struct DynamicSpec {
