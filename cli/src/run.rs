@@ -446,7 +446,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let tokio = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     // MCP servers start now: one that cannot stops the run before the log
     // is touched and before the agent starts.
-    let served = args.tools.serve(&args.workspace, &tokio)?;
+    let mut served = args.tools.serve(&args.workspace, &tokio)?;
     let tools = served.registry.clone();
     let audit = AuditLog::open_with(&args.audit, audit_config(&args)?)?;
     let mut builder = Guard::builder(policies, audit)
@@ -455,6 +455,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .reviewer_arc(reviewer)
         .approval_timeout(Duration::from_secs(args.approval_timeout))
         .on_call(print_call);
+    if let Some(egress) = served.egress.take() {
+        builder = builder.egress(egress);
+    }
     let provable = redaction_key.is_some();
     if let Some(key) = redaction_key {
         builder = builder.redaction_key(key);

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use mandate::audit::AuditLog;
+use mandate::egress::Egress;
 use mandate::pipeline::{ResourceBinding, ToolRegistry};
 use mandate::terminal;
 use mandate::tools::{
@@ -30,6 +31,8 @@ pub struct Served {
     pub registry: ToolRegistry,
     /// The started tools of the manifest, when there is one.
     pub set: Option<ToolSet>,
+    /// The manifest's HTTP door (destinations, keys, limits), when there is one.
+    pub egress: Option<Egress>,
 }
 
 impl ToolsArg {
@@ -45,13 +48,21 @@ impl ToolsArg {
                 registry: example_registry(&Workspace::new(workspace))
                     .context("cannot register the example tools")?,
                 set: None,
+                egress: None,
             }),
             Some(path) => {
                 let manifest = Manifest::load(path)?;
+                // Keys are read now: one that cannot be stops the run
+                // before a server starts or the log is touched.
+                let egress = manifest
+                    .egress
+                    .build()
+                    .with_context(|| format!("{}: `egress`", path.display()))?;
                 let set = tokio.block_on(ToolSet::start(&manifest))?;
                 Ok(Served {
                     registry: set.registry.clone(),
                     set: Some(set),
+                    egress: Some(egress),
                 })
             }
         }

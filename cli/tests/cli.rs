@@ -260,7 +260,7 @@ fn policy_validate_accepts_the_example_policies() {
     let out = mandate(&["policy", "validate", s(&policies_dir())]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.starts_with("ok: 8 policies valid"), "{text}");
+    assert!(text.starts_with("ok: 9 policies valid"), "{text}");
     assert!(text.contains("digest "), "{text}");
 }
 

@@ -92,8 +92,8 @@ fn a_component_that_imports_what_mandate_does_not_link_is_refused_with_each_impo
     assert_eq!(
         lines[4],
         "  refused  wasi:keyvalue/store@0.2.0  not among the wasi 0.2 interfaces mandate links \
-         (io, cli, clocks, random, and filesystem, sockets and outgoing http granting nothing); \
-         an agent may reach the world only through mandate:guard/tools"
+         (io, cli, clocks, random, filesystem and sockets granting nothing, and guarded outgoing http); \
+         an agent may reach the world only through mandate:guard/tools and guarded outgoing http"
     );
     assert_eq!(
         lines[5],
@@ -107,7 +107,7 @@ fn a_component_that_imports_what_mandate_does_not_link_is_refused_with_each_impo
     assert_eq!(
         lines[7],
         "  refused  acme:db/query@1.0.0        not part of the agent world; \
-         an agent may reach the world only through mandate:guard/tools"
+         an agent may reach the world only through mandate:guard/tools and guarded outgoing http"
     );
     assert_eq!(lines[8], "exports    0");
     assert_eq!(

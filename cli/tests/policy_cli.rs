@@ -57,7 +57,7 @@ fn the_example_policies_validate() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).starts_with("ok: 8 policies valid against policies/schema.cedarschema"),
+        text(&out.stdout).starts_with("ok: 9 policies valid against policies/schema.cedarschema"),
         "{}",
         text(&out.stdout)
     );
@@ -168,7 +168,7 @@ permit (principal, action == Action::"delete_everything", resource);
   |
 2 | permit (principal, action == Action::"delete_everything", resource);
   |                              ^^^^^^^^^^^^^^^^^^^^^^^^^^^
-  = help: the schema's actions are Action::"read_document", Action::"send_email" and Action::"write_summary"; its scopes are Action::"documents:read", Action::"documents:write" and Action::"email:send"
+  = help: the schema's actions are Action::"http_request", Action::"read_document", Action::"send_email" and Action::"write_summary"; its scopes are Action::"documents:read", Action::"documents:write", Action::"email:send" and Action::"http:request"
 
 1 error(s) in `policies`
 "#,

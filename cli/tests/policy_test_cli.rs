@@ -205,7 +205,7 @@ fn explain_an_unknown_tool_lists_the_known_ones() {
     let err = error(&explain("send_mail", EMAIL, &[]));
     assert_eq!(
         err,
-        "error: unknown tool `send_mail`; known tools: read_document, send_email, write_summary\n"
+        "error: unknown tool `send_mail`; known tools: http_request, read_document, send_email, write_summary\n"
     );
 }
 
@@ -275,7 +275,7 @@ fn the_example_policy_tests_pass() {
     assert!(!text.contains("FAIL"), "{text}");
     let summary = text.lines().last().unwrap();
     assert!(
-        summary.starts_with("ok: ") && summary.ends_with(" cases passed (4 files)"),
+        summary.starts_with("ok: ") && summary.ends_with(" cases passed (5 files)"),
         "{summary}"
     );
 }

@@ -1,8 +1,9 @@
 //! Mandate: a WebAssembly policy and audit guard for agent runtimes.
 //!
-//! An agent runs as a WebAssembly component whose only door to the world is a tool call. Every
-//! call is decided by Cedar policies against the session's scope, may wait for a human, and is
-//! written to a hash-chained audit log before the tool runs.
+//! An agent runs as a WebAssembly component whose doors to the world are a tool call and an
+//! outgoing HTTP request ([`egress`]). Every call and request is decided by Cedar policies against
+//! the session's scope, may wait for a human, and is written to a hash-chained audit log before it
+//! runs or is sent.
 //!
 //! # Embedding: the names you need
 //!
@@ -61,6 +62,7 @@
 pub use mandate_audit as audit;
 pub use mandate_policy as policy;
 
+pub mod egress;
 pub mod limits;
 pub mod pipeline;
 pub mod review_server;

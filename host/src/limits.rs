@@ -20,6 +20,20 @@
 //! | arguments of one call | 1 MiB | guest stopped |
 //! | result of one call | 16 MiB | guest stopped |
 //!
+//! Per outgoing HTTP request and session ([`HttpLimits`], set per host in
+//! the manifest's `[egress]` table):
+//!
+//! | limit | default | exceeded |
+//! |---|---|---|
+//! | request body | 1 MiB | refused (413), recorded |
+//! | response body | 16 MiB | failed (502), recorded |
+//! | time to the response's first byte | 30 s | failed (504), recorded |
+//! | whole exchange | 120 s | failed (504), recorded |
+//! | requests in flight per session | 8 | refused (429), recorded |
+//! | requests per session | 10,000 | refused (429), recorded |
+//! | path of a request | [`HTTP_PATH_BYTES`] | refused (414), recorded |
+//! | header or query names of a request | [`HTTP_NAMES`] each | refused (431), recorded |
+//!
 //! Per host:
 //!
 //! | bound | value | where |
@@ -71,6 +85,44 @@ pub const RECORDED_TEXT_BYTES: usize = 4 * 1024;
 /// decision record always fits; a call over it is refused and recorded
 /// with the arguments' size and SHA-256 instead.
 pub const RECORDED_ARGUMENTS_BYTES: usize = 8 * 1024 * 1024;
+
+/// Longest path (without the query) of an outgoing HTTP request, in bytes.
+pub const HTTP_PATH_BYTES: usize = 8 * 1024;
+
+/// Most header names, and most query parameter names, of one request.
+pub const HTTP_NAMES: usize = 128;
+
+/// Bounds on the agent's outgoing HTTP requests. A request over one is
+/// refused or failed with an HTTP status the agent can read, and recorded;
+/// the guest keeps running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Largest request body, in bytes.
+    pub request_bytes: usize,
+    /// Largest response body, in bytes.
+    pub response_bytes: usize,
+    /// Longest wait for the response to start, connecting included.
+    pub first_byte: Duration,
+    /// Longest whole exchange, from sending to the response's last byte.
+    pub total: Duration,
+    /// Most requests in flight at once in one session.
+    pub concurrent: usize,
+    /// Most requests in one session.
+    pub requests: u64,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            request_bytes: 1024 * 1024,
+            response_bytes: 16 * 1024 * 1024,
+            first_byte: Duration::from_secs(30),
+            total: Duration::from_secs(120),
+            concurrent: 8,
+            requests: 10_000,
+        }
+    }
+}
 
 /// What one session may use. Exceeding any of these stops the guest with an
 /// error naming the limit and its value; the session's records end with a

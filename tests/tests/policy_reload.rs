@@ -197,7 +197,7 @@ async fn a_reload_is_recorded_before_the_new_set_decides_and_later_calls_use_it(
     assert_eq!(reload["status"], "applied");
     assert_eq!(reload["previous_digest"], json!(env.policy_digest));
     assert_eq!(reload["digest"], json!(reloaded.digest));
-    assert_eq!(reload["policies"], 8);
+    assert_eq!(reload["policies"], 9);
     assert_eq!(reload["source"], json!(b.display().to_string()));
     let decisions: Vec<&Value> = records.iter().filter(|r| r["kind"] == "decision").collect();
     assert_eq!(decisions.len(), 2);

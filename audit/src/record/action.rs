@@ -6,13 +6,18 @@ use sha2::{Digest, Sha256};
 
 use super::{Form, Full};
 
-/// The kind of action; `tool_call` is the only one so far.
+/// The kind of action: which of the agent's doors it came through.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     /// A call of a tool through `tools.call`.
     #[default]
     ToolCall,
+    /// An outgoing HTTP request through `wasi:http/outgoing-handler`; its
+    /// `tool` is `http_request` and its arguments describe the request
+    /// (method, destination, path, query keys, header names, body size and
+    /// SHA-256), never its header values or body.
+    HttpRequest,
 }
 
 /// The attempted action.

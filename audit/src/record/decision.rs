@@ -32,6 +32,9 @@ pub enum DecidedBy {
     InvalidArguments,
     /// The entity provider failed.
     EntityLookup,
+    /// A session limit refused it before policy (too many requests in
+    /// flight, a request body over the limit).
+    SessionLimit,
 }
 
 /// A policy named in a record: one that determined a decision or demanded approval.

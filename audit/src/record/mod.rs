@@ -33,7 +33,7 @@ pub use decision::{
     DecidedBy, DecisionRecord, Effect, PolicyError, PolicyRef, RequestContext, RequestRecord,
 };
 pub use identity::{Agent, Authorization, Identity, SessionType, User};
-pub use outcome::{CallStatus, OutcomeRecord};
+pub use outcome::{CallStatus, HttpExchange, OutcomeRecord};
 
 /// How much of a record is read: [`Full`] or [`Skim`].
 ///

@@ -29,4 +29,26 @@ pub struct OutcomeRecord {
     /// The size and SHA-256 of the whole error, when it was cut.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_truncated: Option<Truncated>,
+    /// What went over the wire, for an outgoing HTTP request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpExchange>,
+}
+
+/// What an outgoing HTTP request sent and received. Bodies are recorded
+/// only as their size and SHA-256.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpExchange {
+    /// The response's status code, when one came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The address the host connected to, resolved by the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Bytes of request body sent.
+    pub request_bytes: u64,
+    /// Bytes of response body received.
+    pub response_bytes: u64,
+    /// SHA-256 of the response body, lowercase hex, when it was read whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_sha256: Option<String>,
 }

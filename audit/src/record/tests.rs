@@ -110,6 +110,13 @@ fn everything(kind: RecordKind) -> Record {
         latency_us: 12,
         error: Some("boom".into()),
         error_truncated: truncated(),
+        http: Some(HttpExchange {
+            status: Some(502),
+            address: Some("127.0.0.1:8080".into()),
+            request_bytes: 3,
+            response_bytes: 5,
+            response_sha256: Some("ab".repeat(32)),
+        }),
     });
     record.detail = Some(json!({"timestamp": 1, "status": "ok"}));
     record

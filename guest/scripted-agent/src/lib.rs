@@ -15,6 +15,8 @@
 //!   "repeat": 1,
 //!   "tally": false,
 //!   "big_call": {"tool": "read_document", "bytes": 104857600},
+//!   "http": [{"method": "GET", "url": "http://127.0.0.1:8080/x", "headers": [["accept", "*/*"]]}],
+//!   "http_repeat": 1,
 //!   "compute": 1000000,
 //!   "allocate_bytes": 1048576,
 //!   "recurse": false,
@@ -26,7 +28,9 @@
 //!
 //! `arguments` (any JSON value, `{}` when absent) is serialized and passed to
 //! `tools::call`; `raw` (alias `raw_arguments`) is passed verbatim instead.
-//! `print` is written to stdout and to stderr first. The calls are made `repeat` times (a flood, for the call limit);
+//! `print` is written to stdout and to stderr first. After the calls, the `http` requests
+//! (see the `http` module) are sent `http_repeat` times; with `tally` only their statuses are
+//! counted (`"http_tally": {"200": n, "error": m}`), else each is listed under `"http"`. The calls are made `repeat` times (a flood, for the call limit);
 //! with `tally`, their results are only counted (`"tally": {"ok": n, "error": m}` in the report)
 //! instead of parsed and listed, so that a benchmark measures the calls, not the report. Then, in
 //! this order and each only when asked: one call to `big_call.tool` with
@@ -66,6 +70,8 @@ use mandate::guard::{
 };
 use serde_json::{Map, Value, json};
 
+mod http;
+
 struct ScriptedAgent;
 
 impl Guest for ScriptedAgent {
@@ -100,6 +106,30 @@ impl Guest for ScriptedAgent {
             results.push(call_result(tool, outcome));
         }
         report.insert("results".into(), Value::Array(results));
+        if !script.http.is_empty() {
+            let mut sent = Vec::new();
+            let mut tally = Map::new();
+            for _ in 0..script.http_repeat {
+                for step in &script.http {
+                    let answer = step.send();
+                    if script.tally {
+                        let key = match answer.get("status") {
+                            Some(status) => status.to_string(),
+                            None => "error".to_string(),
+                        };
+                        let count = tally.entry(key).or_insert(json!(0));
+                        *count = json!(count.as_u64().unwrap_or(0) + 1);
+                    } else {
+                        sent.push(answer);
+                    }
+                }
+            }
+            if script.tally {
+                report.insert("http_tally".into(), Value::Object(tally));
+            } else {
+                report.insert("http".into(), Value::Array(sent));
+            }
+        }
         if let Some(rounds) = script.compute {
             report.insert("compute".into(), json!(compute(rounds)));
         }
@@ -165,6 +195,8 @@ struct Call {
 #[derive(Debug, PartialEq)]
 struct Script {
     calls: Vec<Call>,
+    http: Vec<http::Step>,
+    http_repeat: u64,
     print: Option<String>,
     repeat: u64,
     big_call: Option<(String, u64)>,
@@ -183,6 +215,8 @@ impl Default for Script {
     fn default() -> Self {
         Script {
             calls: Vec::new(),
+            http: Vec::new(),
+            http_repeat: 1,
             print: None,
             repeat: 1,
             big_call: None,
@@ -245,8 +279,23 @@ impl Script {
                 }
             }
         };
+        let http = match task.get("http") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(steps)) => steps
+                .iter()
+                .enumerate()
+                .map(|(index, step)| {
+                    http::Step::parse(step).map_err(|e| format!("http[{index}]: {e}"))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(format!("task field \"http\" must be an array, not {other}"));
+            }
+        };
         Ok(Script {
             calls,
+            http,
+            http_repeat: count("http_repeat")?.unwrap_or(1),
             print: match task.get("print") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(text)) => Some(text.clone()),

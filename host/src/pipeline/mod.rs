@@ -36,7 +36,7 @@ pub use approval::{
     PromptReviewer, RefusedDecision, ReviewDecision, ReviewError, Reviewer, UnknownGrantScope,
     Verdict,
 };
-pub use call::CallReport;
+pub use call::{BodyProblem, CallReport, HttpRefusal, HttpRequestHead, REFUSAL_HEADER};
 pub use call_error::ToolCallError;
 pub use entities::{EntityError, EntityProvider, StaticEntities};
 pub use explain::{ExplainError, Explanation, HypotheticalCall, explain};
@@ -59,12 +59,13 @@ pub use replay::{
 pub use schema::{Attribute, CedarType, EntityTypeDecl, SchemaError, Unrepresentable};
 pub use session::{AgentRef, Delegate, DelegateKind, Session, SessionError, SessionType, UserRef};
 pub use tools::{
-    ArgumentsError, BoxFuture, DEFAULT_TOOL_TIMEOUT, DynamicSpec, DynamicTool, ParsedArgs,
-    RegisteredTool, RegistryError, ResourceBinding, Tool, ToolContext, ToolFailure, ToolRegistry,
-    ToolSpec,
+    ArgumentsError, BoxFuture, DEFAULT_TOOL_TIMEOUT, Door, DynamicSpec, DynamicTool, HOST_ENTITY,
+    HTTP_ACTION, HTTP_SCOPE, HttpRequestArgs, ParsedArgs, RegisteredTool, RegistryError,
+    ResourceBinding, Tool, ToolContext, ToolFailure, ToolRegistry, ToolSpec,
 };
 
 use crate::audit::{AuditError, AuditLog};
+use crate::egress::Egress;
 use crate::policy::Policies;
 
 /// Called with each finished call, e.g. to print it as it happens.
@@ -107,6 +108,9 @@ pub enum GuardError {
     /// No salt key was given and a one-time one could not be made.
     #[error("cannot make a one-time redaction key: {0}")]
     RedactionKey(crate::audit::KeyError),
+    /// The HTTP door cannot be set up.
+    #[error(transparent)]
+    Egress(#[from] crate::egress::EgressError),
 }
 
 struct Inner {
@@ -123,6 +127,8 @@ struct Inner {
     observer: Option<CallObserver>,
     redaction_key: RedactionKey,
     reveal: reveal::RevealConfig,
+    /// Where the agent's HTTP requests may go, and how they are sent.
+    egress: Arc<Egress>,
 }
 
 /// The policy and audit guard. Build it once with [`Guard::builder`]; start a
@@ -143,9 +149,18 @@ pub struct GuardBuilder {
     observer: Option<CallObserver>,
     redaction_key: Option<RedactionKey>,
     reveal: reveal::RevealConfig,
+    egress: Option<Egress>,
 }
 
 impl GuardBuilder {
+    /// Where the agent's HTTP requests may go (destinations with the keys
+    /// the host adds, and the limits); without it every request is decided
+    /// by policy, sent without a key, and only to public addresses.
+    pub fn egress(mut self, egress: Egress) -> Self {
+        self.egress = Some(egress);
+        self
+    }
+
     /// The tools agents may call.
     pub fn tools(mut self, tools: ToolRegistry) -> Self {
         self.tools = tools;
@@ -206,6 +221,10 @@ impl GuardBuilder {
             Some(key) => key,
             None => RedactionKey::generate().map_err(GuardError::RedactionKey)?,
         };
+        let egress = match self.egress {
+            Some(egress) => egress,
+            None => Egress::closed()?,
+        };
         Ok(Guard {
             inner: Arc::new(Inner {
                 policies: ArcSwap::new(self.policies),
@@ -218,6 +237,7 @@ impl GuardBuilder {
                 observer: self.observer,
                 redaction_key,
                 reveal: self.reveal,
+                egress: Arc::new(egress),
             }),
         })
     }
@@ -236,6 +256,7 @@ impl Guard {
             observer: None,
             redaction_key: None,
             reveal: reveal::RevealConfig::default(),
+            egress: None,
         }
     }
 
@@ -253,6 +274,11 @@ impl Guard {
     /// The audit log.
     pub fn audit(&self) -> &AuditLog {
         &self.inner.audit
+    }
+
+    /// Where the agent's HTTP requests may go, and their limits.
+    pub fn egress(&self) -> &Egress {
+        &self.inner.egress
     }
 
     /// Starts a session: checks it, prepares its Cedar context once, and
@@ -276,6 +302,7 @@ impl Guard {
             identity,
             prepared,
             next_call: AtomicU64::new(1),
+            http: call::HttpSession::new(self.inner.egress.limits()),
             grants: call::SessionGrants::default(),
         };
         guard
@@ -307,6 +334,11 @@ impl Inner {
 fn check_tools(tools: &ToolRegistry, policies: &Policies) -> Result<(), GuardError> {
     let schema = policies.schema();
     for tool in tools.iter() {
+        // A schema without the HTTP action closes that door: every request
+        // is refused, and recorded, with a hint to regenerate the schema.
+        if tool.door() == Door::Http {
+            continue;
+        }
         if !schema.actions().any(|a| a == tool.action()) {
             return Err(GuardError::ToolNotInSchema {
                 tool: tool.spec().name.clone(),
@@ -342,6 +374,8 @@ pub struct SessionGuard {
     next_call: AtomicU64,
     /// Standing approvals reviewers gave for the rest of this session.
     grants: call::SessionGrants,
+    /// Its HTTP requests so far and in flight.
+    http: call::HttpSession,
 }
 
 impl SessionGuard {
@@ -353,6 +387,11 @@ impl SessionGuard {
     /// The tools the agent may ask for.
     pub fn tools(&self) -> &ToolRegistry {
         &self.inner.tools
+    }
+
+    /// Where the agent's HTTP requests may go, and their limits.
+    pub fn egress(&self) -> &Egress {
+        &self.inner.egress
     }
 
     /// Writes the record that ends the session: `ok` with the agent's result,

@@ -11,7 +11,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use super::bindings::mandate::guard::{session, tools};
 use super::bindings::{Denial, ToolError, ToolInfo};
 use super::host_calls::{CallFuture, HostCalls};
-use super::http::RefuseOutgoing;
+use super::http::GuardedOutgoing;
 use super::limiter::SessionLimiter;
 use crate::limits::{LimitExceeded, SessionLimits};
 use crate::pipeline::{SessionGuard, ToolCallError};
@@ -23,10 +23,10 @@ pub struct SessionState {
     pub(crate) calls: Arc<HostCalls>,
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
-    /// `wasi:http`, linked so that agents importing it load; it sends
-    /// nothing (see the `http` module).
+    /// `wasi:http`: every outgoing request goes through the guard (see
+    /// the `http` module).
     pub(crate) http: WasiHttpCtx,
-    pub(crate) http_hooks: RefuseOutgoing,
+    pub(crate) http_hooks: GuardedOutgoing,
     pub(crate) limiter: SessionLimiter,
     pub(crate) limits: Arc<SessionLimits>,
     /// Tool calls made so far.
@@ -131,7 +131,7 @@ impl tools::Host for SessionState {
     async fn list_tools(&mut self) -> Vec<ToolInfo> {
         self.guard
             .tools()
-            .iter()
+            .callable()
             .map(|t| ToolInfo {
                 name: t.spec().name.clone(),
                 description: t.spec().description.clone(),

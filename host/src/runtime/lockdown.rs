@@ -20,8 +20,9 @@
 //! ([`GRANTS_NOTHING`]): the session's WASI context has no preopened
 //! directory (the agent sees no files), no environment variables, no
 //! arguments and an empty stdin; every socket operation and name lookup is
-//! refused with `access-denied`; every outgoing HTTP request is refused with
-//! `HTTP-request-denied` (see the `http` module). Stdout and stderr go to the
+//! refused with `access-denied`. Outgoing HTTP is the agent's second door
+//! ([`GUARDED`]): every request is decided, recorded and sent by the guard
+//! like a tool call (see the `http` module). Stdout and stderr go to the
 //! session's captured output, never to the host's. Anything not listed is
 //! refused at load.
 
@@ -101,7 +102,11 @@ const NO_FILES: &str =
     "linked, grants nothing: no directory is preopened, so the agent sees no files";
 const NO_NETWORK: &str =
     "linked, grants nothing: every socket operation and name lookup is refused (access-denied)";
-const NO_HTTP: &str = "linked, grants nothing: every outgoing request is refused (HTTP-request-denied) until the guard decides them";
+/// How every interface the guard mediates begins what it grants; `mandate
+/// inspect` shows it.
+pub const GUARDED: &str = "guarded";
+
+const GUARDED_HTTP: &str = "guarded: each outgoing request is decided by policy (`Action::\"http_request\"`), may be held for approval, and is recorded before it is sent";
 
 const STANDARD_STREAMS: &str = "streams and polling, for the standard streams";
 const NOT_A_TERMINAL: &str = "linked but no stream is a terminal";
@@ -110,7 +115,7 @@ const NOT_A_TERMINAL: &str = "linked but no stream is a terminal";
 pub const ALLOWED_IMPORTS: &[AllowedImport] = &[
     agent_world(
         "mandate:guard/tools",
-        "the agent's one door to the world: every call authorized by policy, maybe approved by a human, and audited",
+        "the agent's door to its tools: every call authorized by policy, maybe approved by a human, and audited",
     ),
     agent_world(
         "mandate:guard/session",
@@ -239,11 +244,11 @@ pub const ALLOWED_IMPORTS: &[AllowedImport] = &[
             SessionState::sockets,
         )
     }),
-    wasi("wasi:http/types", NO_HTTP, |l| {
+    wasi("wasi:http/types", GUARDED_HTTP, |l| {
         let options = wasmtime_wasi_http::p2::bindings::LinkOptions::default();
         http::types::add_to_linker::<SessionState, WasiHttp>(l, &options.into(), SessionState::http)
     }),
-    wasi("wasi:http/outgoing-handler", NO_HTTP, |l| {
+    wasi("wasi:http/outgoing-handler", GUARDED_HTTP, |l| {
         http::outgoing_handler::add_to_linker::<SessionState, WasiHttp>(l, SessionState::http)
     }),
     wasi(
@@ -312,7 +317,7 @@ macro_rules! refused {
     ($what:literal) => {
         concat!(
             $what,
-            "; an agent may reach the world only through mandate:guard/tools"
+            "; an agent may reach the world only through mandate:guard/tools and guarded outgoing http"
         )
     };
 }
@@ -320,10 +325,10 @@ macro_rules! refused {
 /// Why an interface outside the allow-list is refused.
 fn refusal(interface: &str) -> &'static str {
     if interface.starts_with("wasi:http/") {
-        refused!("only outgoing http is linked (and refused)")
+        refused!("only outgoing http is linked (and guarded)")
     } else if interface.starts_with("wasi:") {
         refused!(
-            "not among the wasi 0.2 interfaces mandate links (io, cli, clocks, random, and filesystem, sockets and outgoing http granting nothing)"
+            "not among the wasi 0.2 interfaces mandate links (io, cli, clocks, random, filesystem and sockets granting nothing, and guarded outgoing http)"
         )
     } else {
         refused!("not part of the agent world")
@@ -348,14 +353,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn filesystem_sockets_and_http_are_linked_granting_nothing() {
-        let families = ["wasi:filesystem/", "wasi:sockets/", "wasi:http/"];
+    fn filesystem_and_sockets_grant_nothing_and_http_is_guarded() {
+        let http: Vec<_> = ALLOWED_IMPORTS
+            .iter()
+            .filter(|a| a.interface.starts_with("wasi:http/"))
+            .collect();
+        assert_eq!(http.len(), 2);
+        assert!(http.iter().all(|a| a.grants.starts_with(GUARDED)));
+        let families = ["wasi:filesystem/", "wasi:sockets/"];
         let linked: Vec<_> = ALLOWED_IMPORTS
             .iter()
             .filter(|a| families.iter().any(|f| a.interface.starts_with(f)))
             .collect();
-        // 2 filesystem, 7 sockets, 2 http: what the toolchains import.
-        assert_eq!(linked.len(), 11);
+        // 2 filesystem, 7 sockets: what the toolchains import.
+        assert_eq!(linked.len(), 9);
         for allowed in linked {
             assert!(
                 allowed.grants.starts_with(GRANTS_NOTHING),
@@ -399,7 +410,7 @@ mod tests {
             };
             assert!(reason.starts_with(why), "{name}: {reason}");
             assert!(
-                reason.ends_with("only through mandate:guard/tools"),
+                reason.ends_with("only through mandate:guard/tools and guarded outgoing http"),
                 "{reason}"
             );
         }

@@ -41,7 +41,7 @@ pub use cache::{CacheError, default_dir as default_compile_cache};
 pub use host::SessionState;
 pub use inspect::{ExportReport, ImportReport, Inspection};
 use limiter::EpochTicker;
-pub use lockdown::{ALLOWED_IMPORTS, AllowedImport, GRANTS_NOTHING};
+pub use lockdown::{ALLOWED_IMPORTS, AllowedImport, GRANTS_NOTHING, GUARDED};
 pub use needs::ComponentNeeds;
 pub use sandbox::{Sandbox, SandboxError};
 

@@ -14,7 +14,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 use super::bindings::Agent;
 use super::host::SessionState;
 use super::host_calls::{HostCalls, drive};
-use super::http::RefuseOutgoing;
+use super::http::GuardedOutgoing;
 use super::limiter::{self, SessionLimiter};
 use super::{AgentComponent, RunOutcome, RunReport, pool};
 use crate::limits::{CAPTURED_OUTPUT_BYTES, LimitExceeded, SessionLimits};
@@ -97,13 +97,16 @@ impl AgentComponent {
             .socket_addr_check(|_, _| Box::pin(async { false }))
             .build();
         let calls = Arc::new(HostCalls::default());
+        let http_hooks = GuardedOutgoing {
+            guard: Arc::clone(&session),
+        };
         let state = SessionState {
             guard: session,
             calls: Arc::clone(&calls),
             wasi,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            http_hooks: RefuseOutgoing,
+            http_hooks,
             limiter: SessionLimiter::new(Arc::clone(limits)),
             limits: Arc::clone(limits),
             call_count: 0,

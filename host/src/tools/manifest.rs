@@ -34,6 +34,18 @@
 //! description = "Counts the words of a text."
 //! scope = "text:read"
 //! input_schema = { type = "object", properties = { text = { type = "string" } }, required = ["text"] }
+//!
+//! [egress]                           # the agent's own HTTP requests (wasi:http)
+//! max_response_bytes = 4194304       # limits: see `crate::limits::HttpLimits`
+//! total_timeout = "60s"
+//!
+//! [egress.destinations.model]        # the host adds the key; the agent never sees it
+//! host = "api.openai.com"
+//! credential = { env = "OPENAI_API_KEY" }   # sent as `Authorization: Bearer <key>`
+//!
+//! [egress.destinations.local-model]
+//! host = "127.0.0.1"
+//! allow_private = true               # loopback, private and link-local are refused otherwise
 //! ```
 //!
 //! Relative paths (a command with a `/`, the workspace) are the manifest's
@@ -47,6 +59,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::egress::{Destination, DestinationCredential, Egress, EgressError};
+use crate::limits::HttpLimits;
 use crate::pipeline::{CedarType, EntityTypeDecl, ResourceBinding};
 
 /// Largest result an MCP tool or a program may return unless its entry says
@@ -123,6 +137,25 @@ pub struct Manifest {
     pub servers: BTreeMap<String, ServerEntry>,
     /// Programs, by tool name.
     pub programs: BTreeMap<String, ProgramEntry>,
+    /// Where the agent's HTTP requests may go with a key or to a private
+    /// address, and their limits.
+    pub egress: EgressEntry,
+}
+
+/// The manifest's `[egress]` table.
+#[derive(Debug, Clone, Default)]
+pub struct EgressEntry {
+    /// The destinations, in name order.
+    pub destinations: Vec<Destination>,
+    /// The limits of each request and session.
+    pub limits: HttpLimits,
+}
+
+impl EgressEntry {
+    /// Reads the destinations' keys and builds the HTTP door.
+    pub fn build(&self) -> Result<Egress, EgressError> {
+        Egress::new(self.destinations.clone(), self.limits.clone())
+    }
 }
 
 /// How the host reaches an MCP server.
@@ -160,6 +193,30 @@ pub enum Credential {
     /// A file (the manifest directory's when relative) only its owner may
     /// write; its content, trimmed, is the token.
     File(PathBuf),
+}
+
+impl Credential {
+    /// The token. A file must be its owner's alone to write; the error
+    /// never quotes the token.
+    pub(crate) fn read(&self) -> Result<String, String> {
+        let token = match self {
+            Credential::Env(variable) => std::env::var(variable).map_err(|_| {
+                format!("its credential variable `{variable}` is not set in the host's environment")
+            })?,
+            Credential::File(path) => {
+                super::lock::check_owned(path)
+                    .map_err(|why| format!("its credential file `{}` {why}", path.display()))?;
+                std::fs::read_to_string(path).map_err(|e| {
+                    format!("cannot read its credential file `{}`: {e}", path.display())
+                })?
+            }
+        };
+        let token = token.trim();
+        if token.is_empty() {
+            return Err("its credential is empty".to_string());
+        }
+        Ok(token.to_string())
+    }
 }
 
 /// An MCP server.
@@ -237,6 +294,30 @@ struct File {
     servers: BTreeMap<String, ServerFile>,
     #[serde(default)]
     programs: BTreeMap<String, ProgramFile>,
+    egress: Option<EgressFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EgressFile {
+    max_request_bytes: Option<usize>,
+    max_response_bytes: Option<usize>,
+    first_byte_timeout: Option<String>,
+    total_timeout: Option<String>,
+    concurrent_requests: Option<usize>,
+    requests_per_session: Option<u64>,
+    #[serde(default)]
+    destinations: BTreeMap<String, DestinationFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DestinationFile {
+    host: String,
+    credential: Option<CredentialFile>,
+    credential_header: Option<String>,
+    #[serde(default)]
+    allow_private: bool,
 }
 
 #[derive(Deserialize)]
@@ -424,24 +505,11 @@ impl Manifest {
                             "`args` and `env` are for a server the host starts (`command`), not one at a `url`".into(),
                         ));
                     }
-                    let credential = match entry.credential {
-                        None => None,
-                        Some(CredentialFile {
-                            env: Some(variable),
-                            file: None,
-                        }) => Some(Credential::Env(variable)),
-                        Some(CredentialFile {
-                            env: None,
-                            file: Some(file),
-                        }) => Some(Credential::File(dir.join(file))),
-                        Some(_) => {
-                            return Err(invalid(
-                                at("credential"),
-                                "give exactly one of `env` (a variable of the host) or `file`"
-                                    .into(),
-                            ));
-                        }
-                    };
+                    let credential = entry
+                        .credential
+                        .map(|c| credential(c, &dir))
+                        .transpose()
+                        .map_err(|m| invalid(at("credential"), m))?;
                     ServerTransport::Http { url, credential }
                 }
                 (Some(_), Some(_)) => {
@@ -536,14 +604,141 @@ impl Manifest {
             );
         }
 
+        let egress = match file.egress {
+            None => EgressEntry::default(),
+            Some(egress) => egress_entry(egress, &dir, &invalid)?,
+        };
+
         Ok(Manifest {
             path: path.to_path_buf(),
             example_workspace: file.example_tools.map(|e| dir.join(e.workspace)),
             entity_types,
             servers,
             programs,
+            egress,
         })
     }
+}
+
+/// Where a credential is read from, as the manifest gives it.
+fn credential(file: CredentialFile, dir: &Path) -> Result<Credential, String> {
+    match file {
+        CredentialFile {
+            env: Some(variable),
+            file: None,
+        } => Ok(Credential::Env(variable)),
+        CredentialFile {
+            env: None,
+            file: Some(file),
+        } => Ok(Credential::File(dir.join(file))),
+        _ => Err("give exactly one of `env` (a variable of the host) or `file`".into()),
+    }
+}
+
+/// The `[egress]` table, checked; keys are read only when the door is built.
+fn egress_entry(
+    file: EgressFile,
+    dir: &Path,
+    invalid: &dyn Fn(String, String) -> ManifestError,
+) -> Result<EgressEntry, ManifestError> {
+    let at = |field: &str| format!("egress.{field}");
+    let positive = |field: &str, value: Option<usize>, default: usize| match value {
+        Some(0) => Err(invalid(at(field), "must be at least 1".into())),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    let defaults = HttpLimits::default();
+    let time = |field: &str, value: Option<String>, default: Duration| match value {
+        Some(text) => duration(&text).map_err(|m| invalid(at(field), m)),
+        None => Ok(default),
+    };
+    let limits = HttpLimits {
+        request_bytes: file.max_request_bytes.unwrap_or(defaults.request_bytes),
+        response_bytes: positive(
+            "max_response_bytes",
+            file.max_response_bytes,
+            defaults.response_bytes,
+        )?,
+        first_byte: time(
+            "first_byte_timeout",
+            file.first_byte_timeout,
+            defaults.first_byte,
+        )?,
+        total: time("total_timeout", file.total_timeout, defaults.total)?,
+        concurrent: positive(
+            "concurrent_requests",
+            file.concurrent_requests,
+            defaults.concurrent,
+        )?,
+        requests: match file.requests_per_session {
+            Some(0) => {
+                return Err(invalid(
+                    at("requests_per_session"),
+                    "must be at least 1".into(),
+                ));
+            }
+            Some(n) => n,
+            None => defaults.requests,
+        },
+    };
+    let mut destinations = Vec::new();
+    let mut hosts = BTreeMap::new();
+    for (name, entry) in file.destinations {
+        let at = |field: &str| format!("egress.destinations.{name}.{field}");
+        let host = entry.host.trim().to_ascii_lowercase();
+        let plain = !host.is_empty()
+            && host.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']')
+            });
+        if !plain {
+            return Err(invalid(
+                at("host"),
+                format!(
+                    "`{}` is not a host name or address; write the host alone, as in `api.openai.com`, without scheme, port or path",
+                    crate::terminal::escape(&entry.host)
+                ),
+            ));
+        }
+        if let Some(other) = hosts.insert(host.clone(), name.clone()) {
+            return Err(invalid(
+                at("host"),
+                format!("`{host}` is also the host of destination `{other}`"),
+            ));
+        }
+        let credential_source = entry
+            .credential
+            .map(|c| credential(c, dir))
+            .transpose()
+            .map_err(|m| invalid(at("credential"), m))?;
+        let header = match entry.credential_header {
+            None => http::header::AUTHORIZATION,
+            Some(name) => http::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+                invalid(
+                    at("credential_header"),
+                    format!("`{}` is not a header name", crate::terminal::escape(&name)),
+                )
+            })?,
+        };
+        let credential = match credential_source {
+            Some(source) => Some(DestinationCredential { header, source }),
+            None if !matches!(header, ref h if h == http::header::AUTHORIZATION) => {
+                return Err(invalid(
+                    at("credential_header"),
+                    "names where a credential goes, but the destination has no `credential`".into(),
+                ));
+            }
+            None => None,
+        };
+        destinations.push(Destination {
+            host,
+            credential,
+            allow_private: entry.allow_private,
+        });
+    }
+    Ok(EgressEntry {
+        destinations,
+        limits,
+    })
 }
 
 /// 1-based line and column of byte `offset` in `text`.
@@ -711,6 +906,94 @@ input_schema = { type = "object", properties = { text = { type = "string" } }, r
         let error = parse(text).unwrap_err().to_string();
         assert!(
             error.starts_with("conf/mandate.toml: `entity_types.File.attributes.owner`: `Map<String>` is not a type"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_egress_table_declares_destinations_keys_and_limits() {
+        let manifest = parse(
+            r#"
+[egress]
+max_response_bytes = 4096
+total_timeout = "10s"
+
+[egress.destinations.model]
+host = "API.OpenAI.com"
+credential = { env = "OPENAI_API_KEY" }
+
+[egress.destinations.claude]
+host = "api.anthropic.com"
+credential = { file = "keys/anthropic" }
+credential_header = "x-api-key"
+
+[egress.destinations.local]
+host = "127.0.0.1"
+allow_private = true
+"#,
+        )
+        .unwrap();
+        let egress = &manifest.egress;
+        assert_eq!(egress.limits.response_bytes, 4096);
+        assert_eq!(egress.limits.total, Duration::from_secs(10));
+        assert_eq!(egress.limits.concurrent, HttpLimits::default().concurrent);
+        let hosts: Vec<&str> = egress
+            .destinations
+            .iter()
+            .map(|d| d.host.as_str())
+            .collect();
+        // In name order; hosts are compared without case.
+        assert_eq!(hosts, ["api.anthropic.com", "127.0.0.1", "api.openai.com"]);
+        let claude = egress.destinations[0].credential.as_ref().unwrap();
+        assert_eq!(claude.header, "x-api-key");
+        assert_eq!(
+            claude.source,
+            Credential::File(PathBuf::from("conf/keys/anthropic"))
+        );
+        assert!(egress.destinations[1].allow_private);
+        assert!(!egress.destinations[2].allow_private);
+        assert_eq!(
+            egress.destinations[2].credential.as_ref().unwrap().header,
+            http::header::AUTHORIZATION
+        );
+    }
+
+    #[test]
+    fn egress_errors_name_the_field() {
+        for (text, expected) in [
+            (
+                "[egress.destinations.m]\nhost = \"https://api.openai.com/v1\"\n",
+                "conf/mandate.toml: `egress.destinations.m.host`: `https://api.openai.com/v1` is not a host name or address; write the host alone",
+            ),
+            (
+                "[egress.destinations.m]\nhost = \"a.example\"\ncredential = { env = \"K\", file = \"f\" }\n",
+                "conf/mandate.toml: `egress.destinations.m.credential`: give exactly one of `env`",
+            ),
+            (
+                "[egress.destinations.m]\nhost = \"a.example\"\ncredential_header = \"x-api-key\"\n",
+                "conf/mandate.toml: `egress.destinations.m.credential_header`: names where a credential goes, but the destination has no `credential`",
+            ),
+            (
+                "[egress.destinations.a]\nhost = \"a.example\"\n[egress.destinations.b]\nhost = \"A.example\"\n",
+                "conf/mandate.toml: `egress.destinations.b.host`: `a.example` is also the host of destination `a`",
+            ),
+            (
+                "[egress]\nconcurrent_requests = 0\n",
+                "conf/mandate.toml: `egress.concurrent_requests`: must be at least 1",
+            ),
+            (
+                "[egress]\nfirst_byte_timeout = \"soon\"\n",
+                "conf/mandate.toml: `egress.first_byte_timeout`: `soon` is not a duration",
+            ),
+        ] {
+            let error = parse(text).unwrap_err().to_string();
+            assert!(error.starts_with(expected), "{error}");
+        }
+        let error = parse("[egress]\nmax_reponse_bytes = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("conf/mandate.toml:2:1: unknown field `max_reponse_bytes`"),
             "{error}"
         );
     }

@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncBufReadExt;
 
-use super::manifest::{Credential, ServerEntry, ServerTransport, minimal_environment};
+use super::manifest::{ServerEntry, ServerTransport, minimal_environment};
 use crate::pipeline::bounded;
 use crate::pipeline::{BoxFuture, DynamicTool, ToolContext, ToolFailure};
 
@@ -410,7 +410,7 @@ async fn launch(name: &str, entry: &ServerEntry) -> Result<(Running, Vec<ServedT
         ServerTransport::Http { url, credential } => {
             let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
             if let Some(credential) = credential {
-                config = config.auth_header(read_credential(credential).map_err(error)?);
+                config = config.auth_header(credential.read().map_err(error)?);
             }
             initialize(StreamableHttpClientTransport::from_config(config)).await
         }
@@ -461,27 +461,6 @@ where
         Ok((service, tools))
     })
     .await
-}
-
-/// The token `credential` names. The file must be its owner's alone to
-/// write; the error never quotes the token.
-fn read_credential(credential: &Credential) -> Result<String, String> {
-    let token = match credential {
-        Credential::Env(variable) => std::env::var(variable).map_err(|_| {
-            format!("its credential variable `{variable}` is not set in the host's environment")
-        })?,
-        Credential::File(path) => {
-            super::lock::check_owned(path)
-                .map_err(|why| format!("its credential file `{}` {why}", path.display()))?;
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read its credential file `{}`: {e}", path.display()))?
-        }
-    };
-    let token = token.trim();
-    if token.is_empty() {
-        return Err("its credential is empty".to_string());
-    }
-    Ok(token.to_string())
 }
 
 /// The agent's JSON for a `tools/call` result: its content blocks (text,

@@ -14,5 +14,5 @@ pub use documents::{
     example_registry,
 };
 pub use lock::{LockError, PinnedTool, ToolsLock, ToolsLockRecord};
-pub use manifest::{Manifest, ManifestError};
+pub use manifest::{Credential, Manifest, ManifestError};
 pub use toolset::{ResolvedTool, ToolSet, ToolSetError, ToolSource};

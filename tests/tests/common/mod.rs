@@ -119,9 +119,17 @@ pub struct EnvBuilder {
     tools: Vec<ToolHook>,
     audit_path: Option<PathBuf>,
     reveal: mandate::pipeline::reveal::RevealConfig,
+    egress: Option<mandate::egress::Egress>,
 }
 
 impl EnvBuilder {
+    /// Where the agent's HTTP requests may go (default: nowhere private,
+    /// no keys).
+    pub fn egress(mut self, egress: mandate::egress::Egress) -> Self {
+        self.egress = Some(egress);
+        self
+    }
+
     /// Who decides held calls (default: [`DenyAll`]).
     pub fn reviewer(mut self, reviewer: impl Reviewer) -> Self {
         self.reviewer = Arc::new(reviewer);
@@ -187,13 +195,15 @@ impl EnvBuilder {
         for hook in self.tools {
             hook(&mut tools);
         }
-        let guard = Guard::builder(policies, AuditLog::open(&audit_path).unwrap())
+        let mut builder = Guard::builder(policies, AuditLog::open(&audit_path).unwrap())
             .tools(tools)
             .reviewer_arc(self.reviewer)
             .approval_timeout(self.approval_timeout)
-            .reveal(self.reveal)
-            .build()
-            .unwrap();
+            .reveal(self.reveal);
+        if let Some(egress) = self.egress {
+            builder = builder.egress(egress);
+        }
+        let guard = builder.build().unwrap();
         Env {
             dir,
             workspace,
@@ -225,6 +235,7 @@ impl Env {
             tools: Vec::new(),
             audit_path: None,
             reveal: Default::default(),
+            egress: None,
         }
     }
 

@@ -13,7 +13,7 @@ use crate::pipeline::bounded;
 use crate::pipeline::call_error::{ArgumentProblem, ToolCallError};
 use crate::pipeline::record::{ActionKind, ActionRecord, DecidedBy};
 use crate::pipeline::screening::{Refused, Screened, screen_call};
-use crate::pipeline::tools::{ParsedArgs, RegisteredTool};
+use crate::pipeline::tools::{Door, ParsedArgs, RegisteredTool};
 use crate::policy::Policies;
 
 /// A call that passed steps 2 to 6a: what the rest of the call path needs.
@@ -47,7 +47,10 @@ impl SessionGuard {
         let parsed: Result<Value, _> = serde_json::from_str(arguments);
         let spec = tool.spec();
         let mut action = ActionRecord {
-            kind: ActionKind::ToolCall,
+            kind: match tool.door() {
+                Door::Http => ActionKind::HttpRequest,
+                _ => ActionKind::ToolCall,
+            },
             tool: spec.name.clone(),
             tool_truncated: None,
             scope: Some(spec.scope.clone()),

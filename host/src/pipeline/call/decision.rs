@@ -73,12 +73,12 @@ impl SessionGuard {
     }
 
     /// Records a call refused before policy evaluation and returns its error.
-    pub(super) async fn refuse(
+    pub(super) async fn refuse<T>(
         &self,
         policies: &Policies,
         call_id: &str,
         refusal: Refusal,
-    ) -> Result<String, ToolCallError> {
+    ) -> Result<T, ToolCallError> {
         let Refusal { action, refused } = refusal;
         let denied = Decision {
             effect: Effect::Deny,

@@ -11,7 +11,7 @@ use crate::pipeline::bounded;
 use crate::pipeline::call_error::ToolCallError;
 use crate::pipeline::record::{ActionKind, ActionRecord, DecidedBy};
 use crate::pipeline::screening::Refused;
-use crate::pipeline::tools::RegisteredTool;
+use crate::pipeline::tools::{Door, RegisteredTool};
 
 impl SessionGuard {
     /// The registered tool `tool_name`, or the refusal to record: the
@@ -24,8 +24,14 @@ impl SessionGuard {
     ) -> Result<Arc<RegisteredTool>, Box<Refusal>> {
         // A name outside the registered-name alphabet is no tool's: only
         // its bounded, escaped form is recorded or told back.
+        // The HTTP door's action is no tool: `tools.call` cannot reach it.
         let tool = match bounded::is_tool_name(tool_name) {
-            true => self.inner.tools.get(tool_name).cloned(),
+            true => self
+                .inner
+                .tools
+                .get(tool_name)
+                .filter(|t| t.door() == Door::Tool)
+                .cloned(),
             false => None,
         };
         if let Some(tool) = tool {

@@ -27,6 +27,7 @@ mod admit;
 mod approve;
 mod decision;
 mod dry_run;
+mod http;
 mod look_up;
 mod report;
 mod run;
@@ -36,6 +37,8 @@ use std::sync::atomic::Ordering;
 use jiff::Timestamp;
 
 pub(crate) use approve::SessionGrants;
+pub(crate) use http::HttpSession;
+pub use http::{BodyProblem, HttpRefusal, HttpRequestHead, REFUSAL_HEADER};
 pub use report::CallReport;
 
 use super::SessionGuard;

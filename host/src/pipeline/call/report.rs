@@ -60,11 +60,11 @@ impl CallReport {
 impl SessionGuard {
     /// Bounds what the agent is told, completes the report and hands it to
     /// the observer.
-    pub(super) fn finish(
+    pub(super) fn finish<T>(
         &self,
         mut report: CallReport,
-        result: Result<String, ToolCallError>,
-    ) -> Result<String, ToolCallError> {
+        result: Result<T, ToolCallError>,
+    ) -> Result<T, ToolCallError> {
         let result = result.map_err(ToolCallError::bounded);
         if let Err(e) = &result {
             report.effect = match e {

@@ -57,6 +57,7 @@ impl SessionGuard {
             latency_us,
             error,
             error_truncated,
+            http: None,
         });
         // The tool has run; if its outcome cannot be recorded the agent does
         // not get the result, so nothing continues on an unrecorded action.

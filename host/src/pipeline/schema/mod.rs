@@ -28,6 +28,7 @@ const BUILT_IN_TYPES: &[&str] = &[
     "User",
     "Agent",
     "Tool",
+    "Host",
     "Session",
     "Delegation",
     "Approval",
@@ -46,6 +47,10 @@ entity Group;
 entity User in [Group] = { email: String };
 entity Agent = { name: String, version: String };
 entity Tool;
+
+// The destination of an outgoing HTTP request (`Action::\"http_request\"`): its
+// host name or address; scheme and port are in `context.arguments`.
+entity Host;
 ";
 
 /// Lines are kept to this width where a record can be broken.

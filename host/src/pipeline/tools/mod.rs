@@ -20,6 +20,9 @@ use super::redact::SensitivePaths;
 use super::schema::{self, CedarType, EntityTypeDecl, Reading, SchemaError};
 
 mod check;
+mod http_action;
+
+pub use http_action::{Door, HOST_ENTITY, HTTP_ACTION, HTTP_SCOPE, HttpRequestArgs};
 
 /// How long a tool may run when its registration sets no timeout. A tool
 /// that takes longer fails (`tool-failed`) and the outcome says so.
@@ -296,10 +299,16 @@ pub struct RegisteredTool {
     /// Action groups besides the scope.
     groups: Vec<String>,
     timeout: Duration,
+    door: Door,
     inner: Box<dyn ErasedTool>,
 }
 
 impl RegisteredTool {
+    /// The door the agent reaches this action through.
+    pub fn door(&self) -> Door {
+        self.door
+    }
+
     /// The tool's declaration.
     pub fn spec(&self) -> &ToolSpec {
         &self.spec
@@ -439,14 +448,45 @@ struct Prepared {
 }
 
 /// The tools of a guard, by name, and the resource entity types they act on.
-#[derive(Default, Clone)]
+/// Every registry also holds the action of the HTTP door, [`HTTP_ACTION`].
+#[derive(Clone)]
 pub struct ToolRegistry {
     tools: BTreeMap<String, Arc<RegisteredTool>>,
     entity_types: BTreeMap<String, EntityTypeDecl>,
 }
 
+impl Default for ToolRegistry {
+    fn default() -> Self {
+        let mut registry = ToolRegistry {
+            tools: BTreeMap::new(),
+            entity_types: BTreeMap::new(),
+        };
+        // A fixed struct with a fixed name: it cannot fail to register, and
+        // if a change ever made it, every test building a guard would say.
+        if let Ok(prepared) = registry.prepare(
+            http_action::HttpAction::spec(),
+            &http_action_schema(),
+            Reading::Exact,
+            Vec::new(),
+        ) {
+            let _ = registry.insert(
+                prepared,
+                DEFAULT_TOOL_TIMEOUT,
+                Door::Http,
+                Box::new(Erased(http_action::HttpAction)),
+            );
+        }
+        registry
+    }
+}
+
+/// The JSON Schema of [`HttpRequestArgs`].
+fn http_action_schema() -> Value {
+    serde_json::to_value(schemars::schema_for!(HttpRequestArgs)).unwrap_or(Value::Null)
+}
+
 impl ToolRegistry {
-    /// An empty registry.
+    /// A registry with no tools yet (and the HTTP door's action).
     pub fn new() -> Self {
         Self::default()
     }
@@ -460,7 +500,12 @@ impl ToolRegistry {
             message: e.to_string(),
         })?;
         let prepared = self.prepare(spec, &schema, Reading::Exact, Vec::new())?;
-        self.insert(prepared, DEFAULT_TOOL_TIMEOUT, Box::new(Erased(tool)))
+        self.insert(
+            prepared,
+            DEFAULT_TOOL_TIMEOUT,
+            Door::Tool,
+            Box::new(Erased(tool)),
+        )
     }
 
     /// Adds a tool whose argument schema is data (an MCP server's tool, a
@@ -491,6 +536,7 @@ impl ToolRegistry {
         self.insert(
             prepared,
             timeout.unwrap_or(DEFAULT_TOOL_TIMEOUT),
+            Door::Tool,
             Box::new(Dynamic {
                 argument_type,
                 tool: Box::new(tool),
@@ -571,6 +617,7 @@ impl ToolRegistry {
         &mut self,
         prepared: Prepared,
         timeout: Duration,
+        door: Door,
         inner: Box<dyn ErasedTool>,
     ) -> Result<&mut Self, RegistryError> {
         let Prepared {
@@ -596,6 +643,7 @@ impl ToolRegistry {
                 sensitive,
                 groups,
                 timeout,
+                door,
                 inner,
             }),
         );
@@ -657,14 +705,20 @@ impl ToolRegistry {
         schema::generate(self)
     }
 
-    /// The tool called `name`.
+    /// The tool or action called `name`, through whichever door (the
+    /// call path's tool door checks [`RegisteredTool::door`]).
     pub fn get(&self, name: &str) -> Option<&Arc<RegisteredTool>> {
         self.tools.get(name)
     }
 
-    /// All tools, by name.
+    /// Every action, by name: the tools and the HTTP door's action.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<RegisteredTool>> {
         self.tools.values()
+    }
+
+    /// The tools an agent can call through `tools.call`, by name.
+    pub fn callable(&self) -> impl Iterator<Item = &Arc<RegisteredTool>> {
+        self.tools.values().filter(|t| t.door == Door::Tool)
     }
 }
 
