@@ -286,3 +286,59 @@ fn without_the_http_scope_the_model_is_out_of_reach_and_the_agent_says_so() {
     assert!(all.contains("answered 403"), "{all}");
     assert!(model.requests().is_empty());
 }
+
+#[test]
+fn inspect_shows_the_http_door_guarded_and_explain_decides_a_request() {
+    let inspect = Command::new(common::mandate_binary())
+        .arg("inspect")
+        .arg(llm_agent())
+        .output()
+        .unwrap();
+    assert_eq!(inspect.status.code(), Some(0), "{}", text(&inspect));
+    let stdout = String::from_utf8_lossy(&inspect.stdout);
+    let door = stdout
+        .lines()
+        .find(|l| l.contains("wasi:http/outgoing-handler"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        door.contains("allowed") && door.contains("guarded"),
+        "{door}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    host(dir.path(), true);
+    let request = json!({
+        "method": "POST", "scheme": "http", "host": "127.0.0.1", "port": 8080,
+        "path": "/v1/chat/completions", "query_keys": [], "header_names": ["content-type"],
+        "body_bytes": 512, "body_sha256": "",
+    });
+    let explain = |request: &Value| {
+        Command::new(common::mandate_binary())
+            .current_dir(dir.path())
+            .args(["policy", "explain", "--policies", "policies"])
+            .args([
+                "--session",
+                "session.json",
+                "--tool",
+                "http_request",
+                "--args",
+            ])
+            .arg(request.to_string())
+            .output()
+            .unwrap()
+    };
+    let allowed = explain(&request);
+    let all = text(&allowed);
+    assert!(
+        all.contains("allow") && all.contains("http-scripted-model"),
+        "{all}"
+    );
+    let mut upload = request.clone();
+    upload["path"] = json!("/upload");
+    let denied = explain(&upload);
+    let all = text(&denied);
+    assert!(
+        all.contains("deny") && !all.contains("http-scripted-model"),
+        "{all}"
+    );
+}
