@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod needs;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};

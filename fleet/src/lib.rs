@@ -1,0 +1,15 @@
+//! The fleet's shared store on PostgreSQL, an engine operators already run
+//! and back up. Each host keeps its local durable log as the system of
+//! record (no tool runs without it); this crate holds what many hosts share:
+//!
+//! - [`connect`]: a connection from a `postgres://` URL, over a Unix socket
+//!   or TCP (TLS with the platform's roots unless `sslmode=disable`);
+//! - [`migrate`]: the versioned schema and its least-privilege roles, applied
+//!   by `mandate fleet migrate` and by nothing else.
+
+mod connect;
+mod error;
+pub mod migrate;
+
+pub use connect::{Database, connect};
+pub use error::FleetError;
