@@ -11,11 +11,13 @@
 //!
 //! | role | may |
 //! |---|---|
-//! | `mandate_host` | insert its records, read what shipping needs, hold calls for approval |
+//! | `mandate_host` | insert and read its own records (shipping), hold calls for approval |
 //! | `mandate_reviewer` | read and decide pending approvals |
 //! | `mandate_auditor` | read records and checkpoints |
 //!
-//! No role may update or delete a record.
+//! No role may update or delete a record: grants give none the right, a
+//! trigger refuses it even to the owner, and row-level security lets a host
+//! insert and read only records in its own name (its login role).
 
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
@@ -30,11 +32,18 @@ pub struct Migration {
 }
 
 /// Every migration this build carries, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "roles",
-    sql: include_str!("../migrations/0001_roles.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "roles",
+        sql: include_str!("../migrations/0001_roles.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "audit records",
+        sql: include_str!("../migrations/0002_audit_records.sql"),
+    },
+];
 
 /// The version this build needs.
 pub fn latest() -> i32 {

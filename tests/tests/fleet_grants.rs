@@ -1,0 +1,120 @@
+//! Least privilege on the fleet's database, enforced by PostgreSQL itself:
+//! a host inserts and reads only its own records, an auditor only reads,
+//! and nobody, the owner included, updates, deletes or truncates a record.
+
+mod common;
+
+use common::postgres::{DATABASE, Postgres};
+
+const INSERT_A: &str =
+    "INSERT INTO audit_records (host_id, seq, hash, line) VALUES ('host_a', 1, 'h1', 'l1')";
+
+async fn migrated() -> Postgres {
+    let postgres = Postgres::start();
+    let mut database = mandate_fleet::connect(&postgres.url()).await.unwrap();
+    mandate_fleet::migrate::migrate(&mut database.client)
+        .await
+        .unwrap();
+    postgres.psql(
+        "CREATE ROLE host_a LOGIN IN ROLE mandate_host; \
+         CREATE ROLE host_b LOGIN IN ROLE mandate_host; \
+         CREATE ROLE auditor LOGIN IN ROLE mandate_auditor",
+        DATABASE,
+    );
+    postgres
+}
+
+fn refused(result: Result<String, String>, because: &str) {
+    let error = result.expect_err("the statement was allowed");
+    assert!(error.contains(because), "{error}");
+}
+
+#[tokio::test]
+async fn a_host_inserts_and_reads_only_its_own_records() {
+    let postgres = migrated().await;
+    postgres.psql_as("host_a", INSERT_A, DATABASE).unwrap();
+    // A record in another host's name is refused.
+    refused(
+        postgres.psql_as(
+            "host_b",
+            "INSERT INTO audit_records (host_id, seq, hash, line) VALUES ('host_a', 2, 'h', 'l')",
+            DATABASE,
+        ),
+        "row-level security",
+    );
+    assert_eq!(
+        postgres
+            .psql_as("host_a", "SELECT count(*) FROM audit_records", DATABASE)
+            .unwrap(),
+        "1"
+    );
+    assert_eq!(
+        postgres
+            .psql_as("host_b", "SELECT count(*) FROM audit_records", DATABASE)
+            .unwrap(),
+        "0"
+    );
+    // The same seq twice is refused: shipping again is idempotent only by
+    // skipping what the database has.
+    refused(
+        postgres.psql_as("host_a", INSERT_A, DATABASE),
+        "duplicate key",
+    );
+}
+
+#[tokio::test]
+async fn no_role_updates_deletes_or_truncates_a_record() {
+    let postgres = migrated().await;
+    postgres.psql_as("host_a", INSERT_A, DATABASE).unwrap();
+    for role in ["host_a", "auditor"] {
+        for sql in [
+            "UPDATE audit_records SET line = 'forged'",
+            "DELETE FROM audit_records",
+            "TRUNCATE audit_records",
+        ] {
+            refused(postgres.psql_as(role, sql, DATABASE), "permission denied");
+        }
+    }
+    // The owner is stopped by the trigger.
+    for (sql, op) in [
+        ("UPDATE audit_records SET line = 'forged'", "UPDATE"),
+        ("DELETE FROM audit_records", "DELETE"),
+        ("TRUNCATE audit_records", "TRUNCATE"),
+    ] {
+        refused(
+            postgres.psql_as("postgres", sql, DATABASE),
+            &format!("audit records are append-only: {op} on audit_records is refused"),
+        );
+    }
+    assert_eq!(
+        postgres.psql("SELECT encode(line, 'escape') FROM audit_records", DATABASE),
+        "l1"
+    );
+}
+
+#[tokio::test]
+async fn an_auditor_reads_every_host_and_writes_nothing() {
+    let postgres = migrated().await;
+    postgres.psql_as("host_a", INSERT_A, DATABASE).unwrap();
+    postgres
+        .psql_as(
+            "host_b",
+            "INSERT INTO audit_records (host_id, seq, hash, line) VALUES ('host_b', 1, 'h', 'l')",
+            DATABASE,
+        )
+        .unwrap();
+    assert_eq!(
+        postgres
+            .psql_as("auditor", "SELECT count(*) FROM audit_records", DATABASE)
+            .unwrap(),
+        "2"
+    );
+    refused(
+        postgres.psql_as(
+            "auditor",
+            "INSERT INTO audit_records (host_id, seq, hash, line) VALUES ('auditor', 1, 'h', 'l')",
+            DATABASE,
+        ),
+        "permission denied",
+    );
+}
