@@ -114,6 +114,12 @@ impl RawRecord {
     pub fn check(&self) -> Result<(), crate::verify::ChainProblem> {
         super::chain::check_record_line(&self.bytes).map(|_| ())
     }
+
+    /// The line's recorded hash (64 lowercase hex digits), after the same
+    /// check as [`RawRecord::check`]: a line whose hash does not match is refused.
+    pub fn checked_hash(&self) -> Result<&str, crate::verify::ChainProblem> {
+        super::chain::check_record_line(&self.bytes).map(|framed| framed.hash)
+    }
 }
 
 impl RecordReader {

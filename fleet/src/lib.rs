@@ -5,11 +5,13 @@
 //! - [`connect`]: a connection from a `postgres://` URL, over a Unix socket
 //!   or TCP (TLS with the platform's roots unless `sslmode=disable`);
 //! - [`migrate`]: the versioned schema and its least-privilege roles, applied
-//!   by `mandate fleet migrate` and by nothing else.
+//!   by `mandate fleet migrate` and by nothing else;
+//! - [`ship`]: a host's records, shipped idempotently in its own name.
 
 mod connect;
 mod error;
 pub mod migrate;
+pub mod ship;
 
 pub use connect::{Database, connect};
 pub use error::FleetError;
