@@ -100,7 +100,7 @@ mod config;
 mod error;
 #[cfg(feature = "index")]
 mod index;
-#[cfg(feature = "writer")]
+#[cfg(any(feature = "writer", feature = "index"))]
 mod modes;
 pub mod record;
 mod segments;
@@ -131,9 +131,10 @@ pub use config::{AuditConfig, Durability, Retention};
 pub use error::{AuditError, BodyError, Damage};
 #[cfg(feature = "index")]
 pub use index::{
-    AuditIndex, CallEffect, CallQuery, CallRow, CatchUp, IndexError, RebuildReason, RecordProblem,
+    AuditIndex, CallEffect, CallQuery, CallResult, CallRow, CatchUp, IndexError, LineCall,
+    RebuildReason, RecordProblem, line_call,
 };
-#[cfg(feature = "writer")]
+#[cfg(any(feature = "writer", feature = "index"))]
 pub(crate) use modes::Modes;
 pub use segments::{
     INDEX_FILE, LOCK_FILE, RawRecord, RecordReader, SEGMENT_PREFIX, SEGMENT_START_KIND,

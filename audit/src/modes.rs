@@ -31,6 +31,7 @@ impl Modes {
     }
 
     /// Creates the directory `path` (not its parents) with the directory mode.
+    #[cfg_attr(not(feature = "writer"), allow(dead_code))]
     pub(crate) fn create_dir(self, path: &Path) -> io::Result<()> {
         std::fs::DirBuilder::new().mode(self.dir).create(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(self.dir))

@@ -38,6 +38,7 @@
 
 mod error;
 mod ingest;
+mod line_call;
 mod query;
 mod record;
 mod schema;
@@ -51,6 +52,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 
 pub use error::{IndexError, RecordProblem};
+pub use line_call::{CallResult, LineCall, line_call};
 pub use query::{CallEffect, CallQuery, CallRow};
 pub use schema::INDEX_FILE;
 
