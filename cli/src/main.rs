@@ -3,6 +3,8 @@
 
 mod approvals;
 mod audit;
+mod database;
+mod fleet;
 mod inspect;
 mod policy;
 mod run;
@@ -38,6 +40,9 @@ enum Command {
     /// Work with the tools a manifest declares (MCP servers, programs).
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
+    /// Set up the fleet database many hosts share (PostgreSQL).
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Approvals(cmd) => approvals::run(cmd),
         Command::Tools(cmd) => tools::run(cmd),
+        Command::Fleet(cmd) => fleet::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -56,8 +56,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     salt_key: Option<PathBuf>,
     /// Who decides calls that policy holds for a human: `deny` (default),
-    /// `prompt` (ask at this terminal), `cmd:<program>` (JSON on stdin and stdout) or
-    /// `queue:<file>` (the approvals queue: `mandate approvals ...` or the review page).
+    /// `prompt` (ask at this terminal), `cmd:<program>` (JSON on stdin and stdout),
+    /// `queue:<file>` (the approvals queue: `mandate approvals ...` or the review page) or
+    /// `queue:postgresql://<host login>@<host>/<database>` (the fleet's queue, shared by many
+    /// hosts: `mandate approvals ... --queue postgresql://<your login>@...`).
     #[arg(long, default_value = "deny")]
     approver: String,
     /// A variable of this environment to pass on to a `cmd:` approver (repeatable). The
@@ -123,7 +125,10 @@ pub struct RunArgs {
 
 fn reviewer(spec: &str, env: &[String]) -> anyhow::Result<Arc<dyn Reviewer>> {
     if !env.is_empty() && !spec.starts_with("cmd:") {
-        bail!("--reviewer-env applies only to a `cmd:<program>` approver, not `{spec}`");
+        bail!(
+            "--reviewer-env applies only to a `cmd:<program>` approver, not `{}`",
+            escape(&shown_approver(spec))
+        );
     }
     Ok(match spec {
         "deny" => Arc::new(DenyAll),
@@ -138,6 +143,17 @@ fn reviewer(spec: &str, env: &[String]) -> anyhow::Result<Arc<dyn Reviewer>> {
                         .fold(CommandReviewer::new(program), |r, name| r.allow_env(name)),
                 )
             }
+            (_, Some(url)) if mandate_fleet::queue::is_database_url(url) => {
+                // Checked now, like a file: an unreachable database, a
+                // refused login, one not migrated or a login that may not
+                // hold calls stops the run before the agent starts. The
+                // reviewer keeps a connection of its own, made on the
+                // session's runtime when the first call is held.
+                check_fleet_queue(url)?;
+                Arc::new(mandate_fleet::queue::PgQueueReviewer::new(
+                    mandate_fleet::queue::PgApprovalQueue::open(url)?,
+                ))
+            }
             (_, Some(file)) if !file.is_empty() => {
                 // Opened now so that a queue nobody could reach stops the run
                 // before the agent starts; then afresh for each held call.
@@ -145,10 +161,36 @@ fn reviewer(spec: &str, env: &[String]) -> anyhow::Result<Arc<dyn Reviewer>> {
                 Arc::new(mandate::pipeline::queue::QueueReviewer::at(file))
             }
             _ => bail!(
-                "unknown approver `{spec}`: use `deny`, `prompt`, `cmd:<program>` or `queue:<file>`"
+                "unknown approver `{}`: use `deny`, `prompt`, `cmd:<program>`, `queue:<file>` or `queue:postgresql://<login>@<host>/<database>`",
+                escape(&shown_approver(spec))
             ),
         },
     })
+}
+
+/// `spec` for messages: a database URL in it without its password.
+fn shown_approver(spec: &str) -> String {
+    match spec.split_once("://") {
+        Some(_) => match spec.strip_prefix("queue:") {
+            Some(url) => format!("queue:{}", mandate_fleet::queue::without_password(url)),
+            None => mandate_fleet::queue::without_password(spec),
+        },
+        None => spec.to_string(),
+    }
+}
+
+/// Connects to the fleet's queue at `url` and checks that its login may hold
+/// calls there; the connection is closed again.
+fn check_fleet_queue(url: &str) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let queue = mandate_fleet::queue::PgApprovalQueue::connect(url).await?;
+        queue.check_host().await
+    })?;
+    Ok(())
 }
 
 /// Whether the `cmd:` reviewer `program` can be started: a path (with a `/`)
@@ -410,6 +452,16 @@ fn reveal_config(args: &RunArgs) -> anyhow::Result<mandate::pipeline::reveal::Re
     if args.approver == "prompt" {
         // The prompt asks who is answering, then shows the values if allowed.
         return Ok(config);
+    }
+    if let Some(url) = args
+        .approver
+        .strip_prefix("queue:")
+        .filter(|q| mandate_fleet::queue::is_database_url(q))
+    {
+        bail!(
+            "--reveal-to needs a `queue:<file>` approver or `prompt`; the reviewers of the fleet's queue `{}` may be on any machine, and this host serves clear values only on this one",
+            escape(&mandate_fleet::queue::without_password(url))
+        );
     }
     let Some(queue) = args.approver.strip_prefix("queue:") else {
         bail!(

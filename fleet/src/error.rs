@@ -35,6 +35,13 @@ pub enum FleetError {
     /// The database has migrations newer than this build knows.
     #[error("the database is at migration {found}, newer than this build's {known}")]
     MigrationNewer { found: i32, known: i32 },
+    /// A row holds what no shipping host writes.
+    #[error("the database's {table}.{field} holds what mandate never writes: {reason}")]
+    Corrupt {
+        table: &'static str,
+        field: String,
+        reason: String,
+    },
     /// The database is not migrated to what this build needs.
     #[error("the database is at migration {found}, this build needs {needed}")]
     NotMigrated { found: i32, needed: i32 },

@@ -6,12 +6,19 @@
 //!   or TCP (TLS with the platform's roots unless `sslmode=disable`);
 //! - [`migrate`]: the versioned schema and its least-privilege roles, applied
 //!   by `mandate fleet migrate` and by nothing else;
-//! - [`ship`]: a host's records, shipped idempotently in its own name.
+//! - [`ship`]: a host's records, shipped idempotently in its own name, with
+//!   the query rows read from them and its signed checkpoints;
+//! - [`query`], [`verify`] and [`export`]: the auditor's side, across hosts,
+//!   from the database alone.
 
 mod connect;
 mod error;
+pub mod export;
 pub mod migrate;
+pub mod query;
+pub mod queue;
 pub mod ship;
+pub mod verify;
 
 pub use connect::{Database, connect};
 pub use error::FleetError;

@@ -43,6 +43,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "audit records",
         sql: include_str!("../migrations/0002_audit_records.sql"),
     },
+    Migration {
+        version: 3,
+        name: "approvals",
+        sql: include_str!("../migrations/0003_approvals.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "audit queries and checkpoints",
+        sql: include_str!("../migrations/0004_audit_queries.sql"),
+    },
 ];
 
 /// The version this build needs.

@@ -12,8 +12,8 @@
 
 use std::path::{Path, PathBuf};
 
-use mandate_audit::RecordReader;
-use tokio_postgres::Client;
+use mandate_audit::{CHECKPOINT_FILE, LineCall, RecordReader, SignedCheckpoint, line_call};
+use tokio_postgres::{Client, Transaction};
 
 use crate::FleetError;
 
@@ -31,6 +31,8 @@ pub struct Shipped {
     pub shipped: u64,
     /// The last seq the database holds now.
     pub through: u64,
+    /// Lines of the checkpoint file inserted now.
+    pub checkpoints: u64,
 }
 
 /// Why a log could not be shipped.
@@ -72,11 +74,12 @@ pub enum ShipError {
     Behind { host_id: String, seq: u64 },
 }
 
-/// One record to ship.
+/// One record to ship, and what it means for the query tables.
 struct Line {
     seq: u64,
     hash: String,
     bytes: Vec<u8>,
+    call: LineCall,
 }
 
 /// Reads the log's records in order, checking each line, its seq and that
@@ -123,10 +126,14 @@ fn read_batches(dir: PathBuf, sender: tokio::sync::mpsc::Sender<Result<Vec<Line>
                 found: record.seq.map_or("none".into(), |s| s.to_string()),
             });
         }
+        // A record the query tables cannot read (one a host wrote itself,
+        // in a shape of its own) is still shipped: it only has no query row.
+        let call = line_call(&record.bytes).unwrap_or(LineCall::Other);
         batch.push(Line {
             seq: expected,
             hash,
             bytes: record.bytes,
+            call,
         });
         if batch.len() == BATCH {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
@@ -185,20 +192,7 @@ pub async fn ship(client: &mut Client, dir: &Path) -> Result<Shipped, ShipError>
             .transaction()
             .await
             .map_err(FleetError::query("starting a shipping batch"))?;
-        let insert = transaction
-            .prepare(
-                "INSERT INTO audit_records (host_id, seq, hash, line) \
-                 SELECT current_user, * FROM unnest($1::bigint[], $2::text[], $3::bytea[])",
-            )
-            .await
-            .map_err(FleetError::query("preparing the records' insert"))?;
-        let seqs: Vec<i64> = new.iter().map(|l| l.seq as i64).collect();
-        let hashes: Vec<&str> = new.iter().map(|l| l.hash.as_str()).collect();
-        let lines: Vec<&[u8]> = new.iter().map(|l| l.bytes.as_slice()).collect();
-        transaction
-            .execute(&insert, &[&seqs, &hashes, &lines])
-            .await
-            .map_err(FleetError::query("inserting records"))?;
+        insert_batch(&transaction, &new).await?;
         transaction
             .commit()
             .await
@@ -211,10 +205,259 @@ pub async fn ship(client: &mut Client, dir: &Path) -> Result<Shipped, ShipError>
     if !matched {
         return Err(ShipError::Behind { host_id, seq: from });
     }
+    let checkpoints = ship_checkpoints(client, dir, through).await?;
     Ok(Shipped {
         host_id,
         from,
         shipped,
         through,
+        checkpoints,
     })
+}
+
+/// Inserts one batch of records and the query rows read from them.
+async fn insert_batch(transaction: &Transaction<'_>, new: &[&Line]) -> Result<(), ShipError> {
+    let seqs: Vec<i64> = new.iter().map(|l| l.seq as i64).collect();
+    let hashes: Vec<&str> = new.iter().map(|l| l.hash.as_str()).collect();
+    let lines: Vec<&[u8]> = new.iter().map(|l| l.bytes.as_slice()).collect();
+    transaction
+        .execute(
+            "INSERT INTO audit_records (host_id, seq, hash, line) \
+             SELECT current_user, * FROM unnest($1::bigint[], $2::text[], $3::bytea[])",
+            &[&seqs, &hashes, &lines],
+        )
+        .await
+        .map_err(FleetError::query("inserting records"))?;
+
+    let calls: Vec<_> = new
+        .iter()
+        .filter_map(|l| match &l.call {
+            LineCall::Decision(call) => Some(call.as_ref()),
+            _ => None,
+        })
+        .collect();
+    if !calls.is_empty() {
+        let policies: Vec<String> = calls
+            .iter()
+            .map(|c| serde_json::Value::from(c.determining_policies.clone()).to_string())
+            .collect();
+        let column = |f: fn(&mandate_audit::CallRow) -> Option<&str>| -> Vec<Option<&str>> {
+            calls.iter().map(|c| f(c)).collect()
+        };
+        transaction
+            .execute(
+                "INSERT INTO audit_calls (host_id, decision_seq, call_id, decided_at, session_id, \
+                 trace_id, user_id, agent_id, tool, resource, effect, decided_by, policies, message, \
+                 approval_required, approval_outcome, reviewer, approved_by) \
+                 SELECT current_user, seq, call_id, timestamptz 'epoch' + ms * interval '1 millisecond', \
+                 session_id, trace_id, user_id, agent_id, tool, resource, effect, decided_by, \
+                 policies::jsonb, message, approval_required, approval_outcome, reviewer, approved_by \
+                 FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+                 $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+                 $12::text[], $13::text[], $14::bool[], $15::text[], $16::text[], $17::text[]) \
+                 AS c(seq, call_id, ms, session_id, trace_id, user_id, agent_id, tool, resource, \
+                 effect, decided_by, policies, message, approval_required, approval_outcome, \
+                 reviewer, approved_by)",
+                &[
+                    &calls.iter().map(|c| c.decision_seq as i64).collect::<Vec<_>>(),
+                    &calls.iter().map(|c| c.call_id.as_str()).collect::<Vec<_>>(),
+                    &calls.iter().map(|c| c.time.as_millisecond()).collect::<Vec<_>>(),
+                    &column(|c| c.session_id.as_deref()),
+                    &column(|c| c.trace_id.as_deref()),
+                    &column(|c| c.user_id.as_deref()),
+                    &column(|c| c.agent_id.as_deref()),
+                    &calls.iter().map(|c| c.tool.as_str()).collect::<Vec<_>>(),
+                    &column(|c| c.resource.as_deref()),
+                    &calls.iter().map(|c| c.effect.as_str()).collect::<Vec<_>>(),
+                    &column(|c| c.decided_by.as_deref()),
+                    &policies,
+                    &column(|c| c.message.as_deref()),
+                    &calls.iter().map(|c| c.approval_required).collect::<Vec<_>>(),
+                    &column(|c| c.approval_outcome.as_deref()),
+                    &column(|c| c.reviewer.as_deref()),
+                    &column(|c| c.approved_by.as_deref()),
+                ],
+            )
+            .await
+            .map_err(FleetError::query("inserting the calls read from the records"))?;
+    }
+
+    let outcomes: Vec<_> = new
+        .iter()
+        .filter_map(|l| match &l.call {
+            LineCall::Outcome(outcome) => Some(outcome),
+            _ => None,
+        })
+        .collect();
+    if !outcomes.is_empty() {
+        transaction
+            .execute(
+                "INSERT INTO audit_call_outcomes (host_id, decision_seq, outcome_seq, status, \
+                 latency_us, error) \
+                 SELECT current_user, * FROM unnest($1::bigint[], $2::bigint[], $3::text[], \
+                 $4::bigint[], $5::text[])",
+                &[
+                    &outcomes
+                        .iter()
+                        .map(|o| o.decision_seq as i64)
+                        .collect::<Vec<_>>(),
+                    &outcomes
+                        .iter()
+                        .map(|o| o.outcome_seq as i64)
+                        .collect::<Vec<_>>(),
+                    &outcomes
+                        .iter()
+                        .map(|o| o.status.as_deref())
+                        .collect::<Vec<_>>(),
+                    &outcomes
+                        .iter()
+                        .map(|o| o.latency_us.map(|us| us as i64))
+                        .collect::<Vec<_>>(),
+                    &outcomes
+                        .iter()
+                        .map(|o| o.error.as_deref())
+                        .collect::<Vec<_>>(),
+                ],
+            )
+            .await
+            .map_err(FleetError::query(
+                "inserting the outcomes read from the records",
+            ))?;
+    }
+    Ok(())
+}
+
+/// Ships the lines of the log's checkpoint file that the database lacks, up
+/// to the first that vouches for a record not shipped yet (it goes with the
+/// next run): the database never holds a checkpoint beyond its records.
+async fn ship_checkpoints(client: &mut Client, dir: &Path, through: u64) -> Result<u64, ShipError> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let text = match tokio::fs::read(&path).await {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => {
+            return Err(ShipError::Read {
+                path,
+                reason: error.to_string(),
+            });
+        }
+    };
+    let held: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_checkpoints WHERE host_id = current_user",
+            &[],
+        )
+        .await
+        .map_err(FleetError::query(
+            "reading how many checkpoints are shipped",
+        ))?
+        .get(0);
+    let mut new = Vec::new();
+    // Only whole lines: the writer may be appending the last one now.
+    let whole = whole_lines(&text);
+    if whole.is_empty() {
+        return Ok(0);
+    }
+    for (line_no, line) in (1i64..).zip(whole.split(|b| *b == b'\n')) {
+        let signed: SignedCheckpoint =
+            serde_json::from_slice(line).map_err(|error| ShipError::Invalid {
+                segment: path.clone(),
+                line: line_no as u64,
+                problem: format!("not a signed checkpoint: {error}"),
+            })?;
+        if signed.checkpoint.seq > through {
+            break;
+        }
+        if line_no > held {
+            new.push((line_no, signed.checkpoint.seq as i64, line));
+        }
+    }
+    if new.is_empty() {
+        return Ok(0);
+    }
+    client
+        .execute(
+            "INSERT INTO audit_checkpoints (host_id, line_no, seq, line) \
+             SELECT current_user, * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])",
+            &[
+                &new.iter().map(|n| n.0).collect::<Vec<_>>(),
+                &new.iter().map(|n| n.1).collect::<Vec<_>>(),
+                &new.iter().map(|n| n.2).collect::<Vec<_>>(),
+            ],
+        )
+        .await
+        .map_err(FleetError::query("inserting checkpoints"))?;
+    Ok(new.len() as u64)
+}
+
+/// How far a host's shipping is behind its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShipStatus {
+    /// The host's name in the database.
+    pub host_id: String,
+    /// The last seq in the local log.
+    pub local_seq: u64,
+    /// The last seq the database holds (0: none).
+    pub database_seq: u64,
+    /// When the database received its last record of this host.
+    pub last_shipped_at: Option<String>,
+}
+
+impl ShipStatus {
+    /// Records in the local log not in the database yet.
+    pub fn lag(&self) -> u64 {
+        self.local_seq.saturating_sub(self.database_seq)
+    }
+}
+
+/// Compares the local log's head with what the database holds of this host,
+/// without shipping anything.
+pub async fn status(client: &Client, dir: &Path) -> Result<ShipStatus, ShipError> {
+    let local_seq = local_head(dir).await?;
+    let row = client
+        .query_one(
+            "SELECT current_user::text, \
+                    (SELECT seq FROM audit_records WHERE host_id = current_user ORDER BY seq DESC LIMIT 1), \
+                    (SELECT to_char(shipped_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+                       FROM audit_records WHERE host_id = current_user ORDER BY seq DESC LIMIT 1)",
+            &[],
+        )
+        .await
+        .map_err(FleetError::query("reading where shipping left off"))?;
+    Ok(ShipStatus {
+        host_id: row.get(0),
+        local_seq,
+        database_seq: row.get::<_, Option<i64>>(1).unwrap_or(0) as u64,
+        last_shipped_at: row.get(2),
+    })
+}
+
+/// The seq of the local log's last whole record: the last line of its last
+/// segment (a segment is bounded by rotation, so this reads little).
+async fn local_head(dir: &Path) -> Result<u64, ShipError> {
+    let read_failed = |reason: String| ShipError::Read {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let segments = mandate_audit::list_segments(dir).map_err(|e| read_failed(e.to_string()))?;
+    let Some(last) = segments.last() else {
+        return Err(read_failed(
+            "it holds no segment files; is this an audit log directory?".into(),
+        ));
+    };
+    let bytes = tokio::fs::read(&last.path)
+        .await
+        .map_err(|e| read_failed(e.to_string()))?;
+    let whole = whole_lines(&bytes);
+    let line = whole.rsplit(|b| *b == b'\n').next().unwrap_or_default();
+    Ok(mandate_audit::line_seq(line).unwrap_or(last.first_seq.saturating_sub(1)))
+}
+
+/// The bytes before the last newline: the whole lines of a file a writer may
+/// be appending to.
+fn whole_lines(bytes: &[u8]) -> &[u8] {
+    bytes
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(&[][..], |end| &bytes[..end])
 }

@@ -66,24 +66,50 @@ async fn a_host_inserts_and_reads_only_its_own_records() {
 async fn no_role_updates_deletes_or_truncates_a_record() {
     let postgres = migrated().await;
     postgres.psql_as("host_a", INSERT_A, DATABASE).unwrap();
+    // The query rows and checkpoints shipped with the records are append-only too.
+    postgres
+        .psql_as(
+            "host_a",
+            "INSERT INTO audit_calls (host_id, decision_seq, call_id, decided_at, tool, effect, \
+             policies, approval_required) VALUES ('host_a', 1, 'c:1', now(), 't', 'allow', '[]', false); \
+             INSERT INTO audit_call_outcomes (host_id, decision_seq, outcome_seq, status) \
+             VALUES ('host_a', 1, 1, 'ok'); \
+             INSERT INTO audit_checkpoints (host_id, line_no, seq, line) VALUES ('host_a', 1, 1, 'c')",
+            DATABASE,
+        )
+        .unwrap();
+    let tables = [
+        "audit_records",
+        "audit_calls",
+        "audit_call_outcomes",
+        "audit_checkpoints",
+    ];
     for role in ["host_a", "auditor"] {
-        for sql in [
-            "UPDATE audit_records SET line = 'forged'",
-            "DELETE FROM audit_records",
-            "TRUNCATE audit_records",
-        ] {
-            refused(postgres.psql_as(role, sql, DATABASE), "permission denied");
+        for table in tables {
+            for sql in [
+                format!("UPDATE {table} SET host_id = 'forged'"),
+                format!("DELETE FROM {table}"),
+                format!("TRUNCATE {table} CASCADE"),
+            ] {
+                refused(postgres.psql_as(role, &sql, DATABASE), "permission denied");
+            }
         }
     }
-    // The owner is stopped by the trigger.
-    for (sql, op) in [
-        ("UPDATE audit_records SET line = 'forged'", "UPDATE"),
-        ("DELETE FROM audit_records", "DELETE"),
-        ("TRUNCATE audit_records", "TRUNCATE"),
-    ] {
+    // The owner is stopped by the triggers (TRUNCATE needs CASCADE to get
+    // past the foreign keys of the query rows, and then meets a trigger).
+    for table in tables {
+        for (sql, op) in [
+            (format!("UPDATE {table} SET host_id = 'forged'"), "UPDATE"),
+            (format!("DELETE FROM {table}"), "DELETE"),
+        ] {
+            refused(
+                postgres.psql_as("postgres", &sql, DATABASE),
+                &format!("audit records are append-only: {op} on {table} is refused"),
+            );
+        }
         refused(
-            postgres.psql_as("postgres", sql, DATABASE),
-            &format!("audit records are append-only: {op} on audit_records is refused"),
+            postgres.psql_as("postgres", &format!("TRUNCATE {table} CASCADE"), DATABASE),
+            "audit records are append-only: TRUNCATE on ",
         );
     }
     assert_eq!(

@@ -981,3 +981,78 @@ async fn a_reviewer_the_operator_allows_reads_the_held_body_on_the_page_and_othe
     browser.close().await;
     server.shutdown().await.unwrap();
 }
+
+/// The same page over the fleet's queue on PostgreSQL: the host holds the
+/// call in the database, the page's server logs in as a role that carol's
+/// role was granted to, carol approves from the browser, and the host,
+/// woken by the database's notification, sends the email. The decision is
+/// in the database under carol, made through the page's login.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reviewer_approves_from_the_page_over_the_fleet_database() {
+    use common::postgres::{DATABASE, Postgres};
+    use mandate_fleet::queue::{PgApprovalQueue, PgQueueReviewer};
+
+    let postgres = Postgres::start();
+    {
+        let mut owner = mandate_fleet::connect(&postgres.url()).await.unwrap();
+        mandate_fleet::migrate::migrate(&mut owner.client)
+            .await
+            .unwrap();
+    }
+    postgres.psql(
+        "CREATE ROLE host_1 LOGIN IN ROLE mandate_host; \
+         CREATE ROLE carol IN ROLE mandate_reviewer; \
+         CREATE ROLE review_page LOGIN IN ROLE mandate_reviewer; \
+         GRANT carol TO review_page",
+        DATABASE,
+    );
+    let world = World::new();
+    let page_queue = PgApprovalQueue::connect(&postgres.url_for("review_page", DATABASE))
+        .await
+        .unwrap();
+    let server = ReviewServer::start(loopback(0), page_queue.clone(), world.tokens())
+        .await
+        .unwrap();
+    let host_url = postgres.url_for("host_1", DATABASE);
+    let env = Env::builder()
+        .reviewer(PgQueueReviewer::new(
+            PgApprovalQueue::open(&host_url).unwrap(),
+        ))
+        .build();
+    let agent = agent(env, json!([email_call(SECRET)]));
+    let start = Instant::now();
+    let id = loop {
+        if let Some(waiting) = page_queue.pending().await.unwrap().pop() {
+            break waiting.pending.approval_id;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "no pending approval in the database"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let browser = Browser::start().await;
+    browser.open(&server.url()).await;
+    browser.sign_in(CAROL_TOKEN).await;
+    browser.wait_for_text("#whoami", "carol").await;
+    let card = browser.card(&id).await;
+    assert_eq!(text_of(&card, ".tool").await, "send_email");
+    click(&card, ".approve").await;
+    let line = browser.wait_for_text("#decided-list", "approved").await;
+    assert!(line.contains("by carol"), "{line}");
+
+    let (env, results) = finished(agent).await;
+    assert_eq!(results[0]["ok"]["queued"], true, "{results:?}");
+    assert_eq!(env.outbox().len(), 1);
+    let approval = &env.records_of("decision")[0]["approval"];
+    assert_eq!(approval["outcome"], "approved");
+    assert_eq!(approval["reviewer"], "carol");
+    let decided = postgres.psql(
+        &format!("SELECT status || ' ' || reviewer || ' ' || decided_by FROM approvals WHERE approval_id = '{id}'"),
+        DATABASE,
+    );
+    assert_eq!(decided, "approved carol review_page");
+    browser.close().await;
+    server.shutdown().await.unwrap();
+}

@@ -16,7 +16,8 @@ pub struct DecideArgs {
     #[command(flatten)]
     pub queue: QueueArg,
     /// Your user id; policy decides whether this user may approve
-    /// (`context.approval.reviewer`).
+    /// (`context.approval.reviewer`). With the fleet's database as the queue, your database
+    /// login role: the database records the decision in your login's name and refuses another.
     #[arg(long, value_name = "USER ID")]
     pub reviewer: String,
     /// Why; shown to the agent on denial and written in the audit record.
@@ -120,7 +121,7 @@ pub fn run(args: DecideArgs, scope: Option<GrantScope>) -> anyhow::Result<ExitCo
 /// Waits up to `secs` for the host to take or refuse `decided`; the
 /// refusal's reason if it refused it.
 fn refused_by_host(
-    queue: &mandate::pipeline::queue::ApprovalQueue,
+    queue: &super::Queue,
     decided: &mandate::pipeline::queue::QueuedApproval,
     secs: u64,
 ) -> anyhow::Result<Option<String>> {

@@ -1,15 +1,17 @@
 //! `mandate approvals ...`: the pending-approvals queue that `mandate run
-//! --approver queue:<file>` waits on, seen and decided from another terminal.
-//! Each subcommand lives in `approvals/<name>.rs` with its arguments; this
-//! file lists them and holds what several share (`--queue`). Adding one is a variant here and an
-//! arm in [`run`].
+//! --approver queue:<file|url>` waits on, seen and decided from another
+//! terminal. Each subcommand lives in `approvals/<name>.rs` with its
+//! arguments; this file lists them and holds what several share (`--queue`,
+//! and [`Queue`], the file or the fleet's database behind it). Adding one is
+//! a variant here and an arm in [`run`].
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use mandate::pipeline::queue::ApprovalQueue;
+use mandate::pipeline::queue::{ApprovalQueue, QueueDecision, QueueError, QueuedApproval};
+use mandate_fleet::queue::{PgApprovalQueue, is_database_url, without_password};
 
 mod decide;
 mod serve;
@@ -40,16 +42,34 @@ pub enum ApprovalsCommand {
 /// `--queue`, shared by every `approvals` subcommand.
 #[derive(Args, Clone)]
 pub struct QueueArg {
-    /// The approvals queue file (SQLite), as given to `mandate run --approver queue:<file>`.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_QUEUE)]
+    /// The approvals queue, as given to `mandate run --approver queue:<...>`: a file (SQLite),
+    /// or the fleet's database as `postgresql://<your login>@<host>/<database>`, where you
+    /// decide as your database login.
+    #[arg(long, value_name = "FILE|URL", default_value = DEFAULT_QUEUE)]
     pub queue: PathBuf,
 }
 
 impl QueueArg {
+    /// The database URL, when `--queue` is one.
+    pub fn url(&self) -> Option<&str> {
+        self.queue.to_str().filter(|q| is_database_url(q))
+    }
+
+    /// The queue for messages: the file, or the URL without its password.
+    pub fn shown(&self) -> String {
+        match self.url() {
+            Some(url) => without_password(url),
+            None => self.queue.display().to_string(),
+        }
+    }
+
     /// Opens the queue, which must exist: a reviewer typing a wrong path
     /// should hear so, not look at a new empty queue.
-    pub fn open(&self) -> anyhow::Result<ApprovalQueue> {
-        open_existing(&self.queue)
+    pub fn open(&self) -> anyhow::Result<Queue> {
+        match self.url() {
+            Some(url) => Queue::fleet(url),
+            None => Ok(Queue::File(open_existing(&self.queue)?)),
+        }
     }
 }
 
@@ -63,6 +83,60 @@ pub fn open_existing(path: &Path) -> anyhow::Result<ApprovalQueue> {
         );
     }
     Ok(ApprovalQueue::open(path)?)
+}
+
+/// The queue a subcommand works on: a file, or the fleet's database with a
+/// runtime to drive its connection. The same operations, types and errors.
+pub enum Queue {
+    File(ApprovalQueue),
+    Fleet {
+        queue: PgApprovalQueue,
+        runtime: tokio::runtime::Runtime,
+    },
+}
+
+impl Queue {
+    /// The fleet's queue at `url`, connected now.
+    fn fleet(url: &str) -> anyhow::Result<Queue> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let queue = runtime.block_on(PgApprovalQueue::connect(url))?;
+        Ok(Queue::Fleet { queue, runtime })
+    }
+
+    /// The approvals waiting for a decision, oldest first.
+    pub fn pending(&self) -> Result<Vec<QueuedApproval>, QueueError> {
+        match self {
+            Queue::File(q) => q.pending(),
+            Queue::Fleet { queue, runtime } => runtime.block_on(queue.pending()),
+        }
+    }
+
+    /// The most recent approvals, newest first.
+    pub fn recent(&self, limit: usize) -> Result<Vec<QueuedApproval>, QueueError> {
+        match self {
+            Queue::File(q) => q.recent(limit),
+            Queue::Fleet { queue, runtime } => runtime.block_on(queue.recent(limit)),
+        }
+    }
+
+    /// One approval.
+    pub fn get(&self, id: &str) -> Result<Option<QueuedApproval>, QueueError> {
+        match self {
+            Queue::File(q) => q.get(id),
+            Queue::Fleet { queue, runtime } => runtime.block_on(queue.get(id)),
+        }
+    }
+
+    /// Records a decision; in the fleet's queue, as the database login.
+    pub fn decide(&self, id: &str, decision: &QueueDecision) -> Result<QueuedApproval, QueueError> {
+        match self {
+            Queue::File(q) => q.decide(id, decision),
+            Queue::Fleet { queue, runtime } => runtime.block_on(queue.decide(id, decision)),
+        }
+    }
 }
 
 pub fn run(cmd: ApprovalsCommand) -> anyhow::Result<ExitCode> {

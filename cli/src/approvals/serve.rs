@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use mandate::pipeline::queue::ApprovalQueue;
-use mandate::review_server::{ReviewServer, ReviewerTokens};
+use mandate::review_server::{ReviewQueue, ReviewServer, ReviewerTokens};
+use mandate_fleet::queue::PgApprovalQueue;
 
 use super::QueueArg;
 
@@ -28,6 +29,29 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let tokens = ReviewerTokens::from_file(&args.tokens)?;
     warn_if_others_can_read(&args.tokens);
+    if !args.listen.ip().is_loopback() {
+        eprintln!(
+            "warning: listening on `{}`, beyond this machine: reviewer tokens and pending calls travel unencrypted unless a TLS proxy stands in front",
+            args.listen
+        );
+    }
+    let tokio = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    if let Some(url) = args.queue.url() {
+        return tokio.block_on(async {
+            // The page's login decides in each token's reviewer's name: the
+            // database accepts it only for reviewer roles granted to it.
+            let queue = PgApprovalQueue::connect(url).await?;
+            queue.check_reviewer().await?;
+            serve(
+                args.listen,
+                queue,
+                &tokens,
+                &args.queue.shown(),
+                &args.tokens,
+            )
+            .await
+        });
+    }
     // The page may well be up before the first agent runs, so a missing
     // queue is created; said aloud, in case the path is a typo.
     let queue_path = &args.queue.queue;
@@ -39,33 +63,35 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let queue = ApprovalQueue::open(queue_path)?;
-    if !args.listen.ip().is_loopback() {
-        eprintln!(
-            "warning: listening on `{}`, beyond this machine: reviewer tokens and pending calls travel unencrypted unless a TLS proxy stands in front",
-            args.listen
-        );
-    }
-    let tokio = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    tokio.block_on(async {
-        let server = ReviewServer::start(args.listen, queue, tokens.clone()).await?;
-        println!("review page: {}", server.url());
-        println!(
-            "queue {} · {} reviewer token{} from {} · Ctrl-C stops",
-            queue_path.display(),
-            tokens.len(),
-            if tokens.len() == 1 { "" } else { "s" },
-            args.tokens.display()
-        );
-        server
-            .serve_until(async {
-                // If the signal cannot be watched, serve until killed.
-                if tokio::signal::ctrl_c().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            })
-            .await?;
-        Ok(ExitCode::SUCCESS)
-    })
+    let shown = queue_path.display().to_string();
+    tokio.block_on(serve(args.listen, queue, &tokens, &shown, &args.tokens))
+}
+
+/// Serves the page over `queue` until Ctrl-C.
+async fn serve(
+    listen: SocketAddr,
+    queue: impl ReviewQueue,
+    tokens: &ReviewerTokens,
+    shown: &str,
+    tokens_file: &Path,
+) -> anyhow::Result<ExitCode> {
+    let server = ReviewServer::start(listen, queue, tokens.clone()).await?;
+    println!("review page: {}", server.url());
+    println!(
+        "queue {shown} · {} reviewer token{} from {} · Ctrl-C stops",
+        tokens.len(),
+        if tokens.len() == 1 { "" } else { "s" },
+        tokens_file.display()
+    );
+    server
+        .serve_until(async {
+            // If the signal cannot be watched, serve until killed.
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+        .await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Tokens are passwords: say so when the file is readable by other users.

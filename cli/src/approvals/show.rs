@@ -75,7 +75,7 @@ pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "error: no approval `{}` in the queue `{}`; `mandate approvals list` shows the pending ones",
             escape(&args.id),
-            args.queue.queue.display()
+            args.queue.shown()
         );
         return Ok(ExitCode::from(1));
     };
@@ -101,7 +101,19 @@ pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The clear values the host holding the call gives `reviewer`, if any.
-fn ask_host(args: &ShowArgs, reviewer: &str) -> Result<Vec<ClearValue>, RevealError> {
+fn ask_host(args: &ShowArgs, reviewer: &str) -> Result<Vec<ClearValue>, String> {
+    if args.queue.url().is_some() {
+        // The host holding the call may be on any machine; it serves clear
+        // values only beside a queue file.
+        return Err(
+            "the hosts of a fleet queue do not reveal clear values; a host with a `queue:<file>` approver and --reveal-to does"
+                .into(),
+        );
+    }
+    ask_host_beside_file(args, reviewer).map_err(|e| e.to_string())
+}
+
+fn ask_host_beside_file(args: &ShowArgs, reviewer: &str) -> Result<Vec<ClearValue>, RevealError> {
     let dir = socket_dir_for_queue(&args.queue.queue);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

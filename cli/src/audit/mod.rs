@@ -8,7 +8,9 @@ mod keygen;
 mod prove;
 mod query;
 mod replay;
+mod ship;
 mod verify;
+mod verify_db;
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
@@ -26,6 +28,9 @@ pub enum AuditCommand {
     /// Decide every recorded call again under candidate policies and list
     /// the calls whose decision or approval requirement would change.
     Replay(replay::ReplayArgs),
+    /// Ship a host's records to the fleet database (PostgreSQL), resuming
+    /// where it left off; `--status` shows the lag.
+    Ship(ship::ShipArgs),
 }
 
 pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
@@ -36,5 +41,6 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
         AuditCommand::Query(args) => query::run(args),
         AuditCommand::Reindex(args) => query::reindex(args),
         AuditCommand::Replay(args) => replay::run(args),
+        AuditCommand::Ship(args) => ship::run(args),
     }
 }

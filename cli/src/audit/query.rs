@@ -34,7 +34,15 @@ pub enum QueryFormat {
 #[derive(Args)]
 pub struct QueryArgs {
     /// The audit log directory.
-    pub log: PathBuf,
+    #[arg(required_unless_present = "database", conflicts_with = "database")]
+    pub log: Option<PathBuf>,
+    /// Ask the fleet database instead, across every host
+    /// (`postgresql://auditor@host/db`).
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+    /// With --database, only this host's calls.
+    #[arg(long, requires = "database")]
+    pub host: Option<String>,
     /// Calls made on behalf of this user id.
     #[arg(long)]
     pub user: Option<String>,
@@ -97,27 +105,20 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         limit: Some(limit),
     };
 
-    let mut index = AuditIndex::open(&args.log)?;
-    let caught_up = index.catch_up()?;
-    if let Some(reason) = &caught_up.rebuilt {
-        eprintln!(
-            "note: rebuilt the index of `{}` from the log: {reason}",
-            args.log.display()
-        );
-    }
-    let rows = index.query(&query)?;
-    let shown = rows.len() as u64;
-    // Counting again is only needed when the limit may have cut the answer short.
-    let total = if shown >= limit {
-        index.count(&query)?
-    } else {
-        shown
+    let (rows, hosts, total) = match (&args.log, &args.database) {
+        (_, Some(url)) => from_database(url, args.host.as_deref(), &query, limit)?,
+        (Some(log), None) => {
+            let (rows, total) = from_index(log, &query, limit)?;
+            (rows, None, total)
+        }
+        (None, None) => bail!("give the log to query, or --database"),
     };
+    let shown = rows.len() as u64;
 
     let mut out = BufWriter::new(io::stdout().lock());
     let written = match args.format {
-        QueryFormat::Table => write_table(&mut out, &rows, total),
-        QueryFormat::Json => write_json(&mut out, &rows),
+        QueryFormat::Table => write_table(&mut out, &rows, hosts.as_deref(), total),
+        QueryFormat::Json => write_json(&mut out, &rows, hosts.as_deref()),
     }
     .and_then(|()| out.flush());
     match written {
@@ -130,6 +131,53 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         eprintln!("note: showing the first {shown} of {total} calls; raise --limit to see more");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The answer from the log's local index, caught up first.
+fn from_index(
+    log: &std::path::Path,
+    query: &CallQuery,
+    limit: u64,
+) -> anyhow::Result<(Vec<CallRow>, u64)> {
+    let mut index = AuditIndex::open(log)?;
+    let caught_up = index.catch_up()?;
+    if let Some(reason) = &caught_up.rebuilt {
+        eprintln!(
+            "note: rebuilt the index of `{}` from the log: {reason}",
+            log.display()
+        );
+    }
+    let rows = index.query(query)?;
+    let shown = rows.len() as u64;
+    // Counting again is only needed when the limit may have cut the answer short.
+    let total = if shown >= limit {
+        index.count(query)?
+    } else {
+        shown
+    };
+    Ok((rows, total))
+}
+
+/// The answer from the fleet database, across hosts: the rows, each row's
+/// host, and the count.
+fn from_database(
+    url: &str,
+    host: Option<&str>,
+    query: &CallQuery,
+    limit: u64,
+) -> anyhow::Result<(Vec<CallRow>, Option<Vec<String>>, u64)> {
+    crate::database::runtime()?.block_on(async {
+        let database = crate::database::open(url).await?;
+        let found = mandate_fleet::query::query(&database.client, query, host).await?;
+        let shown = found.len() as u64;
+        let total = if shown >= limit {
+            mandate_fleet::query::count(&database.client, query, host).await?
+        } else {
+            shown
+        };
+        let (hosts, rows) = found.into_iter().map(|c| (c.host_id, c.call)).unzip();
+        Ok((rows, Some(hosts), total))
+    })
 }
 
 pub fn reindex(args: ReindexArgs) -> anyhow::Result<ExitCode> {
@@ -159,9 +207,18 @@ fn parse_time(flag: &str, value: Option<&str>) -> anyhow::Result<Option<Timestam
         .transpose()
 }
 
-fn write_json(out: &mut impl Write, rows: &[CallRow]) -> io::Result<()> {
-    for row in rows {
-        serde_json::to_writer(&mut *out, row)?;
+fn write_json(out: &mut impl Write, rows: &[CallRow], hosts: Option<&[String]>) -> io::Result<()> {
+    for (n, row) in rows.iter().enumerate() {
+        match hosts.and_then(|h| h.get(n)) {
+            Some(host) => {
+                let mut object = serde_json::to_value(row)?;
+                if let Some(map) = object.as_object_mut() {
+                    map.insert("host_id".into(), host.clone().into());
+                }
+                serde_json::to_writer(&mut *out, &object)?;
+            }
+            None => serde_json::to_writer(&mut *out, row)?,
+        }
         out.write_all(b"\n")?;
     }
     Ok(())
@@ -172,17 +229,30 @@ const HEADERS: [&str; 11] = [
     "status", "latency",
 ];
 
-fn write_table(out: &mut impl Write, rows: &[CallRow], total: u64) -> io::Result<()> {
+fn write_table(
+    out: &mut impl Write,
+    rows: &[CallRow],
+    hosts: Option<&[String]>,
+    total: u64,
+) -> io::Result<()> {
     let shown = rows.len() as u64;
     if shown > 0 {
-        let cells: Vec<[String; 11]> = rows.iter().map(cells).collect();
-        let mut widths = HEADERS.map(|h| h.chars().count());
+        let mut headers: Vec<String> = HEADERS.map(str::to_owned).to_vec();
+        let mut cells: Vec<Vec<String>> = rows.iter().map(|r| cells(r).to_vec()).collect();
+        // Across hosts, the host comes right after the time.
+        if let Some(hosts) = hosts {
+            headers.insert(1, "host".to_owned());
+            for (row, host) in cells.iter_mut().zip(hosts) {
+                row.insert(1, printable(host));
+            }
+        }
+        let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
         for row in &cells {
             for (width, cell) in widths.iter_mut().zip(row) {
                 *width = (*width).max(cell.chars().count());
             }
         }
-        write_line(out, &HEADERS.map(str::to_owned), &widths)?;
+        write_line(out, &headers, &widths)?;
         for row in &cells {
             write_line(out, row, &widths)?;
         }
@@ -198,7 +268,7 @@ fn write_table(out: &mut impl Write, rows: &[CallRow], total: u64) -> io::Result
     }
 }
 
-fn write_line(out: &mut impl Write, cells: &[String; 11], widths: &[usize; 11]) -> io::Result<()> {
+fn write_line(out: &mut impl Write, cells: &[String], widths: &[usize]) -> io::Result<()> {
     let mut line = String::new();
     for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
         if i + 1 == cells.len() {
@@ -294,7 +364,7 @@ mod tests {
         // A value `-` cannot pass for "none".
         assert_eq!(cells(&row("x", "-", None))[3], "\"-\"");
         let mut out = Vec::new();
-        write_table(&mut out, &[forged], 1).unwrap();
+        write_table(&mut out, &[forged], None, 1).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
             !text.contains('\u{1b}') && !text.contains('\u{200b}'),

@@ -26,7 +26,15 @@ pub enum ReplayFormat {
 #[derive(Args)]
 pub struct ReplayArgs {
     /// The audit log: a log directory, or a single segment file.
-    pub log: PathBuf,
+    #[arg(required_unless_present = "database", conflicts_with = "database")]
+    pub log: Option<PathBuf>,
+    /// Replay every host's records in the fleet database instead
+    /// (`postgresql://auditor@host/db`), one report per host.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+    /// With --database, only this host.
+    #[arg(long, requires = "database")]
+    pub host: Option<String>,
     /// The candidate policy directory (schema, policies and the entities.json
     /// every call is evaluated against).
     #[arg(long)]
@@ -46,20 +54,76 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     for w in candidate.warnings() {
         eprintln!("warning: {w}");
     }
-    let report = replay(&args.log, &candidate)?;
-    let mut out = BufWriter::new(io::stdout().lock());
-    let written = match args.format {
-        ReplayFormat::Table => write_table(&mut out, &report),
-        ReplayFormat::Json => serde_json::to_writer(&mut out, &report)
-            .map_err(io::Error::from)
-            .and_then(|()| out.write_all(b"\n")),
-    }
-    .and_then(|()| out.flush());
+    let written = match (&args.log, &args.database) {
+        (_, Some(url)) => from_database(url, args.host.as_deref(), &candidate, args.format)?,
+        (Some(log), None) => {
+            let report = replay(log, &candidate)?;
+            write_report(&report, None, args.format)
+        }
+        (None, None) => anyhow::bail!("give the log to replay, or --database"),
+    };
     match written {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
         Err(e) => Err(e).context("cannot write the answer to stdout"),
     }
+}
+
+/// Replays each host's records, read back out of the fleet database into a
+/// private scratch directory, and writes one report per host.
+fn from_database(
+    url: &str,
+    host: Option<&str>,
+    candidate: &Policies,
+    format: ReplayFormat,
+) -> anyhow::Result<io::Result<()>> {
+    crate::database::runtime()?.block_on(async {
+        let database = crate::database::open(url).await?;
+        let hosts = match host {
+            Some(host) => vec![host.to_owned()],
+            None => mandate_fleet::export::hosts(&database.client).await?,
+        };
+        if hosts.is_empty() {
+            anyhow::bail!("the fleet database holds no records of any host; nothing to replay");
+        }
+        for host in &hosts {
+            let scratch = tempfile::tempdir().context("cannot make a private scratch directory")?;
+            mandate_fleet::export::export(&database.client, host, scratch.path())
+                .await
+                .with_context(|| {
+                    format!("cannot read host `{}` from the database", printable(host))
+                })?;
+            let report = replay(scratch.path(), candidate)
+                .with_context(|| format!("host `{}`", printable(host)))?;
+            let written = write_report(&report, Some(host), format);
+            if written.is_err() {
+                return Ok(written);
+            }
+        }
+        Ok(Ok(()))
+    })
+}
+
+/// One report on stdout; `host` heads it (table) or is a field of it (json).
+fn write_report(report: &ReplayReport, host: Option<&str>, format: ReplayFormat) -> io::Result<()> {
+    let mut out = BufWriter::new(io::stdout().lock());
+    match format {
+        ReplayFormat::Table => {
+            if let Some(host) = host {
+                writeln!(out, "host {}:", printable(host))?;
+            }
+            write_table(&mut out, report)?;
+        }
+        ReplayFormat::Json => {
+            let mut object = serde_json::to_value(report)?;
+            if let (Some(host), Some(map)) = (host, object.as_object_mut()) {
+                map.insert("host_id".into(), host.into());
+            }
+            serde_json::to_writer(&mut out, &object)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()
 }
 
 const CHANGE_HEADERS: [&str; 8] = [

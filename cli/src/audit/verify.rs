@@ -25,12 +25,20 @@ const PROGRESS_MIN_BYTES: u64 = 64 * 1024 * 1024;
 #[derive(Args)]
 pub struct VerifyArgs {
     /// The audit log: a log directory, or a single segment file.
-    pub log: PathBuf,
+    #[arg(required_unless_present = "database", conflicts_with = "database")]
+    pub log: Option<PathBuf>,
+    /// Verify every host's records in the fleet database instead
+    /// (`postgresql://auditor@host/db`): chains, checkpoints and query rows.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+    /// With --database, only this host.
+    #[arg(long, requires = "database")]
+    pub host: Option<String>,
     /// Public key (from `mandate audit keygen`): also verify every signed checkpoint.
     #[arg(long)]
     pub key: Option<PathBuf>,
     /// Checkpoint file shipped elsewhere (default: <log>/checkpoints.jsonl when --key is given).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "database")]
     pub checkpoints: Option<PathBuf>,
     /// With --key, accept records after the last signed checkpoint (the unsigned tail)
     /// instead of failing; the summary still says how many there are.
@@ -67,6 +75,13 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .map(CheckpointVerifier::load)
         .transpose()
         .context("cannot verify checkpoints")?;
+    let log = match (&args.log, &args.database) {
+        (_, Some(url)) => {
+            return super::verify_db::run(url, args.host.as_deref(), key, &args);
+        }
+        (Some(log), None) => log.clone(),
+        (None, None) => anyhow::bail!("give the log to verify, or --database"),
+    };
 
     let show_bar = !args.no_progress && std::io::stderr().is_terminal();
     let bar: OnceCell<ProgressBar> = OnceCell::new();
@@ -82,7 +97,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         progress: Some(&progress),
         allow_unsigned_tail: args.allow_unsigned_tail,
     };
-    let result = verify_log_all(&args.log, &options);
+    let result = verify_log_all(&log, &options);
     if let Some(bar) = bar.get() {
         bar.finish_and_clear();
     }
@@ -139,7 +154,7 @@ fn location(problem: &VerifyError) -> (Option<String>, Option<u64>) {
 }
 
 /// What a problem is, as one snake_case word (the same words as the second verifier's).
-fn kind(problem: &VerifyError) -> &'static str {
+pub(super) fn kind(problem: &VerifyError) -> &'static str {
     match problem {
         VerifyError::Broken(broken) => match &broken.problem {
             ChainProblem::HashMismatch => "hash_mismatch",
@@ -170,7 +185,7 @@ fn kind(problem: &VerifyError) -> &'static str {
 
 /// What is wrong, without the location [`location`] gives: for a broken chain the problem
 /// alone, for the rest the whole message. Escaped and bounded for a terminal.
-fn message(problem: &VerifyError) -> String {
+pub(super) fn message(problem: &VerifyError) -> String {
     let text = match problem {
         VerifyError::Broken(broken) => broken.problem.to_string(),
         other => other.to_string(),
@@ -235,7 +250,7 @@ fn new_bar(total: u64) -> ProgressBar {
 
 /// What `ok:` says: the count and head first (scripts read that line), then what else was
 /// checked and what was not.
-fn summary(report: &VerifyReport) -> String {
+pub(super) fn summary(report: &VerifyReport) -> String {
     let mut out = format!(
         "ok: {} records, chain intact; head seq {} hash {}\n",
         report.records, report.head_seq, report.head_hash

@@ -13,12 +13,11 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Reviewer, Sessions};
+use super::source::ReviewQueue;
 use super::tokens::ReviewerTokens;
 use crate::pipeline::Verdict;
-use crate::pipeline::queue::{
-    ApprovalQueue, GrantScope, QueueDecision, QueueError, QueuedApproval,
-};
-use crate::pipeline::reveal::{ClearValue, fetch, socket_dir_for_queue};
+use crate::pipeline::queue::{GrantScope, QueueDecision, QueueError, QueuedApproval};
+use crate::pipeline::reveal::{ClearValue, fetch};
 
 /// Longest reason a reviewer may give, in characters.
 pub const MAX_REASON_CHARS: usize = 2000;
@@ -26,7 +25,7 @@ pub const MAX_REASON_CHARS: usize = 2000;
 /// What every handler shares.
 #[derive(Clone)]
 pub(super) struct AppState {
-    pub(super) queue: ApprovalQueue,
+    pub(super) queue: Arc<dyn ReviewQueue>,
     pub(super) tokens: Arc<ReviewerTokens>,
     pub(super) sessions: Arc<Sessions>,
 }
@@ -70,21 +69,6 @@ impl IntoResponse for ApiError {
             );
         }
         response
-    }
-}
-
-/// Runs a queue operation (SQLite, blocking) off the async workers.
-async fn on_queue<T: Send + 'static>(
-    state: &AppState,
-    op: impl FnOnce(&ApprovalQueue) -> Result<T, QueueError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let queue = state.queue.clone();
-    match tokio::task::spawn_blocking(move || op(&queue)).await {
-        Ok(result) => result.map_err(queue_error),
-        Err(e) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the approvals queue failed: {e}"),
-        )),
     }
 }
 
@@ -142,16 +126,19 @@ pub(super) async fn pending(
     State(state): State<AppState>,
     Extension(Reviewer(reviewer)): Extension<Reviewer>,
 ) -> Result<Json<Vec<Listed>>, ApiError> {
-    let pending = on_queue(&state, ApprovalQueue::pending).await?;
+    let pending = state.queue.pending().await.map_err(queue_error)?;
     let now = Timestamp::now();
-    let dir = socket_dir_for_queue(state.queue.path());
+    let dir = state.queue.reveal_dir();
     let mut listed = Vec::with_capacity(pending.len());
     for approval in pending {
         // Only the host holding the call has its clear values, and gives
         // them only to a reviewer it was told to; anything else: none.
-        let revealed = fetch(&dir, &approval.pending.approval_id, &reviewer)
-            .await
-            .ok();
+        let revealed = match &dir {
+            Some(dir) => fetch(dir, &approval.pending.approval_id, &reviewer)
+                .await
+                .ok(),
+            None => None,
+        };
         let mut item = Listed::new(approval, now);
         item.revealed = revealed;
         listed.push(item);
@@ -164,8 +151,7 @@ pub(super) async fn approval(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Listed>, ApiError> {
-    let wanted = id.clone();
-    match on_queue(&state, move |q| q.get(&wanted)).await? {
+    match state.queue.get(&id).await.map_err(queue_error)? {
         Some(a) => Ok(Json(Listed::new(a, Timestamp::now()))),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -242,7 +228,11 @@ async fn decide(
         reason,
         scope: body.scope.unwrap_or(GrantScope::Once),
     };
-    let decided = on_queue(&state, move |q| q.decide(&id, &decision)).await?;
+    let decided = state
+        .queue
+        .decide(&id, &decision)
+        .await
+        .map_err(queue_error)?;
     Ok(Json(Listed::new(decided, Timestamp::now())))
 }
 

@@ -42,6 +42,7 @@
 mod api;
 mod auth;
 mod page;
+mod source;
 mod tokens;
 
 use std::net::SocketAddr;
@@ -54,9 +55,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use api::MAX_REASON_CHARS;
+pub use source::ReviewQueue;
 pub use tokens::{MIN_TOKEN_CHARS, ReviewerTokens, TokenError};
-
-use crate::pipeline::queue::ApprovalQueue;
 
 /// Largest request body read; a decision is a reason and a scope.
 pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -81,11 +81,12 @@ pub enum ServeError {
     Task(String),
 }
 
-/// The page and its API over `queue`, for embedding in a host's own server.
+/// The page and its API over `queue` (the approvals queue file, or any
+/// other [`ReviewQueue`]), for embedding in a host's own server.
 /// [`ReviewServer::start`] serves it on an address.
-pub fn router(queue: ApprovalQueue, tokens: ReviewerTokens) -> Router {
+pub fn router(queue: impl ReviewQueue, tokens: ReviewerTokens) -> Router {
     let state = api::AppState {
-        queue,
+        queue: Arc::new(queue),
         tokens: Arc::new(tokens),
         sessions: Arc::default(),
     };
@@ -126,7 +127,7 @@ impl ReviewServer {
     /// port) and serves [`router`] on the current tokio runtime.
     pub async fn start(
         listen: SocketAddr,
-        queue: ApprovalQueue,
+        queue: impl ReviewQueue,
         tokens: ReviewerTokens,
     ) -> Result<ReviewServer, ServeError> {
         let bind_error = |source| ServeError::Bind {

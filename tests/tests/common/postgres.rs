@@ -70,11 +70,23 @@ pub struct Postgres {
     bin: PathBuf,
     user: Option<(u32, u32)>,
     server: Option<Child>,
+    /// Whether the server syncs its writes (benchmarks); tests run without.
+    durable: bool,
 }
 
 impl Postgres {
     /// Creates a cluster, starts it and creates the [`DATABASE`] database.
     pub fn start() -> Postgres {
+        Postgres::start_with(false)
+    }
+
+    /// [`Postgres::start`], with `fsync` on as in production: for benchmarks.
+    #[allow(dead_code)]
+    pub fn start_durable() -> Postgres {
+        Postgres::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Postgres {
         let dir = tempfile::Builder::new()
             .prefix("mandate-pg")
             .tempdir()
@@ -98,6 +110,7 @@ impl Postgres {
             bin: bin_dir(),
             user,
             server: None,
+            durable,
         };
         let output = postgres
             .command("initdb")
@@ -151,7 +164,15 @@ impl Postgres {
             .arg(self.socket_dir())
             // A test's cluster needs no crash safety of its own; the fleet
             // tests restart it with a clean shutdown.
-            .args(["-c", "fsync=off", "-c", "max_connections=200"])
+            .args([
+                "-c",
+                if self.durable {
+                    "fsync=on"
+                } else {
+                    "fsync=off"
+                },
+            ])
+            .args(["-c", "max_connections=200"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

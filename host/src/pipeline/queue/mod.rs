@@ -249,6 +249,15 @@ pub enum QueueError {
         /// Its deadline.
         deadline: Timestamp,
     },
+    /// A queue shared through a database (the fleet's) cannot be reached,
+    /// or failed a statement. `queue` names it without any password.
+    #[error("approvals queue `{queue}`: {message}")]
+    Unavailable {
+        /// The queue, e.g. `postgresql://host1@db.internal/mandate`.
+        queue: String,
+        /// What failed, with a hint.
+        message: String,
+    },
     /// The decision itself is malformed.
     #[error("approval `{id}`: {message}")]
     InvalidDecision {
