@@ -9,6 +9,7 @@ mod prove;
 mod query;
 mod replay;
 mod ship;
+mod source;
 mod verify;
 mod verify_db;
 

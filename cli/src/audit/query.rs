@@ -10,6 +10,8 @@ use clap::{Args, ValueEnum};
 use jiff::Timestamp;
 use mandate::audit::{AuditIndex, CallEffect, CallQuery, CallRow};
 
+use super::source::From;
+
 /// Rows printed when `--limit` is not given, so that a broad query answers in
 /// bounded time and memory; the count line says when there are more.
 const DEFAULT_LIMIT: u64 = 1000;
@@ -33,16 +35,8 @@ pub enum QueryFormat {
 
 #[derive(Args)]
 pub struct QueryArgs {
-    /// The audit log directory.
-    #[arg(required_unless_present = "database", conflicts_with = "database")]
-    pub log: Option<PathBuf>,
-    /// Ask the fleet database instead, across every host
-    /// (`postgresql://auditor@host/db`).
-    #[arg(long, value_name = "URL")]
-    pub database: Option<String>,
-    /// With --database, only this host's calls.
-    #[arg(long, requires = "database")]
-    pub host: Option<String>,
+    #[command(flatten)]
+    pub source: super::source::Source,
     /// Calls made on behalf of this user id.
     #[arg(long)]
     pub user: Option<String>,
@@ -105,13 +99,12 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         limit: Some(limit),
     };
 
-    let (rows, hosts, total) = match (&args.log, &args.database) {
-        (_, Some(url)) => from_database(url, args.host.as_deref(), &query, limit)?,
-        (Some(log), None) => {
+    let (rows, hosts, total) = match args.source.resolve()? {
+        From::Database { url, host } => from_database(url, host, &query, limit)?,
+        From::Log(log) => {
             let (rows, total) = from_index(log, &query, limit)?;
             (rows, None, total)
         }
-        (None, None) => bail!("give the log to query, or --database"),
     };
     let shown = rows.len() as u64;
 

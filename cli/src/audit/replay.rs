@@ -14,6 +14,8 @@ use mandate::pipeline::{
 };
 use mandate::policy::Policies;
 
+use super::source::From;
+
 #[derive(Clone, Copy, ValueEnum, Default)]
 pub enum ReplayFormat {
     /// One line per changed call, then the calls not replayed and the totals.
@@ -25,16 +27,8 @@ pub enum ReplayFormat {
 
 #[derive(Args)]
 pub struct ReplayArgs {
-    /// The audit log: a log directory, or a single segment file.
-    #[arg(required_unless_present = "database", conflicts_with = "database")]
-    pub log: Option<PathBuf>,
-    /// Replay every host's records in the fleet database instead
-    /// (`postgresql://auditor@host/db`), one report per host.
-    #[arg(long, value_name = "URL")]
-    pub database: Option<String>,
-    /// With --database, only this host.
-    #[arg(long, requires = "database")]
-    pub host: Option<String>,
+    #[command(flatten)]
+    pub source: super::source::Source,
     /// The candidate policy directory (schema, policies and the entities.json
     /// every call is evaluated against).
     #[arg(long)]
@@ -54,13 +48,12 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     for w in candidate.warnings() {
         eprintln!("warning: {w}");
     }
-    let written = match (&args.log, &args.database) {
-        (_, Some(url)) => from_database(url, args.host.as_deref(), &candidate, args.format)?,
-        (Some(log), None) => {
+    let written = match args.source.resolve()? {
+        From::Database { url, host } => from_database(url, host, &candidate, args.format)?,
+        From::Log(log) => {
             let report = replay(log, &candidate)?;
             write_report(&report, None, args.format)
         }
-        (None, None) => anyhow::bail!("give the log to replay, or --database"),
     };
     match written {
         Ok(()) => Ok(ExitCode::SUCCESS),

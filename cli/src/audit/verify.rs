@@ -13,6 +13,8 @@ use mandate::audit::{
     SegmentProblem, Verification, VerifyError, VerifyOptions, VerifyReport, verify_log_all,
 };
 use mandate::terminal;
+
+use super::source::From;
 use serde_json::{Value, json};
 
 /// Longest problem message printed, in characters: a message can quote a record's `kind`
@@ -24,16 +26,8 @@ const PROGRESS_MIN_BYTES: u64 = 64 * 1024 * 1024;
 
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// The audit log: a log directory, or a single segment file.
-    #[arg(required_unless_present = "database", conflicts_with = "database")]
-    pub log: Option<PathBuf>,
-    /// Verify every host's records in the fleet database instead
-    /// (`postgresql://auditor@host/db`): chains, checkpoints and query rows.
-    #[arg(long, value_name = "URL")]
-    pub database: Option<String>,
-    /// With --database, only this host.
-    #[arg(long, requires = "database")]
-    pub host: Option<String>,
+    #[command(flatten)]
+    pub source: super::source::Source,
     /// Public key (from `mandate audit keygen`): also verify every signed checkpoint.
     #[arg(long)]
     pub key: Option<PathBuf>,
@@ -75,12 +69,9 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .map(CheckpointVerifier::load)
         .transpose()
         .context("cannot verify checkpoints")?;
-    let log = match (&args.log, &args.database) {
-        (_, Some(url)) => {
-            return super::verify_db::run(url, args.host.as_deref(), key, &args);
-        }
-        (Some(log), None) => log.clone(),
-        (None, None) => anyhow::bail!("give the log to verify, or --database"),
+    let log = match args.source.resolve()? {
+        From::Database { url, host } => return super::verify_db::run(url, host, key, &args),
+        From::Log(log) => log.to_path_buf(),
     };
 
     let show_bar = !args.no_progress && std::io::stderr().is_terminal();

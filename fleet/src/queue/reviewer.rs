@@ -5,12 +5,10 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use mandate::pipeline::queue::{QueueError, QueueStatus, QueuedApproval};
+use mandate::pipeline::queue::{QueueError, QueueStatus};
 use mandate::pipeline::{
-    BoxFuture, GrantScope, PendingApproval, RefusedDecision, ReviewDecision, ReviewError, Reviewer,
-    Verdict,
+    BoxFuture, PendingApproval, RefusedDecision, ReviewDecision, ReviewError, Reviewer,
 };
-use mandate::terminal::bounded;
 use tokio::time::Instant;
 
 use super::PgApprovalQueue;
@@ -173,12 +171,12 @@ impl PgQueueReviewer {
                 QueueStatus::Pending => {}
                 QueueStatus::Approved | QueueStatus::Denied => {
                     expire.disarm();
-                    if !same_call(&current.pending, pending) {
+                    if !current.holds(pending) {
                         return Err(self.fail(format!(
                             "the call shown in the queue for approval `{id}` is not the call that is held; the decision is refused"
                         )));
                     }
-                    return decision(&current).map_err(|e| self.fail(e));
+                    return current.review_decision().map_err(|e| self.fail(e));
                 }
                 QueueStatus::Expired => {
                     expire.disarm();
@@ -210,34 +208,6 @@ impl PgQueueReviewer {
             }
         }
     }
-}
-
-/// Whether the queue's copy of a held call is the call the host submitted.
-fn same_call(stored: &PendingApproval, held: &PendingApproval) -> bool {
-    match (serde_json::to_value(stored), serde_json::to_value(held)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
-}
-
-/// The reviewer's answer from a decided approval.
-fn decision(approval: &QueuedApproval) -> Result<ReviewDecision, String> {
-    let Some(reviewer) = approval.reviewer.clone() else {
-        return Err(format!(
-            "approval `{}` was decided without a reviewer",
-            bounded(&approval.pending.approval_id, 128)
-        ));
-    };
-    Ok(ReviewDecision {
-        decision: if approval.status == QueueStatus::Approved {
-            Verdict::Approve
-        } else {
-            Verdict::Deny
-        },
-        reviewer,
-        reason: approval.reason.clone(),
-        scope: approval.scope.unwrap_or(GrantScope::Once),
-    })
 }
 
 /// Closes the approval if the waiting future is dropped while it is still

@@ -141,6 +141,42 @@ pub struct QueuedApproval {
     pub refused: Vec<RefusedInQueue>,
 }
 
+impl QueuedApproval {
+    /// Whether the queue's copy of the held call is the call `held` the
+    /// host submitted (a queue another writer changed is not trusted).
+    pub fn holds(&self, held: &PendingApproval) -> bool {
+        match (
+            serde_json::to_value(&self.pending),
+            serde_json::to_value(held),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// The reviewer's answer, for an approval that was approved or denied;
+    /// an error saying so when it names no reviewer (a queue written by
+    /// something other than Mandate).
+    pub fn review_decision(&self) -> Result<super::approval::ReviewDecision, String> {
+        let Some(reviewer) = self.reviewer.clone() else {
+            return Err(format!(
+                "approval `{}` was decided without a reviewer",
+                crate::terminal::bounded(&self.pending.approval_id, 128)
+            ));
+        };
+        Ok(super::approval::ReviewDecision {
+            decision: if self.status == QueueStatus::Approved {
+                Verdict::Approve
+            } else {
+                Verdict::Deny
+            },
+            reviewer,
+            reason: self.reason.clone(),
+            scope: self.scope.unwrap_or(GrantScope::Once),
+        })
+    }
+}
+
 /// A decision the host refused: policy does not accept its reviewer, so it
 /// did not end the hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::{ApprovalQueue, QueueError, QueueStatus, QueuedApproval};
+use super::{ApprovalQueue, QueueError, QueueStatus};
 use crate::pipeline::approval::{
-    GrantScope, PendingApproval, RefusedDecision, ReviewDecision, ReviewError, Reviewer, Verdict,
+    PendingApproval, RefusedDecision, ReviewDecision, ReviewError, Reviewer,
 };
 use crate::pipeline::tools::BoxFuture;
 use crate::terminal::bounded;
@@ -186,12 +186,12 @@ impl QueueReviewer {
                     expire.disarm();
                     // The MAC binds the decision to the call as the queue
                     // showed it; that must be the call this host holds.
-                    if !same_call(&current.pending, pending) {
+                    if !current.holds(pending) {
                         return Err(self.fail(format!(
                             "unauthenticated_decision: the call shown in the queue for approval `{id}` is not the call that is held; the decision is refused"
                         )));
                     }
-                    return decision(&current).map_err(|e| self.fail(e.to_string()));
+                    return current.review_decision().map_err(|e| self.fail(e));
                 }
                 QueueStatus::Unauthenticated => {
                     expire.disarm();
@@ -221,41 +221,6 @@ impl QueueReviewer {
             tokio::time::sleep_until(next).await;
         }
     }
-}
-
-/// Whether the queue's copy of a held call is the call the host submitted.
-fn same_call(stored: &PendingApproval, held: &PendingApproval) -> bool {
-    match (serde_json::to_value(stored), serde_json::to_value(held)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
-}
-
-/// The reviewer's answer from a decided approval.
-fn decision(approval: &QueuedApproval) -> Result<ReviewDecision, NoReviewer> {
-    let Some(reviewer) = approval.reviewer.clone() else {
-        return Err(NoReviewer {
-            approval_id: approval.pending.approval_id.clone(),
-        });
-    };
-    Ok(ReviewDecision {
-        decision: if approval.status == QueueStatus::Approved {
-            Verdict::Approve
-        } else {
-            Verdict::Deny
-        },
-        reviewer,
-        reason: approval.reason.clone(),
-        scope: approval.scope.unwrap_or(GrantScope::Once),
-    })
-}
-
-/// A decided approval in the queue that names no reviewer (a queue written
-/// by something other than this guard).
-#[derive(Debug, thiserror::Error)]
-#[error("approval `{approval_id}` was decided without a reviewer")]
-struct NoReviewer {
-    approval_id: String,
 }
 
 /// Marks the approval expired if the waiting future is dropped while it is
