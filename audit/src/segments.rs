@@ -105,6 +105,9 @@ pub struct RawRecord {
     pub seq: Option<u64>,
     /// The line's bytes.
     pub bytes: Vec<u8>,
+    /// Whether the line ended with its newline. The last line of a log the
+    /// writer is appending to may not have yet; nor does a torn one.
+    pub terminated: bool,
 }
 
 impl RawRecord {
@@ -125,7 +128,14 @@ impl RawRecord {
 impl RecordReader {
     /// Reads the log at `path`: a log directory, or a single segment file.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let segments = if path.is_dir() {
+        Self::open_from(path, 1)
+    }
+
+    /// Reads the log at `path` from the segment that holds `seq` on: the
+    /// segments wholly before it are not opened (the records read first may
+    /// still come before `seq`). For a reader that resumes, such as shipping.
+    pub fn open_from(path: &Path, seq: u64) -> std::io::Result<Self> {
+        let mut segments = if path.is_dir() {
             list_segments(path)?
         } else {
             vec![Segment {
@@ -133,6 +143,12 @@ impl RecordReader {
                 first_seq: 1,
             }]
         };
+        // The last segment starting at or before `seq` holds it, if any does.
+        let skip = segments
+            .iter()
+            .rposition(|segment| segment.first_seq <= seq)
+            .unwrap_or(0);
+        segments.drain(..skip);
         Ok(RecordReader {
             segments: segments.into_iter(),
             current: None,
@@ -178,7 +194,8 @@ impl Iterator for RecordReader {
                 }
                 Ok(_) => {
                     self.line += 1;
-                    if bytes.last() == Some(&b'\n') {
+                    let terminated = bytes.last() == Some(&b'\n');
+                    if terminated {
                         bytes.pop();
                     }
                     return Some(Ok(RawRecord {
@@ -186,6 +203,7 @@ impl Iterator for RecordReader {
                         line: self.line,
                         seq: line_seq(&bytes),
                         bytes,
+                        terminated,
                     }));
                 }
                 Err(e) => return Some(Err(e)),
@@ -220,5 +238,30 @@ mod tests {
         assert_eq!(line_seq(br#"{"seq":,"#), None);
         assert_eq!(line_seq(br#"{"seq":4x"#), None);
         assert_eq!(line_seq(b"garbage"), None);
+    }
+
+    #[test]
+    fn a_reader_from_a_seq_skips_the_segments_before_it_and_says_what_is_unterminated() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = |seq: u64| format!("{{\"seq\":{seq},\"x\":1}}\n");
+        std::fs::write(dir.path().join(segment_name(1)), line(1) + &line(2)).unwrap();
+        std::fs::write(dir.path().join(segment_name(3)), line(3) + &line(4)).unwrap();
+        // The writer is in the middle of seq 6.
+        std::fs::write(
+            dir.path().join(segment_name(5)),
+            line(5) + "{\"seq\":6,\"x\"",
+        )
+        .unwrap();
+        let read = |from| -> Vec<(Option<u64>, bool)> {
+            RecordReader::open_from(dir.path(), from)
+                .unwrap()
+                .map(|r| r.map(|r| (r.seq, r.terminated)).unwrap())
+                .collect()
+        };
+        assert_eq!(read(1).len(), 6);
+        assert_eq!(read(4)[0], (Some(3), true), "from the segment holding 4");
+        assert_eq!(read(5), vec![(Some(5), true), (Some(6), false)]);
+        assert_eq!(read(99).len(), 2, "past the end: the last segment");
+        assert_eq!(read(0).len(), 6);
     }
 }

@@ -82,13 +82,20 @@ struct Line {
     call: LineCall,
 }
 
-/// Reads the log's records in order, checking each line, its seq and that
-/// there is no gap; sends them in batches. Runs on a blocking thread.
-fn read_batches(dir: PathBuf, sender: tokio::sync::mpsc::Sender<Result<Vec<Line>, ShipError>>) {
+/// Reads the log's records from the segment holding seq `from` on, checking
+/// each line from `from` on, its seq and that there is no gap; sends the
+/// record `from` (to be held against the database's) and those after it in
+/// batches. A last line without its newline is being written: reading stops
+/// before it, and the next run ships it. Runs on a blocking thread.
+fn read_batches(
+    dir: PathBuf,
+    from: u64,
+    sender: tokio::sync::mpsc::Sender<Result<Vec<Line>, ShipError>>,
+) {
     let fail = |error| {
         let _ = sender.blocking_send(Err(error));
     };
-    let reader = match RecordReader::open(&dir) {
+    let reader = match RecordReader::open_from(&dir, from.max(1)) {
         Ok(reader) => reader,
         Err(error) => {
             return fail(ShipError::Read {
@@ -98,7 +105,8 @@ fn read_batches(dir: PathBuf, sender: tokio::sync::mpsc::Sender<Result<Vec<Line>
         }
     };
     let mut batch = Vec::with_capacity(BATCH);
-    for (expected, record) in (1u64..).zip(reader) {
+    let mut expected = None;
+    for record in reader {
         let record = match record {
             Ok(record) => record,
             Err(error) => {
@@ -108,6 +116,30 @@ fn read_batches(dir: PathBuf, sender: tokio::sync::mpsc::Sender<Result<Vec<Line>
                 });
             }
         };
+        if !record.terminated {
+            break;
+        }
+        // The first record read starts the count: seq 1, the first left
+        // after retention, or the first of the segment holding `from`;
+        // after what the database holds, it must follow on at once.
+        let want = match expected {
+            Some(want) => want,
+            None if from > 0 && record.seq.is_some_and(|seq| seq > from) => from + 1,
+            None => record.seq.unwrap_or(1),
+        };
+        if record.seq != Some(want) {
+            return fail(ShipError::Gap {
+                segment: record.segment,
+                line: record.line,
+                expected: want,
+                found: record.seq.map_or("none".into(), |s| s.to_string()),
+            });
+        }
+        expected = Some(want + 1);
+        // What the database holds already is neither checked nor sent again.
+        if want < from {
+            continue;
+        }
         let hash = match record.checked_hash() {
             Ok(hash) => hash.to_owned(),
             Err(problem) => {
@@ -118,19 +150,11 @@ fn read_batches(dir: PathBuf, sender: tokio::sync::mpsc::Sender<Result<Vec<Line>
                 });
             }
         };
-        if record.seq != Some(expected) {
-            return fail(ShipError::Gap {
-                segment: record.segment,
-                line: record.line,
-                expected,
-                found: record.seq.map_or("none".into(), |s| s.to_string()),
-            });
-        }
         // A record the query tables cannot read (one a host wrote itself,
         // in a shape of its own) is still shipped: it only has no query row.
         let call = line_call(&record.bytes).unwrap_or(LineCall::Other);
         batch.push(Line {
-            seq: expected,
+            seq: want,
             hash,
             bytes: record.bytes,
             call,
@@ -165,7 +189,7 @@ pub async fn ship(client: &mut Client, dir: &Path) -> Result<Shipped, ShipError>
     let (sender, mut batches) = tokio::sync::mpsc::channel(2);
     let reading = tokio::task::spawn_blocking({
         let dir = dir.to_path_buf();
-        move || read_batches(dir, sender)
+        move || read_batches(dir, from, sender)
     });
     let mut through = from;
     let mut shipped = 0u64;

@@ -124,3 +124,39 @@ async fn a_log_with_another_history_is_refused_not_appended() {
         .get::<_, i64>(0);
     assert_eq!(count as u64, shipped.through);
 }
+
+/// Shipping again reads only from the segment holding the database's last
+/// seq on (a long log is not re-read every round), and a last line the
+/// writer has not finished is left for the next round.
+#[tokio::test]
+async fn shipping_again_starts_at_the_segment_the_database_reached_and_skips_a_line_being_written()
+{
+    let postgres = Postgres::start();
+    let mut owner = mandate_fleet::connect(&postgres.url()).await.unwrap();
+    mandate_fleet::migrate::migrate(&mut owner.client)
+        .await
+        .unwrap();
+    let mut database = host(&postgres, "host_a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = mandate::audit::AuditConfig {
+        segment_max_bytes: 4096,
+        ..mandate::audit::AuditConfig::default()
+    };
+    let log = AuditLog::open_with(dir.path(), config).unwrap();
+    append(&log, 0, 200);
+    log.close().unwrap();
+    let first = ship(&mut database.client, dir.path()).await.unwrap();
+    let segments = mandate::audit::list_segments(dir.path()).unwrap();
+    assert!(segments.len() > 3, "the log rotated: {}", segments.len());
+
+    // The first segment, shipped already, is damaged now: a reader that
+    // started from seq 1 would refuse it. The next round does not read it.
+    std::fs::write(&segments[0].path, b"not a record\n").unwrap();
+    // The writer is in the middle of a record: half a line at the end.
+    let last = &segments.last().unwrap().path;
+    let mut tail = std::fs::read(last).unwrap();
+    tail.extend_from_slice(format!("{{\"seq\":{},\"prev", first.through + 1).as_bytes());
+    std::fs::write(last, tail).unwrap();
+    let again = ship(&mut database.client, dir.path()).await.unwrap();
+    assert_eq!((again.from, again.shipped), (first.through, 0));
+}
