@@ -12,10 +12,15 @@
 //! speed-up per session count. How far group commit can go depends on the disk: the slower its
 //! `fdatasync`, the more one sync saves; on a disk that syncs in a fraction of a millisecond the
 //! CPU (serializing, hashing) becomes the limit. `AUDIT_BENCH_DIR=<dir>` runs the same
-//! measurement in another directory, e.g. on a tmpfs to see that CPU limit.
+//! measurement in another directory, e.g. on a tmpfs to see that CPU limit. Last it says whether
+//! the other core was idle meanwhile.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "common/machine.rs"]
+mod machine;
+
+use machine::Machine;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -217,6 +222,7 @@ fn rate(runtime: &Runtime, log: &Arc<AuditLog>, sessions: usize, records: usize)
 }
 
 fn append(c: &mut Criterion) {
+    let machine = Machine::now();
     let size = serde_json::to_vec(&decision("sess_0000", 1)).unwrap().len();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -257,9 +263,11 @@ fn append(c: &mut Criterion) {
             });
             let stats = log.stats();
             eprintln!(
-                "  {} at {sessions} sessions: {:.1} records per sync",
+                "  {} at {sessions} sessions: {:.1} records per sync, {:.1}% of appends \
+                 committed by their own caller",
                 label(durability),
-                stats.durable_seq as f64 / stats.commits.max(1) as f64
+                stats.durable_seq as f64 / stats.commits.max(1) as f64,
+                100.0 * stats.led_appends as f64 / stats.durable_seq.max(1) as f64
             );
             logs.push((dir, log));
         }
@@ -287,7 +295,9 @@ fn append(c: &mut Criterion) {
     }
     group.finish();
     summarize(&rates.lock().unwrap(), &paired, size, &base);
+    println!("{}", machine.report());
 }
+
 
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();

@@ -12,20 +12,33 @@
 //! - `guard_call`: `SessionGuard::call("read_document", "{\"document_id\":\"doc_88pk3r\"}")` with
 //!   a registered tool of that name that does nothing, so the call is the guard's whole path:
 //!   parse and check the JSON arguments, build the Cedar request, decide, write the decision
-//!   record (serialized, hash-chained, appended by the writer thread), run the no-op tool and
-//!   write its outcome record. That is two records per call.
+//!   record (serialized, hash-chained and made durable: by the calling thread itself when the
+//!   writer is idle, as it is here), run the no-op tool and write its outcome record. That is
+//!   two records per call, each one write and one `fdatasync`;
+//! - `guard_call_disk`: the same whole call with the log on the real disk (under the target
+//!   directory unless `DECISION_DISK_DIR=<dir>`);
+//! - `fdatasync`: the disk's own sync time, a plain append of 1 KB to a file in the same
+//!   directory followed by `fdatasync`, as a record's commit is.
 //!
-//! The log is on a tmpfs (`/dev/shm` unless `DECISION_BENCH_DIR=<dir>` says otherwise), where
-//! `fdatasync` returns at once: what is measured is the CPU work and the hand-off to the writer
-//! thread, not the disk (`audit_append` measures the disk). Small segments with only the newest
-//! two kept keep the run from filling memory.
+//! For `guard_call` the log is on a tmpfs (`/dev/shm` unless `DECISION_BENCH_DIR=<dir>` says
+//! otherwise), where `fdatasync` returns at once: what is measured is the CPU work of the call
+//! and its two commits, not the disk. Small segments with only the newest two kept keep the run
+//! from filling memory or the disk.
 //!
 //! Run: `cargo bench -p mandate --bench decision`. Besides criterion's report it prints the
-//! medians (p50) and p99 of single calls, timed one by one in alternating rounds of the three,
-//! and the differences from raw Cedar in microseconds.
+//! medians (p50) and p99 of single calls, timed one by one in alternating rounds of the five,
+//! the differences from raw Cedar in microseconds, the whole call over the decision path (issue
+//! 18's goal: within 2.5x at p50), the whole call on the disk less the disk's own sync time
+//! (goal: within the sync time plus 20 µs), and whether the other core was idle meanwhile.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../../audit/benches/common/machine.rs"]
+mod machine;
+
+use machine::Machine;
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -50,6 +63,8 @@ const ARGUMENTS: &str = r#"{"document_id":"doc_88pk3r"}"#;
 /// Alternating rounds of the summary, and single calls of each per round.
 const ROUNDS: usize = 20;
 const CALLS_PER_ROUND: usize = 1_000;
+/// Single calls per round with the log on the disk, and plain syncs.
+const DISK_CALLS_PER_ROUND: usize = 250;
 
 /// `read_document` as the policies see it, doing nothing when it runs.
 struct NoopRead;
@@ -155,12 +170,16 @@ impl RawCedar {
 struct GuardPath {
     _dir: tempfile::TempDir,
     session: SessionGuard,
+    guard: Guard,
     tokio: tokio::runtime::Runtime,
 }
 
-fn guard_path(policies: Policies) -> GuardPath {
-    let base =
-        std::env::var_os("DECISION_BENCH_DIR").map_or_else(|| "/dev/shm".into(), PathBuf::from);
+/// Where the log goes: `$var` if set, else `default`.
+fn bench_base(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var).map_or_else(|| default.into(), PathBuf::from)
+}
+
+fn guard_path(policies: Policies, base: PathBuf) -> GuardPath {
     let dir = tempfile::Builder::new()
         .prefix("decision-bench-")
         .tempdir_in(base)
@@ -194,11 +213,17 @@ fn guard_path(policies: Policies) -> GuardPath {
     GuardPath {
         _dir: dir,
         session,
+        guard,
         tokio,
     }
 }
 
 impl GuardPath {
+    /// The counters of the guard's audit log.
+    fn session_log_stats(&self) -> mandate::audit::Stats {
+        self.guard.audit().stats()
+    }
+
     /// Makes `n` calls one after another; returns each one's time.
     fn calls(&self, n: usize) -> Vec<Duration> {
         self.tokio.block_on(async {
@@ -214,6 +239,41 @@ impl GuardPath {
     }
 }
 
+/// A plain append of a record's size to a file, then `fdatasync`: what the disk itself costs a
+/// commit.
+struct Sync {
+    file: File,
+    bytes: Vec<u8>,
+}
+
+impl Sync {
+    fn new(dir: &Path) -> Sync {
+        Sync {
+            file: File::create(dir.join("fdatasync-bench")).unwrap(),
+            bytes: vec![b'x'; 1024],
+        }
+    }
+
+    fn once(&mut self) {
+        self.file.write_all(&self.bytes).unwrap();
+        self.file.sync_data().unwrap();
+    }
+
+    /// Makes `n` appends and syncs; returns each one's time. Starts from an empty file.
+    fn times(&mut self, n: usize) -> Vec<Duration> {
+        self.file.set_len(0).unwrap();
+        self.file.sync_all().unwrap();
+        (0..n)
+            .map(|_| {
+                let started = Instant::now();
+                self.once();
+                started.elapsed()
+            })
+            .collect()
+    }
+}
+
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() - 1) as f64 * p).round() as usize;
     sorted[i]
@@ -224,10 +284,17 @@ fn micros(d: Duration) -> f64 {
 }
 
 fn bench(c: &mut Criterion) {
+    let machine = Machine::now();
     let policies = Policies::load_dir(&policies_dir()).unwrap();
     let raw = raw_cedar(&policies);
     assert_eq!(raw.decide(), Decision::Allow);
-    let guard = guard_path(Policies::load_dir(&policies_dir()).unwrap());
+    let load = || Policies::load_dir(&policies_dir()).unwrap();
+    let guard = guard_path(load(), bench_base("DECISION_BENCH_DIR", "/dev/shm"));
+    let disk = guard_path(
+        load(),
+        bench_base("DECISION_DISK_DIR", env!("CARGO_TARGET_TMPDIR")),
+    );
+    let mut sync = Sync::new(disk._dir.path());
 
     let mut group = c.benchmark_group("decision");
     group.bench_function("raw_cedar", |b| b.iter(|| raw.decide()));
@@ -245,10 +312,23 @@ fn bench(c: &mut Criterion) {
             })
         })
     });
+    group.bench_function("guard_call_disk", |b| {
+        b.iter_custom(|iterations| {
+            disk.tokio.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iterations {
+                    disk.session.call(TOOL, ARGUMENTS).await.unwrap();
+                }
+                started.elapsed()
+            })
+        })
+    });
+    group.bench_function("fdatasync", |b| b.iter(|| sync.once()));
     group.finish();
 
-    // Single calls timed one by one, the three alternating so that all see the same machine.
+    // Single calls timed one by one, all alternating so that all see the same machine.
     let (mut cedar, mut path, mut call) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut disk_call, mut syncs) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         for _ in 0..CALLS_PER_ROUND {
             let started = Instant::now();
@@ -263,29 +343,44 @@ fn bench(c: &mut Criterion) {
             assert!(line.unwrap().contains(r#""effect":"allow""#));
         }
         call.extend(guard.calls(CALLS_PER_ROUND));
+        disk_call.extend(disk.calls(DISK_CALLS_PER_ROUND));
+        syncs.extend(sync.times(DISK_CALLS_PER_ROUND));
     }
-    for times in [&mut cedar, &mut path, &mut call] {
+    for times in [&mut cedar, &mut path, &mut call, &mut disk_call, &mut syncs] {
         times.sort();
     }
-    let (cedar50, path50, call50) = (
-        percentile(&cedar, 0.5),
-        percentile(&path, 0.5),
-        percentile(&call, 0.5),
-    );
+    let p50 = |times: &[Duration]| micros(percentile(times, 0.5));
+    let p99 = |times: &[Duration]| micros(percentile(times, 0.99));
+    let (cedar50, path50, call50) = (p50(&cedar), p50(&path), p50(&call));
+    let (disk50, sync50) = (p50(&disk_call), p50(&syncs));
+    let stats = disk.session_log_stats();
     println!(
-        "\ndecision: {} single calls each in {ROUNDS} alternating rounds, p50 (p99):\n  \
-         raw Cedar {:.1} µs ({:.1})\n  \
-         decision path {:.1} µs ({:.1}), {:+.1} µs over raw Cedar\n  \
-         whole call {:.1} µs ({:.1}), {:+.1} µs over raw Cedar",
+        "\ndecision: {} single calls each in {ROUNDS} alternating rounds ({} each on the disk), \
+         p50 (p99):\n  \
+         raw Cedar {cedar50:.1} µs ({:.1})\n  \
+         decision path {path50:.1} µs ({:.1}), {:+.1} µs over raw Cedar\n  \
+         whole call, log on tmpfs {call50:.1} µs ({:.1}), {:+.1} µs over raw Cedar, \
+         {:.2}x the decision path (goal: within 2.5x)\n  \
+         whole call, log on the disk {disk50:.1} µs ({:.1})\n  \
+         fdatasync of a 1 KB append on the same disk {sync50:.1} µs ({:.1})\n  \
+         whole call on the disk less one fdatasync {:+.1} µs (goal: within the fdatasync + 20 µs); \
+         the call makes two records, so less two: {:+.1} µs\n  \
+         records committed by their own caller on the disk log: {} of {}\n  {}",
         cedar.len(),
-        micros(cedar50),
-        micros(percentile(&cedar, 0.99)),
-        micros(path50),
-        micros(percentile(&path, 0.99)),
-        micros(path50) - micros(cedar50),
-        micros(call50),
-        micros(percentile(&call, 0.99)),
-        micros(call50) - micros(cedar50),
+        disk_call.len(),
+        p99(&cedar),
+        p99(&path),
+        path50 - cedar50,
+        p99(&call),
+        call50 - cedar50,
+        call50 / path50,
+        p99(&disk_call),
+        p99(&syncs),
+        disk50 - sync50,
+        disk50 - 2.0 * sync50,
+        stats.led_appends,
+        stats.durable_seq,
+        machine.report(),
     );
 }
 

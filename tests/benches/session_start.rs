@@ -24,11 +24,16 @@
 //!
 //! Run: `cargo bench -p mandate-tests --bench session_start`. Besides
 //! criterion's report (single sessions, timed as above) it prints p50 and
-//! p99 of single iterations from alternating rounds, and the differences.
+//! p99 of single iterations from alternating rounds, the differences, and whether the other
+//! core was idle meanwhile.
 
 #[allow(dead_code)]
 mod common;
 
+#[path = "../../audit/benches/common/machine.rs"]
+mod machine;
+
+use machine::Machine;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -124,6 +129,7 @@ impl Setup {
     }
 }
 
+
 fn summary(name: &str, xs: &[Duration]) -> String {
     format!(
         "{name} p50 {:.1} µs p99 {:.1} µs",
@@ -133,6 +139,7 @@ fn summary(name: &str, xs: &[Duration]) -> String {
 }
 
 fn bench(c: &mut Criterion) {
+    let machine = Machine::now();
     let setup = setup();
     let (no_calls, one_call) = (task(0), task(1));
 
@@ -168,7 +175,7 @@ fn bench(c: &mut Criterion) {
         "\nsession_start: {ROUNDS} alternating rounds, single iterations\n  {}\n    of which \
          AgentComponent::sandbox (store + instantiation) {}\n  {}\n  {}\n  sandbox + one call \
          adds {:.1} µs over the direct call ({:.2}x)\n  {}\n  {}\n  end to end, the sandbox \
-         adds {:.1} µs ({:.2}x)",
+         adds {:.1} µs ({:.2}x)\n  {}",
         summary("sandbox + first call (no tool call):", &sandbox),
         summary("", &created),
         summary("sandbox + first call with one tool call:", &sandbox_1),
@@ -179,6 +186,7 @@ fn bench(c: &mut Criterion) {
         summary("the same session on the guard:", &direct_session),
         p50(&run_1) - p50(&direct_session),
         p50(&run_1) / p50(&direct_session),
+        machine.report(),
     );
 }
 

@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
@@ -34,7 +34,7 @@ use super::{Appended, Stats};
 
 /// How long a checkpoint or retention that could not be written waits, at least, before it is
 /// tried again.
-const HOUSEKEEPING_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+const HOUSEKEEPING_RETRY: Duration = Duration::from_secs(1);
 
 /// What the [`AuditLog`](super::AuditLog) handle and the writer thread share.
 #[derive(Debug)]
@@ -43,7 +43,14 @@ pub(super) struct Shared {
     pub(super) head: Mutex<(u64, String)>,
     pub(super) faults: FaultInjector,
     pub(super) commits: AtomicU64,
+    /// Appends committed (or refused) by their own appender, on its own thread.
+    pub(super) led_appends: AtomicU64,
     pub(super) durable_seq: AtomicU64,
+    /// How long the last sync took, in nanoseconds.
+    last_sync: AtomicU64,
+    /// The thread that made the last commit (tests only).
+    #[cfg(test)]
+    pub(super) last_committer: Mutex<Option<std::thread::ThreadId>>,
 }
 
 impl Shared {
@@ -52,13 +59,23 @@ impl Shared {
             head: Mutex::new((0, GENESIS_HASH.to_owned())),
             faults: FaultInjector::default(),
             commits: AtomicU64::new(0),
+            led_appends: AtomicU64::new(0),
             durable_seq: AtomicU64::new(0),
+            last_sync: AtomicU64::new(0),
+            #[cfg(test)]
+            last_committer: Mutex::new(None),
         }
+    }
+
+    /// How long the last sync took.
+    pub(super) fn last_sync(&self) -> Duration {
+        Duration::from_nanos(self.last_sync.load(Ordering::Acquire))
     }
 
     pub(super) fn stats(&self) -> Stats {
         Stats {
             commits: self.commits.load(Ordering::Acquire),
+            led_appends: self.led_appends.load(Ordering::Acquire),
             durable_seq: self.durable_seq.load(Ordering::Acquire),
         }
     }
@@ -203,7 +220,19 @@ impl Core {
     ) -> Result<Vec<Appended>, Failure> {
         let mut written = self.write(bodies, checkpoint)?;
         let closed = written.closed.take();
-        if let Err(failure) = self.active.sync(written.sync_fault) {
+        let started = Instant::now();
+        let synced = self.active.sync(written.sync_fault);
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.shared.last_sync.store(took, Ordering::Release);
+        #[cfg(test)]
+        {
+            *self
+                .shared
+                .last_committer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(std::thread::current().id());
+        }
+        if let Err(failure) = synced {
             self.abandon_unsynced();
             if let Some(closed) = closed {
                 self.undo_rotation(closed);

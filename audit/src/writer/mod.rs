@@ -1,7 +1,8 @@
 //! [`AuditLog`]: the one writer of a log directory, appending durable records to its chain.
 //!
 //! The parts, each in its own module: [`open`] finds where an existing log ends and repairs a
-//! torn tail ([`repair`]); [`thread`] batches appends into group commits; [`core`] stamps, writes
+//! torn tail ([`repair`]); [`leader`] lets an appender that finds the writer idle commit its
+//! own record, and [`thread`] batches the others' into group commits; [`core`] stamps, writes
 //! and syncs them into the [`segment`] being appended to, rotates segments, applies
 //! [`retention`] and signs checkpoints; [`faults`] lets tests make the disk refuse.
 
@@ -10,6 +11,7 @@ mod bodies;
 mod core;
 mod faults;
 mod history;
+mod leader;
 mod lines;
 mod open;
 mod repair;
@@ -39,15 +41,17 @@ use block::block_on;
 use core::Shared;
 #[doc(hidden)]
 pub use faults::{Fault, FaultInjector, FaultPlan};
+use leader::{Caller, Writer};
 use thread::Request;
 
 /// An append-only, hash-chained audit log: a directory of segment files.
 ///
-/// Every append returns only once its record is durable (written and `fdatasync`ed). One writer
-/// thread owns the active segment: appenders serialize their records on their own threads and
-/// queue them; the writer commits whatever has queued up with one write and one sync (group
-/// commit, [`Durability`](super::Durability)), then answers each appender. Records get distinct,
-/// consecutive seqs in file order. The directory is locked against other writers (an advisory
+/// Every append returns only once its record is durable (written and `fdatasync`ed). Appenders
+/// serialize their records on their own threads. One that finds the writer idle (nobody
+/// committing, nothing queued) commits its own record with one write and one sync, on its own
+/// thread; the others queue theirs, and a writer thread commits whatever has queued up with one
+/// write and one sync (group commit, [`Durability`](super::Durability)), then answers each
+/// appender. Records get distinct, consecutive seqs in file order. The directory is locked against other writers (an advisory
 /// lock, held until the log is closed or dropped), so two `AuditLog`s never fork one chain.
 ///
 /// When the log cannot be written (disk full, permission denied, the active segment removed or
@@ -59,6 +63,7 @@ use thread::Request;
 pub struct AuditLog {
     dir: PathBuf,
     queue: mpsc::Sender<Request>,
+    writer: Arc<Writer>,
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -80,6 +85,9 @@ pub struct Appended {
 pub struct Stats {
     /// Commits (each one write and one sync) since the log was opened.
     pub commits: u64,
+    /// Appends that their own appender committed (or saw refused) on its own thread, finding
+    /// the writer idle; the others were committed by the writer thread, in batches.
+    pub led_appends: u64,
     /// The seq of the last durable record.
     pub durable_seq: u64,
 }
@@ -123,16 +131,15 @@ impl AuditLog {
         let capacity = config.queue_capacity.max(1);
         let core = open::open(&dir, config, Arc::clone(&shared))?;
         let (queue, requests) = mpsc::channel(capacity);
-        let thread = std::thread::Builder::new()
-            .name("mandate-audit-writer".into())
-            .spawn(move || thread::run(core, requests))
-            .map_err(|error| AuditError::Open {
-                path: dir.clone(),
-                error,
-            })?;
+        let writer = Arc::new(Writer::new(core, requests));
+        let thread = thread::spawn(&writer).map_err(|error| AuditError::Open {
+            path: dir.clone(),
+            error,
+        })?;
         Ok(AuditLog {
             dir,
             queue,
+            writer,
             shared,
             thread: Mutex::new(Some(thread)),
         })
@@ -148,14 +155,20 @@ impl AuditLog {
     /// advance and the error says why ([`AuditError::Write`], [`AuditError::SegmentRemoved`],
     /// ...).
     ///
-    /// This blocks the calling thread; async code should use [`AuditLog::append_async`].
+    /// This blocks the calling thread; async code should use [`AuditLog::append_async`]. When
+    /// no other append is being committed, the record is committed on the calling thread.
     pub fn append<T: Serialize + ?Sized>(&self, body: &T) -> Result<Appended, AuditError> {
-        block_on(self.append_async(body))
+        block_on(self.append_fields(BodyFields::new(body), Caller::Blocking))
     }
 
     /// Like [`AuditLog::append`], for async callers: `body` is serialized now, and the future
-    /// resolves once the record is durable. No thread blocks while it waits, neither for room
-    /// in the queue nor for the sync.
+    /// resolves once the record is durable.
+    ///
+    /// When it is first polled and finds the writer idle (no other append being committed or
+    /// queued) while syncs are quick (the last one under a millisecond), the future commits the
+    /// record there and then, blocking its thread for one write and one `fdatasync`, which costs
+    /// less than handing the record to the writer thread. Otherwise the record is queued and no
+    /// thread blocks while it waits, neither for room in the queue nor for the sync.
     ///
     /// Dropping the future after it was first polled does not take the record back: it may
     /// still be written.
@@ -163,7 +176,7 @@ impl AuditLog {
         &self,
         body: &T,
     ) -> impl Future<Output = Result<Appended, AuditError>> + Send + 'static {
-        self.append_fields(BodyFields::new(body))
+        self.append_fields(BodyFields::new(body), Caller::Async)
     }
 
     /// [`AuditLog::append_async`] of a record whose keys its type fixes.
@@ -172,12 +185,13 @@ impl AuditLog {
         &self,
         body: &T,
     ) -> impl Future<Output = Result<Appended, AuditError>> + Send + 'static {
-        self.append_fields(BodyFields::with_fixed_keys(body))
+        self.append_fields(BodyFields::with_fixed_keys(body), Caller::Async)
     }
 
     fn append_fields(
         &self,
         body: Result<BodyFields, BodyError>,
+        caller: Caller,
     ) -> impl Future<Output = Result<Appended, AuditError>> + Send + 'static {
         // A record longer than the readers accept is refused here, alone: in the writer it
         // would fail the whole group commit it rides in.
@@ -194,9 +208,14 @@ impl AuditLog {
                 error,
             });
         let queue = self.queue.clone();
+        let writer = Arc::clone(&self.writer);
+        let shared = Arc::clone(&self.shared);
         let dir = self.dir.clone();
         async move {
-            let body = body?;
+            let body = match writer.lead(body?, caller, &shared) {
+                Ok(led) => return led,
+                Err(body) => body,
+            };
             let (reply, answer) = oneshot::channel();
             if queue.send(Request::Append { body, reply }).await.is_err() {
                 return Err(AuditError::Closed { path: dir });

@@ -1,17 +1,24 @@
-//! The writer thread: group commit.
+//! The writer thread: group commit of queued appends, and the log's clock.
 //!
-//! Appenders serialize their bodies on their own threads and queue them, bounded, with a reply
-//! channel. The thread takes whatever has queued up (at most `max_batch`, waiting a few
-//! microseconds for stragglers when several are there), commits it with one write and one
-//! `fdatasync`, and only then answers each appender. While one batch syncs, the next one
-//! queues, so under load one sync serves many records and no appender returns before its own
-//! record is durable.
+//! Appenders serialize their bodies on their own threads. One that finds the writer idle
+//! commits its own record ([`leader`](super::leader)); the others queue theirs, bounded, with a
+//! reply channel. The thread, woken by the queue, takes the lock and whatever has queued up (at
+//! most `max_batch`, waiting a few microseconds for stragglers when several are there), commits
+//! it with one write and one `fdatasync`, and only then answers each appender. While one batch
+//! syncs, the next one queues, so under load one sync serves many records and no appender
+//! returns before its own record is durable. The thread also wakes up by itself when a
+//! checkpoint falls due while no record arrives, and it closes the log.
 //!
 //! Handing the sync to a second thread, so that the next batch is stamped and written while the
 //! disk works, was measured too: on a 2-core machine it gained nothing (the CPU, not the wait,
 //! bounds the rate there) and cost single appenders a thread hand-off per record, so the writer
 //! stays one thread.
 
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -19,8 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::super::chain::BodyFields;
 use super::super::error::AuditError;
 use super::Appended;
-use super::block::block_on_until;
-use super::core::Core;
+use super::block::Alarm;
+use super::leader::{State, Writer};
 
 /// What an appender asks of the writer.
 pub(super) enum Request {
@@ -47,30 +54,38 @@ const GATHER_WINDOW: Duration = Duration::from_micros(50);
 /// they need to make their next records.
 const GATHER_GAP: Duration = Duration::from_micros(10);
 
-/// How long the writer keeps looking for the next request after a commit before it sleeps.
-/// A session's next record (the outcome after a quick tool, the next call's decision) usually
-/// comes within tens of microseconds; a sleeping writer must first be woken, which on a virtual
-/// machine with an idle CPU costs tens of microseconds more than the record itself (measured on
-/// the 2-core development VM: a whole allowed call took 146 µs at p50 with the other core idle,
-/// 36 µs with it busy). Looking costs the writer's CPU only just after a commit.
+/// How long the writer keeps looking for the next request after a commit shared by several
+/// records, before it sleeps. Concurrent sessions' next records come within tens of
+/// microseconds; a writer found awake takes them without being woken, which on a virtual
+/// machine with an idle CPU costs tens of microseconds. While it looks, appenders queue rather
+/// than lead, so their syncs stay shared. After a commit of one record (a lone session whose
+/// record happened to queue) it sleeps at once, and that session leads again.
 const LINGER: Duration = Duration::from_micros(100);
 
-/// Looks for a request for up to [`LINGER`], yielding the CPU meanwhile.
-fn linger(queue: &mut mpsc::Receiver<Request>) -> Option<Request> {
-    let until = Instant::now() + LINGER;
-    loop {
-        match queue.try_recv() {
-            Ok(request) => return Some(request),
-            // Every handle is gone: stop at once, so that the log closes
-            // (and its directory lock is released) without delay.
-            Err(mpsc::error::TryRecvError::Disconnected) => return None,
-            Err(mpsc::error::TryRecvError::Empty) => {}
-        }
-        if Instant::now() >= until {
-            return None;
-        }
-        std::thread::yield_now();
-    }
+/// A reply and what it says.
+type Answer = (
+    oneshot::Sender<Result<Appended, AuditError>>,
+    Result<Appended, AuditError>,
+);
+
+/// Starts the writer thread of `writer`, its queue's waker registered before any append.
+pub(super) fn spawn(writer: &Arc<Writer>) -> io::Result<JoinHandle<()>> {
+    let thread = {
+        let writer = Arc::clone(writer);
+        std::thread::Builder::new()
+            .name("mandate-audit-writer".into())
+            .spawn(move || run(&writer))?
+    };
+    let alarm = Alarm::new(thread.thread().clone());
+    // From now on a request wakes the thread; until then it only parks.
+    let polled = writer
+        .lock()
+        .queue
+        .poll_recv(&mut Context::from_waker(&alarm.waker()));
+    debug_assert!(polled.is_pending(), "a request before the log was opened");
+    writer.set_alarm(alarm);
+    thread.thread().unpark();
+    Ok(thread)
 }
 
 /// Waits for the next request while they keep arriving: up to [`GATHER_GAP`]
@@ -86,80 +101,139 @@ fn gather(queue: &mut mpsc::Receiver<Request>, until: Instant) -> Option<Request
     None
 }
 
+/// Sends each answer. An appender that stopped waiting still had its record written (or not).
+fn send(answers: &mut Vec<Answer>) {
+    for (reply, result) in answers.drain(..) {
+        let _ = reply.send(result);
+    }
+}
+
 /// Runs the writer until it is closed or every handle is gone.
-pub(super) fn run(mut core: Core, mut queue: mpsc::Receiver<Request>) {
-    let max_batch = core.config.max_batch.max(1);
-    let mut bodies = Vec::with_capacity(max_batch.min(1024));
-    let mut replies = Vec::with_capacity(max_batch.min(1024));
-    let mut committed = false;
+fn run(writer: &Writer) {
+    // However the thread ends, the log ends with it.
+    let _stop = Stop(writer);
+    let alarm = loop {
+        match writer.alarm() {
+            Some(alarm) => break Arc::clone(alarm),
+            None => std::thread::park(),
+        }
+    };
+    let waker = alarm.waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut bodies = Vec::new();
+    let mut replies = Vec::new();
+    let mut answers = Vec::new();
+    let mut linger_until = None;
     loop {
-        let lingered = if committed { linger(&mut queue) } else { None };
-        let waited = match lingered {
-            Some(request) => Some(Some(request)),
-            None => block_on_until(queue.recv(), core.next_deadline()),
-        };
-        committed = false;
-        let first = match waited {
-            // A checkpoint fell due while no record arrived.
-            None => {
-                core.housekeeping();
-                continue;
-            }
-            Some(None) => {
+        if linger_until.is_some() {
+            std::thread::yield_now();
+        } else {
+            // A request queued while the writer was awake rang the alarm.
+            alarm.wait(|| writer.deadline());
+            writer.awake.store(true, Ordering::Release);
+        }
+        let mut state = writer.lock();
+        let State { core: slot, queue } = &mut *state;
+        let Some(core) = slot.as_mut() else { return };
+        let max_batch = core.config.max_batch.max(1);
+        // Takes requests only while holding the lock, so that a leader who sees the queue
+        // empty has nothing waiting ahead of it. Polling also registers the waker again.
+        while let Poll::Ready(first) = queue.poll_recv(&mut cx) {
+            let Some(first) = first else {
+                // Every handle is gone.
                 let _ = core.close();
                 return;
-            }
-            Some(Some(request)) => request,
-        };
-        let mut close = None;
-        let gather_until = Instant::now() + GATHER_WINDOW;
-        let mut next = Some(first);
-        while let Some(request) = next.take() {
-            match request {
-                Request::Append { body, reply } => {
-                    bodies.push(body);
-                    replies.push(reply);
-                }
-                Request::Close { reply } => {
-                    close = Some(reply);
-                    break;
-                }
-            }
-            if bodies.len() < max_batch {
-                next = queue.try_recv().ok();
-                if next.is_none() && bodies.len() > 1 {
-                    next = gather(&mut queue, gather_until);
-                }
-            }
-        }
-        if !bodies.is_empty() {
-            let results = core.append(&bodies);
-            for (reply, result) in replies.drain(..).zip(results) {
-                // An appender that stopped waiting still had its record written (or not).
-                let _ = reply.send(result.map_err(|failure| failure.to_error()));
-            }
-            bodies.clear();
-            committed = true;
-        }
-        if let Some(reply) = close {
-            let result = core.close().map_err(|failure| failure.to_error());
-            // Refuse what is still queued; senders waiting for room are refused by `close`.
-            queue.close();
-            while let Ok(request) = queue.try_recv() {
-                let closed = AuditError::Closed {
-                    path: core.dir.clone(),
-                };
+            };
+            // The previous batch's appenders, before this one's commit.
+            send(&mut answers);
+            let mut close = None;
+            let gather_until = Instant::now() + GATHER_WINDOW;
+            let mut next = Some(first);
+            while let Some(request) = next.take() {
                 match request {
-                    Request::Append { reply, .. } => {
-                        let _ = reply.send(Err(closed));
+                    Request::Append { body, reply } => {
+                        bodies.push(body);
+                        replies.push(reply);
                     }
                     Request::Close { reply } => {
-                        let _ = reply.send(Ok(()));
+                        close = Some(reply);
+                        break;
+                    }
+                }
+                if bodies.len() < max_batch {
+                    next = queue.try_recv().ok();
+                    if next.is_none() && bodies.len() > 1 {
+                        next = gather(queue, gather_until);
                     }
                 }
             }
-            let _ = reply.send(result);
-            return;
+            if !bodies.is_empty() {
+                let results = core.append(&bodies);
+                if bodies.len() > 1 {
+                    linger_until = Some(Instant::now() + LINGER);
+                }
+                bodies.clear();
+                answers.extend(
+                    replies
+                        .drain(..)
+                        .zip(results.into_iter().map(|r| r.map_err(|f| f.to_error()))),
+                );
+            }
+            if let Some(reply) = close {
+                let result = core.close().map_err(|failure| failure.to_error());
+                let dir = core.dir.clone();
+                // Releases the directory lock before the closer hears back.
+                *slot = None;
+                refuse_queued(queue, &dir);
+                drop(state);
+                send(&mut answers);
+                let _ = reply.send(result);
+                return;
+            }
         }
+        if writer.deadline().is_some_and(|at| Instant::now() >= at) {
+            // A checkpoint fell due while no record arrived.
+            core.housekeeping();
+        }
+        writer.publish_deadline(core, false);
+        linger_until = linger_until.filter(|&until| Instant::now() < until);
+        if linger_until.is_none() {
+            // Before the answers: an appender coming straight back finds the writer asleep.
+            writer.awake.store(false, Ordering::Release);
+        }
+        // Answered after the lock is free, so that an appender coming straight back can lead.
+        drop(state);
+        send(&mut answers);
+    }
+}
+
+/// Closes the queue and refuses what is still in it; senders waiting for room are refused by
+/// the close.
+fn refuse_queued(queue: &mut mpsc::Receiver<Request>, dir: &std::path::Path) {
+    queue.close();
+    while let Ok(request) = queue.try_recv() {
+        match request {
+            Request::Append { reply, .. } => {
+                let _ = reply.send(Err(AuditError::Closed {
+                    path: dir.to_path_buf(),
+                }));
+            }
+            Request::Close { reply } => {
+                let _ = reply.send(Ok(()));
+            }
+        }
+    }
+}
+
+/// Ends the log when the writer thread ends, also if it panicked: no leader commits after it,
+/// and appenders still queued hear that the writer stopped (their reply channels are dropped).
+struct Stop<'a>(&'a Writer);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.core = None;
+        state.queue.close();
+        while state.queue.try_recv().is_ok() {}
     }
 }

@@ -4,6 +4,7 @@ mod checkpoints;
 mod commit;
 mod faults;
 mod history;
+mod leader;
 mod limit;
 mod permissions;
 mod repair;
