@@ -298,7 +298,6 @@ fn append(c: &mut Criterion) {
     println!("{}", machine.report());
 }
 
-
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);

@@ -273,7 +273,6 @@ impl Sync {
     }
 }
 
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() - 1) as f64 * p).round() as usize;
     sorted[i]

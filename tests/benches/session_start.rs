@@ -129,7 +129,6 @@ impl Setup {
     }
 }
 
-
 fn summary(name: &str, xs: &[Duration]) -> String {
     format!(
         "{name} p50 {:.1} µs p99 {:.1} µs",
