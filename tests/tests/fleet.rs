@@ -110,13 +110,7 @@ async fn host(env: Arc<Env>, host: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_hosts_ship_and_hold_calls_through_a_database_restart_and_killed_shippers() {
-    let mut postgres = Postgres::start();
-    {
-        let mut owner = mandate_fleet::connect(&postgres.url()).await.unwrap();
-        mandate_fleet::migrate::migrate(&mut owner.client)
-            .await
-            .unwrap();
-    }
+    let mut postgres = Postgres::start_migrated().await;
     let mut roles = vec![
         "CREATE ROLE carol LOGIN IN ROLE mandate_reviewer".to_owned(),
         "CREATE ROLE auditor LOGIN IN ROLE mandate_auditor".to_owned(),

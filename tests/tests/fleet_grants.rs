@@ -10,11 +10,7 @@ const INSERT_A: &str =
     "INSERT INTO audit_records (host_id, seq, hash, line) VALUES ('host_a', 1, 'h1', 'l1')";
 
 async fn migrated() -> Postgres {
-    let postgres = Postgres::start();
-    let mut database = mandate_fleet::connect(&postgres.url()).await.unwrap();
-    mandate_fleet::migrate::migrate(&mut database.client)
-        .await
-        .unwrap();
+    let postgres = Postgres::start_migrated().await;
     postgres.psql(
         "CREATE ROLE host_a LOGIN IN ROLE mandate_host; \
          CREATE ROLE host_b LOGIN IN ROLE mandate_host; \

@@ -26,11 +26,7 @@ const PATIENT: Duration = Duration::from_secs(60);
 /// example policies accept, and dave, whom they do not) and a login in no
 /// group at all.
 async fn fleet() -> Postgres {
-    let postgres = Postgres::start();
-    let mut owner = mandate_fleet::connect(&postgres.url()).await.unwrap();
-    mandate_fleet::migrate::migrate(&mut owner.client)
-        .await
-        .unwrap();
+    let postgres = Postgres::start_migrated().await;
     postgres.psql(
         "CREATE ROLE host1 LOGIN IN ROLE mandate_host; \
          CREATE ROLE host2 LOGIN IN ROLE mandate_host; \

@@ -40,11 +40,7 @@ async fn host(postgres: &Postgres, name: &str) -> mandate_fleet::Database {
 
 #[tokio::test]
 async fn records_ship_once_exactly_and_resume_where_the_database_left_off() {
-    let postgres = Postgres::start();
-    let mut owner = mandate_fleet::connect(&postgres.url()).await.unwrap();
-    mandate_fleet::migrate::migrate(&mut owner.client)
-        .await
-        .unwrap();
+    let postgres = Postgres::start_migrated().await;
     let mut database = host(&postgres, "host_a").await;
     let dir = tempfile::tempdir().unwrap();
     let log = AuditLog::open(dir.path()).unwrap();
@@ -84,11 +80,7 @@ async fn records_ship_once_exactly_and_resume_where_the_database_left_off() {
 
 #[tokio::test]
 async fn a_log_with_another_history_is_refused_not_appended() {
-    let postgres = Postgres::start();
-    let mut owner = mandate_fleet::connect(&postgres.url()).await.unwrap();
-    mandate_fleet::migrate::migrate(&mut owner.client)
-        .await
-        .unwrap();
+    let postgres = Postgres::start_migrated().await;
     let mut database = host(&postgres, "host_a").await;
     let first = tempfile::tempdir().unwrap();
     let log = AuditLog::open(first.path()).unwrap();
@@ -131,11 +123,7 @@ async fn a_log_with_another_history_is_refused_not_appended() {
 #[tokio::test]
 async fn shipping_again_starts_at_the_segment_the_database_reached_and_skips_a_line_being_written()
 {
-    let postgres = Postgres::start();
-    let mut owner = mandate_fleet::connect(&postgres.url()).await.unwrap();
-    mandate_fleet::migrate::migrate(&mut owner.client)
-        .await
-        .unwrap();
+    let postgres = Postgres::start_migrated().await;
     let mut database = host(&postgres, "host_a").await;
     let dir = tempfile::tempdir().unwrap();
     let config = mandate::audit::AuditConfig {

@@ -992,13 +992,7 @@ async fn a_reviewer_approves_from_the_page_over_the_fleet_database() {
     use common::postgres::{DATABASE, Postgres};
     use mandate_fleet::queue::{PgApprovalQueue, PgQueueReviewer};
 
-    let postgres = Postgres::start();
-    {
-        let mut owner = mandate_fleet::connect(&postgres.url()).await.unwrap();
-        mandate_fleet::migrate::migrate(&mut owner.client)
-            .await
-            .unwrap();
-    }
+    let postgres = Postgres::start_migrated().await;
     postgres.psql(
         "CREATE ROLE host_1 LOGIN IN ROLE mandate_host; \
          CREATE ROLE carol IN ROLE mandate_reviewer; \

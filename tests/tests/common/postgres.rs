@@ -80,6 +80,18 @@ impl Postgres {
         Postgres::start_with(false)
     }
 
+    /// [`Postgres::start`], then the fleet's migrations applied by its owner,
+    /// as `mandate fleet migrate` does: what every fleet test starts from.
+    #[allow(dead_code)]
+    pub async fn start_migrated() -> Postgres {
+        let postgres = Postgres::start();
+        let mut owner = mandate_fleet::connect(&postgres.url()).await.unwrap();
+        mandate_fleet::migrate::migrate(&mut owner.client)
+            .await
+            .unwrap();
+        postgres
+    }
+
     /// [`Postgres::start`], with `fsync` on as in production: for benchmarks.
     #[allow(dead_code)]
     pub fn start_durable() -> Postgres {
